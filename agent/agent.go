@@ -1,0 +1,255 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/masqd/masqd/config"
+	"github.com/masqd/masqd/nft"
+)
+
+// Settings wire an Agent. Conn, Log and Metrics are required.
+type Settings struct {
+	// ConfigPath is the config file, or a directory whose ip-masq* files are merged.
+	ConfigPath    string
+	ConfigOptions config.Options
+	NFT           nft.Options
+	Conn          *nft.Conn
+	Log           *slog.Logger
+	Metrics       *Metrics
+	// HTTPAddress serves /healthz, /readyz and /metrics; "" serves nothing.
+	HTTPAddress string
+	// Gatherer serves /metrics; nil serves no metrics.
+	Gatherer prometheus.Gatherer
+	// Reload triggers a reload when it receives (SIGHUP); nil means never.
+	Reload <-chan os.Signal
+	// Notify reaches systemd; nil or an empty socket means no notifications.
+	Notify *Notifier
+}
+
+// Agent keeps the kernel in step with the config. Create it with New and start it with Run, once.
+type Agent struct {
+	s     Settings
+	kicks chan string // reasons to reconcile now; buffered, so sends coalesce
+
+	// Owned by the loop goroutine.
+	desired     *nft.Ruleset // from the last valid config; nil until there is one
+	resync      time.Duration
+	lastCfgErr  string
+	lastWarns   []string
+	retryDelay  time.Duration
+	everApplied bool
+
+	ready atomic.Bool // the kernel holds desired, as of the last apply or check
+	drift atomic.Bool // someone else changed masqd's table since the last apply
+}
+
+// Retry delays after a failed apply: doubling from the first, never beyond the cap.
+const (
+	firstRetry = 100 * time.Millisecond
+	maxRetry   = 30 * time.Second
+	// coalesce is how long file events are gathered before one reload: an editor's write-rename or the
+	// kubelet's symlink swap is a burst of events.
+	coalesce = 5 * time.Millisecond
+)
+
+// New returns an Agent; it does nothing until Run.
+func New(s Settings) *Agent {
+	return &Agent{s: s, kicks: make(chan string, 1), resync: config.DefaultResyncInterval}
+}
+
+// Ready reports whether the kernel held the desired ruleset at the last apply or check.
+func (a *Agent) Ready() bool { return a.ready.Load() }
+
+// kick asks the loop to reconcile; it never blocks, and kicks arriving while one is pending merge into it.
+func (a *Agent) kick(reason string) {
+	select {
+	case a.kicks <- reason:
+	default:
+	}
+}
+
+// Run runs the agent until ctx is done. On return the rules stay in the kernel: egress keeps working while
+// masqd restarts or is upgraded. It returns an error only when it cannot run at all.
+func (a *Agent) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	if a.s.HTTPAddress != "" {
+		srv := &http.Server{Addr: a.s.HTTPAddress, Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second}
+		g.Go(func() error {
+			if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("http: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-ctx.Done()
+			return srv.Close()
+		})
+	}
+	g.Go(func() error { return a.watchFile(ctx) })
+	g.Go(func() error { return a.watchKernel(ctx) })
+	g.Go(func() error { return a.loop(ctx) })
+	return g.Wait()
+}
+
+func (a *Agent) loop(ctx context.Context) error {
+	log := a.s.Log
+	resync := time.NewTimer(0) // the first pass is a full compare
+	retry := time.NewTimer(0)
+	retry.Stop()
+	var watchdog <-chan time.Time
+	if d := a.s.Notify.WatchdogInterval(); d > 0 {
+		t := time.NewTicker(d / 2)
+		defer t.Stop()
+		watchdog = t.C
+	}
+	for {
+		reason := ""
+		select {
+		case <-ctx.Done():
+			log.Info("stopping; rules stay in the kernel")
+			_ = a.s.Notify.Send("STOPPING=1")
+			return nil
+		case reason = <-a.kicks:
+		case <-a.s.Reload:
+			reason = "sighup"
+		case <-resync.C:
+			reason = "resync"
+		case <-retry.C:
+			reason = "retry"
+		case <-watchdog:
+			_ = a.s.Notify.Send("WATCHDOG=1")
+			continue
+		}
+		ok := a.reconcile(reason)
+		resync.Reset(a.resync)
+		if ok {
+			a.retryDelay = 0
+			retry.Stop()
+			continue
+		}
+		if a.desired != nil { // a failed apply: retry soon, not after a whole resync interval
+			a.retryDelay = min(max(2*a.retryDelay, firstRetry), maxRetry)
+			retry.Reset(a.retryDelay)
+		}
+	}
+}
+
+// reconcile reads the config and makes the kernel hold what it asks for. It returns false when the kernel
+// could not be made to.
+func (a *Agent) reconcile(reason string) bool {
+	m, log := a.s.Metrics, a.s.Log
+	cfg, warnings, err := config.Load(a.s.ConfigPath, a.s.ConfigOptions)
+	m.ConfigReloads.Inc()
+	if err != nil {
+		m.ConfigValid.Set(0)
+		if msg := err.Error(); msg != a.lastCfgErr { // once per distinct error, not every resync
+			a.lastCfgErr = msg
+			log.Error("invalid config; keeping the rules in force", "err", err)
+		}
+	} else {
+		m.ConfigValid.Set(1)
+		if a.lastCfgErr != "" {
+			log.Info("config is valid again")
+			a.lastCfgErr = ""
+		}
+		a.logWarnings(warnings)
+		want := nft.Compile(cfg, a.s.NFT)
+		a.desired = &want
+		a.resync = cfg.ResyncInterval
+		m.Prefixes.WithLabelValues("ipv4").Set(float64(len(want.NonMasq4)))
+		m.Prefixes.WithLabelValues("ipv6").Set(float64(len(want.NonMasq6)))
+	}
+	if a.desired == nil {
+		return true // nothing valid to apply yet; the kernel is left as it is
+	}
+	if reason == "resync" || reason == "monitor" {
+		a.s.Conn.Forget() // compare with the kernel in full
+	}
+	drifted := a.drift.Swap(false)
+	start := time.Now()
+	change, err := a.s.Conn.Apply(*a.desired)
+	m.SyncDuration.Observe(time.Since(start).Seconds())
+	if err != nil {
+		a.ready.Store(false)
+		m.Syncs.WithLabelValues("error").Inc()
+		log.Error("apply failed; retrying", "reason", reason, "err", err)
+		if drifted {
+			a.drift.Store(true)
+		}
+		return false
+	}
+	m.Syncs.WithLabelValues("success").Inc()
+	m.LastSuccess.SetToCurrentTime()
+	a.ready.Store(true)
+	if change != nft.Unchanged {
+		if drifted || reason == "resync" || reason == "monitor" {
+			m.DriftRepairs.Inc()
+		}
+		log.Info("applied", "change", change, "reason", reason,
+			"ipv4_intervals", len(a.desired.NonMasq4), "ipv6_intervals", len(a.desired.NonMasq6),
+			"duration", time.Since(start).Round(time.Microsecond))
+	} else {
+		log.Debug("kernel already in step", "reason", reason)
+	}
+	if !a.everApplied {
+		a.everApplied = true
+		_ = a.s.Notify.Send("READY=1")
+	}
+	return true
+}
+
+func (a *Agent) logWarnings(ws []config.Warning) {
+	var msgs []string
+	for _, w := range ws {
+		msgs = append(msgs, w.String())
+	}
+	if slices.Equal(msgs, a.lastWarns) {
+		return
+	}
+	a.lastWarns = msgs
+	for _, w := range ws {
+		a.s.Log.Warn("config: "+w.Msg, "where", w.Source.String(), "key", w.Key)
+	}
+}
+
+// watchKernel follows every nftables commit: someone else's change to masqd's table is repaired at once.
+// After a receive error (notifications lost) it subscribes again and asks for a full compare.
+func (a *Agent) watchKernel(ctx context.Context) error {
+	for {
+		err := a.s.Conn.Monitor(ctx, func(c nft.Commit) {
+			switch {
+			case c.Own:
+			case c.Touched:
+				a.s.Conn.Forget()
+				a.drift.Store(true)
+				a.s.Log.Warn("masqd's table was changed by another process; repairing",
+					"process", c.Process, "pid", c.PID, "generation", c.Gen)
+				a.kick("drift")
+			default:
+				a.s.Conn.Advance(c.Gen)
+			}
+		})
+		if ctx.Err() != nil {
+			return nil
+		}
+		a.s.Log.Warn("nftables monitor failed; subscribing again and comparing in full", "err", err)
+		a.s.Conn.Forget()
+		a.kick("monitor")
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(firstRetry):
+		}
+	}
+}

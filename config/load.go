@@ -1,0 +1,122 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Load reads the configuration at path, which is a file or a directory.
+//
+// A path that does not exist is not an error: Load returns Default(opts) with no Files, as upstream does when the
+// ConfigMap is not mounted. A file is read (at most MaxFileSize bytes are accepted) and given to Parse.
+//
+// A directory is read as a set of files: every regular file (or symlink to one) whose name starts with "ip-masq",
+// in name order, each parsed on its own and the results combined with Merge. Names starting with ".." (the
+// internals of a Kubernetes ConfigMap volume) are skipped, and so is a file that disappears while the directory
+// is read (a ConfigMap update). A directory with no such file gives Default(opts).
+//
+// Errors are *Error; a read error wraps the cause (errors.Is(err, fs.ErrPermission) works). Load needs
+// permission to read path and nothing else.
+func Load(path string, opts Options) (Config, []Warning, error) {
+	fi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Default(opts), nil, nil
+	}
+	if err != nil {
+		return Config{}, nil, readError(path, err)
+	}
+	if fi.IsDir() {
+		return loadDir(path, opts)
+	}
+	if !fi.Mode().IsRegular() {
+		return Config{}, nil, &Error{Source: Source{File: path}, Msg: "not a regular file",
+			Fix: "point masqd at a config file or at the directory where the ConfigMap is mounted"}
+	}
+	data, err := readFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Default(opts), nil, nil
+	}
+	if err != nil {
+		return Config{}, nil, err
+	}
+	return Parse(path, data, opts)
+}
+
+// loadDir reads and merges the ip-masq* files of dir.
+func loadDir(dir string, opts Options) (Config, []Warning, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Default(opts), nil, nil
+	}
+	if err != nil {
+		return Config{}, nil, readError(dir, err)
+	}
+	var (
+		cfgs     []Config
+		warnings []Warning
+	)
+	for _, e := range entries { // os.ReadDir sorts by name
+		name := e.Name()
+		if strings.HasPrefix(name, "..") || !strings.HasPrefix(name, "ip-masq") {
+			continue
+		}
+		path := filepath.Join(dir, name)
+		fi, err := os.Stat(path) // follows the symlinks of a ConfigMap volume
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return Config{}, nil, readError(path, err)
+		}
+		if !fi.Mode().IsRegular() {
+			continue
+		}
+		data, err := readFile(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return Config{}, nil, err
+		}
+		cfg, w, err := Parse(path, data, opts)
+		if err != nil {
+			return Config{}, nil, err
+		}
+		cfgs = append(cfgs, cfg)
+		warnings = append(warnings, w...)
+	}
+	if len(cfgs) == 0 {
+		return Default(opts), warnings, nil
+	}
+	return Merge(cfgs...), warnings, nil
+}
+
+// readFile reads at most MaxFileSize+1 bytes of path, enough for Parse to see that a file is too large.
+func readFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, readError(path, err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, readError(path, err)
+	}
+	return data, nil
+}
+
+// readError is an *Error for a file that cannot be read. It names path once, even when err is an *fs.PathError
+// that names it too.
+func readError(path string, err error) *Error {
+	reason := err.Error()
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		reason = pe.Op + ": " + pe.Err.Error()
+	}
+	return &Error{Source: Source{File: path}, Msg: fmt.Sprintf("cannot read: %s", reason), Err: err}
+}

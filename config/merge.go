@@ -1,0 +1,49 @@
+package config
+
+import "net/netip"
+
+// Merge combines configurations read from several files, as when a user's and a platform's ConfigMap are mounted
+// side by side (Azure ip-masq-agent-v2). The result does not depend on anything but the order of cfgs:
+//
+//   - NonMasqueradeCIDRs and MasqueradeCIDRs are unions, in first-seen order; a prefix seen again is dropped and
+//     the first Source kept.
+//   - MasqLinkLocal, MasqLinkLocalIPv6 and EnableIPv6 are true when any config says so.
+//   - CIDRLimit is the largest and ResyncInterval the smallest positive value.
+//   - Files is every config's Files, in order.
+//
+// Each config is what its file means on its own: a file that leaves out nonMasqueradeCIDRs (say, one that only
+// sets masqLinkLocal) carries the default ranges, so they are in the union. To keep only a user's ranges, each
+// file must list them. The merged list is not checked against CIDRLimit again; each file was checked against its
+// own limit.
+//
+// Merge does not modify cfgs. Merge() returns the zero Config.
+func Merge(cfgs ...Config) Config {
+	var out Config
+	nonMasq := make(map[netip.Prefix]bool)
+	masq := make(map[netip.Prefix]bool)
+	for _, c := range cfgs {
+		out.NonMasqueradeCIDRs = union(out.NonMasqueradeCIDRs, nonMasq, c.NonMasqueradeCIDRs)
+		out.MasqueradeCIDRs = union(out.MasqueradeCIDRs, masq, c.MasqueradeCIDRs)
+		out.MasqLinkLocal = out.MasqLinkLocal || c.MasqLinkLocal
+		out.MasqLinkLocalIPv6 = out.MasqLinkLocalIPv6 || c.MasqLinkLocalIPv6
+		out.EnableIPv6 = out.EnableIPv6 || c.EnableIPv6
+		out.CIDRLimit = max(out.CIDRLimit, c.CIDRLimit)
+		if c.ResyncInterval > 0 && (out.ResyncInterval == 0 || c.ResyncInterval < out.ResyncInterval) {
+			out.ResyncInterval = c.ResyncInterval
+		}
+		out.Files = append(out.Files, c.Files...)
+	}
+	return out
+}
+
+// union appends to dst each CIDR of src whose prefix is not yet in seen.
+func union(dst []CIDR, seen map[netip.Prefix]bool, src []CIDR) []CIDR {
+	for _, c := range src {
+		if seen[c.Prefix] {
+			continue
+		}
+		seen[c.Prefix] = true
+		dst = append(dst, c)
+	}
+	return dst
+}

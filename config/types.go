@@ -1,0 +1,105 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// Default values, as in ip-masq-agent.
+const (
+	DefaultPath           = "/etc/config/ip-masq-agent"
+	DefaultCIDRLimit      = 64
+	DefaultResyncInterval = 60 * time.Second
+	// MaxFileSize bounds what is read: a Kubernetes ConfigMap holds at most 1 MiB, so a larger file is a mistake.
+	MaxFileSize = 1 << 20
+)
+
+// Options are the command-line facts that change how a file is read.
+type Options struct {
+	// NoMasqAllReservedRanges makes the default nonMasqueradeCIDRs every reserved range, not only RFC 1918.
+	NoMasqAllReservedRanges bool
+	// EnableIPv6 allows IPv6 prefixes (--enable-ipv6). The file's enableIPv6 key can turn it on, never off.
+	EnableIPv6 bool
+}
+
+// Source says where a value came from. The zero Source means a built-in default.
+type Source struct {
+	File string // file name as given to Parse; "" for a default
+	Line int    // 1-based line in File; 0 when unknown
+}
+
+func (s Source) String() string {
+	switch {
+	case s.File == "":
+		return "default"
+	case s.Line == 0:
+		return s.File
+	default:
+		return fmt.Sprintf("%s line %d", s.File, s.Line)
+	}
+}
+
+// CIDR is one validated prefix and where it was written.
+type CIDR struct {
+	Prefix netip.Prefix // always masked (aligned); never an IPv4-mapped IPv6 prefix
+	Source Source
+}
+
+// Config is a validated configuration. The zero value is not useful; start from Default or Parse.
+type Config struct {
+	// NonMasqueradeCIDRs are the destinations whose traffic keeps the pod source address, in file order.
+	// Link-local ranges are not listed here; they follow MasqLinkLocal and MasqLinkLocalIPv6.
+	NonMasqueradeCIDRs []CIDR
+	// MasqueradeCIDRs are destinations masqueraded even inside a non-masquerade range (masqd's own key).
+	MasqueradeCIDRs []CIDR
+	CIDRLimit       int
+	// MasqLinkLocal masquerades 169.254.0.0/16; false keeps it non-masquerade, as upstream.
+	MasqLinkLocal bool
+	// MasqLinkLocalIPv6 masquerades fe80::/10; false keeps it non-masquerade, as upstream.
+	MasqLinkLocalIPv6 bool
+	ResyncInterval    time.Duration
+	// EnableIPv6 is Options.EnableIPv6 or the file's enableIPv6.
+	EnableIPv6 bool
+	// Files lists the files the config was read from; empty for pure defaults.
+	Files []string
+}
+
+// Warning is a problem that does not stop the config from being used, such as an unknown key.
+type Warning struct {
+	Source Source
+	Key    string
+	Msg    string
+}
+
+func (w Warning) String() string { return fmt.Sprintf("%s: %s: %s", w.Source, w.Key, w.Msg) }
+
+// Error is a config that cannot be used. It names where, what and how to fix it.
+type Error struct {
+	Source Source
+	Key    string // the key, with a list index where it applies: "nonMasqueradeCIDRs[2]"; "" for the whole file
+	Value  string // the offending value as written; "" when not applicable
+	Msg    string // what is wrong
+	Fix    string // what to write instead; "" when there is nothing obvious
+	Err    error  // underlying cause, if any
+}
+
+func (e *Error) Error() string {
+	s := e.Source.String()
+	if e.Source.File == "" {
+		s = "config"
+	}
+	if e.Key != "" {
+		s += ": " + e.Key
+	}
+	if e.Value != "" {
+		s += fmt.Sprintf(" %q", e.Value)
+	}
+	s += ": " + e.Msg
+	if e.Fix != "" {
+		s += "; " + e.Fix
+	}
+	return s
+}
+
+func (e *Error) Unwrap() error { return e.Err }

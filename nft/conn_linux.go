@@ -1,0 +1,519 @@
+package nft
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"reflect"
+	"slices"
+	"sync"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// maxElemsPerMsg bounds the elements in one netlink message. google/nftables puts a call's elements in one
+// nested attribute whose length is 16 bits: past 64 KiB the kernel silently gets a truncated list. An IPv6
+// interval end is 36 bytes encoded, so 1024 elements stay well under the limit.
+const maxElemsPerMsg = 1024
+
+// Conn applies and reads masqd's table. It is safe for concurrent use; Applies are serialised. Every method
+// needs CAP_NET_ADMIN in the target network namespace.
+//
+// Reading a large set back from the kernel is slow (a dump of 100,000 intervals per family takes seconds of
+// kernel time), so Conn remembers what its last commit left in the kernel, with the ruleset generation that
+// followed it. While the generation has not moved, nobody has committed anything and Apply computes its
+// changes from memory; after anyone's commit it reads the table again. A commit by someone else in the
+// instant between masqd's commit and its reading of the generation goes unseen by this check: the agent's
+// drift monitor and periodic resync (which calls Read) cover it.
+type Conn struct {
+	netns int // network namespace fd; 0 means the caller's
+
+	mu      sync.Mutex
+	last    *Ruleset // the kernel's table after our last commit; nil when unknown
+	lastGen uint32   // the generation at which last was true
+}
+
+// NewConn returns a Conn for the network namespace behind netnsFD, or the caller's namespace when it is 0.
+func NewConn(netnsFD int) *Conn { return &Conn{netns: netnsFD} }
+
+// Change says what an Apply sent to the kernel.
+type Change int
+
+const (
+	Unchanged Change = iota // nothing was sent: the kernel already held the ruleset
+	Updated                 // set elements were added and removed in place
+	Rebuilt                 // the table was (re)created whole
+)
+
+func (c Change) String() string {
+	return [...]string{"unchanged", "updated", "rebuilt"}[c]
+}
+
+// dial opens an nftables connection whose socket buffers fit a batch of about elems set elements.
+// google/nftables never enlarges them, and a large batch then fails with EMSGSIZE (send) or ENOBUFS (acks).
+func (c *Conn) dial(elems int) (*nftables.Conn, error) {
+	size := 1<<20 + elems*64
+	opt := func(nc *netlink.Conn) error {
+		// Extended acks make the kernel say which attribute it rejected.
+		_ = nc.SetOption(netlink.ExtendedAcknowledge, true)
+		if err := nc.SetWriteBuffer(size); err != nil {
+			return fmt.Errorf("set netlink send buffer: %w", err)
+		}
+		if err := nc.SetReadBuffer(size); err != nil {
+			return fmt.Errorf("set netlink receive buffer: %w", err)
+		}
+		// The plain calls are capped by net.core.{w,r}mem_max; with CAP_NET_ADMIN the kernel lets us force it.
+		raw, err := nc.SyscallConn()
+		if err != nil {
+			return fmt.Errorf("netlink raw conn: %w", err)
+		}
+		return raw.Control(func(fd uintptr) {
+			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, size)
+			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, size)
+		})
+	}
+	opts := []nftables.ConnOption{nftables.WithSockOptions(opt)}
+	if c.netns != 0 {
+		opts = append(opts, nftables.WithNetNSFd(c.netns))
+	}
+	return nftables.New(opts...)
+}
+
+// masqdTable is a fresh value each time: google/nftables keeps pointers to it in sets and chains.
+func masqdTable() *nftables.Table {
+	return &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
+}
+
+// Apply makes the kernel hold want, in one transaction: packets see the old ruleset or the new one, never a
+// mix, and the table is never missing. When the kernel's table already has the right shape only the set
+// elements that differ are sent; when it already equals want nothing is sent.
+func (c *Conn) Apply(want Ruleset) (Change, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	change, err := c.apply(want)
+	if err != nil {
+		// What we remember may be what made the batch fail (someone removed an element we meant to delete):
+		// forget it and try once more from a fresh read.
+		c.last = nil
+		change, err = c.apply(want)
+	}
+	return change, err
+}
+
+// Forget drops what Conn remembers of the kernel, so that the next Apply reads the table first. Call it when
+// something else may have changed the table (the drift monitor saw a foreign change).
+func (c *Conn) Forget() {
+	c.mu.Lock()
+	c.last = nil
+	c.mu.Unlock()
+}
+
+func (c *Conn) apply(want Ruleset) (Change, error) {
+	gen, err := c.generation()
+	if err != nil {
+		return Unchanged, err
+	}
+	have, present := Ruleset{}, true
+	if c.last != nil && c.lastGen == gen {
+		have = *c.last
+	} else if have, present, err = c.Read(); err != nil {
+		return Unchanged, err
+	}
+	if present && have.SameRules(want) {
+		c.remember(want, gen)
+		return Unchanged, nil
+	}
+	n := 2 * (len(want.NonMasq4) + len(want.NonMasq6) + len(have.NonMasq4) + len(have.NonMasq6))
+	nc, err := c.dial(n)
+	if err != nil {
+		return Unchanged, fmt.Errorf("nftables: %w", err)
+	}
+	change := Updated
+	if present && sameShape(have, want) {
+		if err := queueDelta(nc, have, want); err != nil {
+			return Unchanged, err
+		}
+	} else {
+		change = Rebuilt
+		if err := queueTable(nc, want); err != nil {
+			return Unchanged, err
+		}
+	}
+	if err := nc.Flush(); err != nil {
+		return Unchanged, fmt.Errorf("nftables: apply table inet %s (%s): %w", TableName, change, err)
+	}
+	if gen, err = c.generation(); err != nil {
+		c.last = nil
+		return change, nil // applied; the next Apply reads the table again
+	}
+	c.remember(want, gen)
+	return change, nil
+}
+
+func (c *Conn) remember(r Ruleset, gen uint32) {
+	r.Counter4, r.Counter6 = Counter{}, Counter{}
+	c.last, c.lastGen = &r, gen
+}
+
+// sameShape reports whether only set elements differ between the kernel's table and want.
+func sameShape(have, want Ruleset) bool {
+	return len(have.Foreign) == 0 && have.IPv6 == want.IPv6 && have.RandomFully == want.RandomFully
+}
+
+func sets(ipv6 bool) (s4, s6 *nftables.Set) {
+	table := masqdTable()
+	s4 = &nftables.Set{Table: table, Name: Set4Name, Interval: true, KeyType: nftables.TypeIPAddr}
+	if ipv6 {
+		s6 = &nftables.Set{Table: table, Name: Set6Name, Interval: true, KeyType: nftables.TypeIP6Addr}
+	}
+	return s4, s6
+}
+
+// queueTable queues the whole table, replacing any table of that name: add (a no-op if it exists), delete,
+// add again, all inside the same batch.
+func queueTable(nc *nftables.Conn, want Ruleset) error {
+	table := masqdTable()
+	nc.AddTable(table)
+	nc.DelTable(table)
+	nc.AddTable(table)
+	s4, s6 := sets(want.IPv6)
+	if err := addSet(nc, s4, want.NonMasq4); err != nil {
+		return err
+	}
+	if s6 != nil {
+		if err := addSet(nc, s6, want.NonMasq6); err != nil {
+			return err
+		}
+	}
+	chain := nc.AddChain(&nftables.Chain{
+		Name:     ChainName,
+		Table:    table,
+		Type:     nftables.ChainTypeNAT,
+		Hooknum:  nftables.ChainHookPostrouting,
+		Priority: nftables.ChainPriorityNATSource,
+		Policy:   ptr(nftables.ChainPolicyAccept),
+	})
+	nc.AddRule(&nftables.Rule{Table: table, Chain: chain, Exprs: ruleExprs(unix.NFPROTO_IPV4, s4, want.RandomFully)})
+	if s6 != nil {
+		nc.AddRule(&nftables.Rule{Table: table, Chain: chain, Exprs: ruleExprs(unix.NFPROTO_IPV6, s6, want.RandomFully)})
+	}
+	return nil
+}
+
+func addSet(nc *nftables.Conn, s *nftables.Set, ivs []Interval) error {
+	if err := nc.AddSet(s, nil); err != nil {
+		return fmt.Errorf("nftables: add set %s: %w", s.Name, err)
+	}
+	return addElements(nc, s, ivs)
+}
+
+func addElements(nc *nftables.Conn, s *nftables.Set, ivs []Interval) error {
+	for chunk := range slices.Chunk(elements(ivs), maxElemsPerMsg) {
+		if err := nc.SetAddElements(s, chunk); err != nil {
+			return fmt.Errorf("nftables: add elements to set %s: %w", s.Name, err)
+		}
+	}
+	return nil
+}
+
+// queueDelta queues the element changes that turn have's sets into want's.
+func queueDelta(nc *nftables.Conn, have, want Ruleset) error {
+	s4, s6 := sets(want.IPv6)
+	type pair struct {
+		s          *nftables.Set
+		have, want []Interval
+	}
+	pairs := []pair{{s4, have.NonMasq4, want.NonMasq4}}
+	if s6 != nil {
+		pairs = append(pairs, pair{s6, have.NonMasq6, want.NonMasq6})
+	}
+	// All deletions first: an added interval may overlap one that is going away.
+	for _, p := range pairs {
+		for chunk := range slices.Chunk(elements(missing(p.have, p.want)), maxElemsPerMsg) {
+			if err := nc.SetDeleteElements(p.s, chunk); err != nil {
+				return fmt.Errorf("nftables: delete elements from set %s: %w", p.s.Name, err)
+			}
+		}
+	}
+	for _, p := range pairs {
+		if err := addElements(nc, p.s, missing(p.want, p.have)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// missing returns the intervals of a that are not in b, both sorted by First.
+func missing(a, b []Interval) []Interval {
+	var out []Interval
+	for _, iv := range a {
+		if _, ok := slices.BinarySearchFunc(b, iv, compareInterval); !ok {
+			out = append(out, iv)
+		}
+	}
+	return out
+}
+
+func compareInterval(a, b Interval) int {
+	if c := a.First.Compare(b.First); c != 0 {
+		return c
+	}
+	return a.Last.Compare(b.Last)
+}
+
+// elements encodes intervals as the kernel stores them: a start key, and an interval-end key at the address
+// after the last one (none when the interval runs to the end of the address space).
+func elements(ivs []Interval) []nftables.SetElement {
+	out := make([]nftables.SetElement, 0, 2*len(ivs))
+	for _, iv := range ivs {
+		out = append(out, nftables.SetElement{Key: iv.First.AsSlice()})
+		if end := iv.Last.Next(); end.IsValid() {
+			out = append(out, nftables.SetElement{Key: end.AsSlice(), IntervalEnd: true})
+		}
+	}
+	return out
+}
+
+// ruleExprs is one family's rule: ip[6] daddr != @set fib daddr type != local counter masquerade.
+func ruleExprs(nfproto byte, s *nftables.Set, randomFully bool) []expr.Any {
+	off, n := uint32(16), uint32(4) // IPv4 daddr
+	if nfproto == unix.NFPROTO_IPV6 {
+		off, n = 24, 16
+	}
+	var setID uint32
+	if s != nil && s.ID != 0 {
+		setID = s.ID
+	}
+	name := Set4Name
+	if nfproto == unix.NFPROTO_IPV6 {
+		name = Set6Name
+	}
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{nfproto}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
+		&expr.Lookup{SourceRegister: 1, SetName: name, SetID: setID, Invert: true},
+		&expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)},
+		&expr.Counter{},
+		&expr.Masq{Random: randomFully, FullyRandom: randomFully},
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// Read returns the kernel's table inet masqd as a Ruleset, and whether the table exists. Set elements are
+// returned as the kernel holds them (not merged), so a Ruleset read back equals the one applied.
+func (c *Conn) Read() (Ruleset, bool, error) {
+	nc, err := c.dial(0)
+	if err != nil {
+		return Ruleset{}, false, fmt.Errorf("nftables: %w", err)
+	}
+	if _, err := nc.ListTableOfFamily(TableName, nftables.TableFamilyINet); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return Ruleset{}, false, nil
+		}
+		return Ruleset{}, false, fmt.Errorf("nftables: list table inet %s: %w", TableName, err)
+	}
+	var r Ruleset
+	table := masqdTable()
+	foreign := func(format string, args ...any) { r.Foreign = append(r.Foreign, fmt.Sprintf(format, args...)) }
+
+	kernelSets, err := nc.GetSets(table)
+	if err != nil {
+		return Ruleset{}, true, fmt.Errorf("nftables: list sets of table inet %s: %w", TableName, err)
+	}
+	var have4, have6 bool
+	for _, s := range kernelSets {
+		var dst *[]Interval
+		switch {
+		case s.Name == Set4Name && s.Interval && !s.IsMap && s.KeyType.Name == nftables.TypeIPAddr.Name:
+			dst, have4 = &r.NonMasq4, true
+		case s.Name == Set6Name && s.Interval && !s.IsMap && s.KeyType.Name == nftables.TypeIP6Addr.Name:
+			dst, have6 = &r.NonMasq6, true
+		default:
+			foreign("set %s", s.Name)
+			continue
+		}
+		elems, err := nc.GetSetElements(s)
+		if err != nil {
+			return Ruleset{}, true, fmt.Errorf("nftables: list elements of set %s: %w", s.Name, err)
+		}
+		ivs, err := intervals(elems)
+		if err != nil {
+			foreign("set %s: %v", s.Name, err)
+		}
+		*dst = ivs
+	}
+	if !have4 {
+		foreign("set %s missing", Set4Name)
+	}
+
+	chains, err := nc.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return Ruleset{}, true, fmt.Errorf("nftables: list chains: %w", err)
+	}
+	var chain *nftables.Chain
+	for _, ch := range chains {
+		if ch.Table.Name != TableName {
+			continue
+		}
+		if ch.Name == ChainName && ch.Type == nftables.ChainTypeNAT && ch.Hooknum != nil &&
+			*ch.Hooknum == *nftables.ChainHookPostrouting && ch.Priority != nil &&
+			*ch.Priority == *nftables.ChainPriorityNATSource &&
+			(ch.Policy == nil || *ch.Policy == nftables.ChainPolicyAccept) {
+			chain = ch
+			continue
+		}
+		foreign("chain %s", ch.Name)
+	}
+	if chain == nil {
+		foreign("chain %s missing", ChainName)
+		return r, true, nil
+	}
+	rules, err := nc.GetRules(table, chain)
+	if err != nil {
+		return Ruleset{}, true, fmt.Errorf("nftables: list rules of chain %s: %w", ChainName, err)
+	}
+	var rule4, rule6 bool
+	for i, rule := range rules {
+		fam, random, cnt, ok := parseRule(rule.Exprs)
+		switch {
+		case ok && fam == unix.NFPROTO_IPV4 && !rule4 && i == 0:
+			rule4, r.RandomFully, r.Counter4 = true, random, cnt
+		case ok && fam == unix.NFPROTO_IPV6 && !rule6 && rule4 && i == 1 && random == r.RandomFully:
+			rule6, r.Counter6 = true, cnt
+		default:
+			foreign("rule %d (handle %d) in chain %s", i, rule.Handle, ChainName)
+		}
+	}
+	if !rule4 {
+		foreign("IPv4 rule missing")
+	}
+	r.IPv6 = rule6
+	if rule6 != have6 {
+		foreign("IPv6 set and rule do not match (set present: %t, rule present: %t)", have6, rule6)
+	}
+	return r, true, nil
+}
+
+// parseRule recognises masqd's rule and returns its family, masquerade flags and counter.
+func parseRule(exprs []expr.Any) (nfproto byte, randomFully bool, cnt Counter, ok bool) {
+	if len(exprs) != 8 {
+		return 0, false, Counter{}, false
+	}
+	c, isCmp := exprs[1].(*expr.Cmp)
+	k, isCounter := exprs[6].(*expr.Counter)
+	m, isMasq := exprs[7].(*expr.Masq)
+	if !isCmp || !isCounter || !isMasq || len(c.Data) != 1 || m.Random != m.FullyRandom {
+		return 0, false, Counter{}, false
+	}
+	nfproto = c.Data[0]
+	want := ruleExprs(nfproto, nil, m.Random)
+	want[6] = k
+	if nfproto != unix.NFPROTO_IPV4 && nfproto != unix.NFPROTO_IPV6 || !sameExprs(exprs, want) {
+		return 0, false, Counter{}, false
+	}
+	return nfproto, m.Random, Counter{Packets: k.Packets, Bytes: k.Bytes}, true
+}
+
+// sameExprs compares expressions by their netlink encoding, which is what the kernel runs.
+func sameExprs(a, b []expr.Any) bool {
+	for i := range a {
+		ea, err1 := expr.Marshal(unix.NFPROTO_INET, a[i])
+		eb, err2 := expr.Marshal(unix.NFPROTO_INET, b[i])
+		if err1 != nil || err2 != nil || !reflect.DeepEqual(ea, eb) {
+			return false
+		}
+	}
+	return true
+}
+
+// intervals decodes the kernel's interval-set elements. A set that is not a clean sequence of
+// start/end pairs is reported as an error, and its well-formed intervals are still returned.
+func intervals(elems []nftables.SetElement) ([]Interval, error) {
+	slices.SortFunc(elems, func(a, b nftables.SetElement) int {
+		ka, _ := netip.AddrFromSlice(a.Key)
+		kb, _ := netip.AddrFromSlice(b.Key)
+		if c := ka.Compare(kb); c != 0 {
+			return c
+		}
+		// At the same key an end sorts before a start: [a, k) followed by [k, ...).
+		switch {
+		case a.IntervalEnd == b.IntervalEnd:
+			return 0
+		case a.IntervalEnd:
+			return -1
+		}
+		return 1
+	})
+	var out []Interval
+	var bad error
+	var open netip.Addr
+	for _, e := range elems {
+		k, ok := netip.AddrFromSlice(e.Key)
+		if !ok {
+			bad = fmt.Errorf("element key of %d bytes", len(e.Key))
+			continue
+		}
+		switch {
+		case !e.IntervalEnd && !open.IsValid():
+			open = k
+		case e.IntervalEnd && open.IsValid():
+			out = append(out, Interval{First: open, Last: k.Prev()})
+			open = netip.Addr{}
+		case e.IntervalEnd && k.IsUnspecified():
+			// nft marks the range below the first interval with an end element at address zero.
+		default:
+			bad = fmt.Errorf("unpaired element %s", k)
+		}
+	}
+	if open.IsValid() {
+		out = append(out, Interval{First: open, Last: lastAddr(netip.PrefixFrom(open, 0))})
+	}
+	return out, bad
+}
+
+// Delete removes table inet masqd, and with it everything masqd made in nftables. A missing table is not
+// an error.
+func (c *Conn) Delete() error {
+	nc, err := c.dial(0)
+	if err != nil {
+		return fmt.Errorf("nftables: %w", err)
+	}
+	nc.DelTable(masqdTable())
+	if err := nc.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("nftables: delete table inet %s: %w", TableName, err)
+	}
+	return nil
+}
+
+// Counters returns the packets and bytes masqueraded per family, read from the rules' counters. It reads
+// only the chain, not the sets, so it is cheap at any set size. A missing table reads as zero.
+func (c *Conn) Counters() (v4, v6 Counter, err error) {
+	nc, err := c.dial(0)
+	if err != nil {
+		return v4, v6, fmt.Errorf("nftables: %w", err)
+	}
+	table := masqdTable()
+	rules, err := nc.GetRules(table, &nftables.Chain{Name: ChainName, Table: table})
+	if errors.Is(err, unix.ENOENT) {
+		return v4, v6, nil
+	}
+	if err != nil {
+		return v4, v6, fmt.Errorf("nftables: list rules of chain %s: %w", ChainName, err)
+	}
+	for _, rule := range rules {
+		switch fam, _, cnt, ok := parseRule(rule.Exprs); {
+		case ok && fam == unix.NFPROTO_IPV4:
+			v4 = cnt
+		case ok && fam == unix.NFPROTO_IPV6:
+			v6 = cnt
+		}
+	}
+	return v4, v6, nil
+}

@@ -1,0 +1,135 @@
+package nft
+
+import (
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func ivs(t *testing.T, s string) []Interval {
+	t.Helper()
+	var out []Interval
+	for _, f := range strings.Fields(s) {
+		if a, b, ok := strings.Cut(f, "-"); ok {
+			out = append(out, Interval{First: netip.MustParseAddr(a), Last: netip.MustParseAddr(b)})
+			continue
+		}
+		if !strings.Contains(f, "/") {
+			a := netip.MustParseAddr(f)
+			out = append(out, Interval{First: a, Last: a})
+			continue
+		}
+		out = append(out, PrefixInterval(netip.MustParsePrefix(f)))
+	}
+	return out
+}
+
+func show(s []Interval) string {
+	var parts []string
+	for _, iv := range s {
+		parts = append(parts, iv.String())
+	}
+	return strings.Join(parts, " ")
+}
+
+func TestIntervalString(t *testing.T) {
+	for in, want := range map[string]string{
+		"10.0.0.0/8":                  "10.0.0.0/8",
+		"10.0.0.0-11.255.255.255":     "10.0.0.0/7",
+		"10.0.0.1-10.0.0.6":           "10.0.0.1-10.0.0.6",
+		"1.2.3.4/32":                  "1.2.3.4",
+		"0.0.0.0/0":                   "0.0.0.0/0",
+		"240.0.0.0-255.255.255.255":   "240.0.0.0/4",
+		"fe80::/10":                   "fe80::/10",
+		"2001:db8::1-2001:db8::1":     "2001:db8::1",
+		"2001:db8::-2001:db8::ff":     "2001:db8::/120",
+		"2001:db8::1-2001:db8::ff":    "2001:db8::1-2001:db8::ff",
+		"::/0":                        "::/0",
+		"10.2.1.101-10.255.255.255":   "10.2.1.101-10.255.255.255",
+		"192.168.0.0-192.168.255.255": "192.168.0.0/16",
+	} {
+		if got := show(ivs(t, in)); got != want {
+			t.Errorf("%s: got %s, want %s", in, got, want)
+		}
+	}
+}
+
+func TestNormalize(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"", ""},
+		{"10.0.0.0/8", "10.0.0.0/8"},
+		{"192.168.0.0/16 10.0.0.0/8 172.16.0.0/12", "10.0.0.0/8 172.16.0.0/12 192.168.0.0/16"},
+		{"10.0.0.0/8 10.1.0.0/16", "10.0.0.0/8"},               // contained
+		{"10.1.0.0/16 10.0.0.0/8", "10.0.0.0/8"},               // contained, other order
+		{"10.0.0.0/8 11.0.0.0/8", "10.0.0.0/7"},                // neighbours merge
+		{"10.0.0.0/8 10.0.0.0/8", "10.0.0.0/8"},                // duplicate
+		{"1.0.0.1-1.0.0.5 1.0.0.3-1.0.0.9", "1.0.0.1-1.0.0.9"}, // overlap
+		{"1.0.0.1-1.0.0.5 1.0.0.6-1.0.0.9", "1.0.0.1-1.0.0.9"}, // touching
+		{"1.0.0.1-1.0.0.5 1.0.0.7-1.0.0.9", "1.0.0.1-1.0.0.5 1.0.0.7-1.0.0.9"},
+		{"240.0.0.0/4 255.255.255.255", "240.0.0.0/4"}, // top of the space
+		{"0.0.0.0/0 10.0.0.0/8", "0.0.0.0/0"},
+		{"fe80::/10 2001:db8::/32 2001:db8:1::/48", "2001:db8::/32 fe80::/10"},
+	} {
+		if got := show(normalize(ivs(t, tc.in))); got != tc.want {
+			t.Errorf("normalize(%s) = %s, want %s", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestSubtract(t *testing.T) {
+	for _, tc := range []struct{ a, b, want string }{
+		{"10.0.0.0/8", "", "10.0.0.0/8"},
+		{"", "10.0.0.0/8", ""},
+		{"10.0.0.0/8", "10.2.1.100", "10.0.0.0-10.2.1.99 10.2.1.101-10.255.255.255"},
+		{"10.0.0.0/8", "10.0.0.0/8", ""},
+		{"10.0.0.0/8", "0.0.0.0/0", ""},
+		{"10.0.0.0/8", "10.0.0.0/9", "10.128.0.0/9"},
+		{"10.0.0.0/8", "10.128.0.0/9", "10.0.0.0/9"},
+		{"10.0.0.0/8", "9.0.0.0-10.0.0.255", "10.0.1.0-10.255.255.255"},
+		{"10.0.0.0/8 172.16.0.0/12", "10.255.255.0-172.16.0.255", "10.0.0.0-10.255.254.255 172.16.1.0-172.31.255.255"},
+		{"10.0.0.0/8", "10.1.0.0/16 10.3.0.0/16", "10.0.0.0/16 10.2.0.0/16 10.4.0.0-10.255.255.255"},
+		{"240.0.0.0/4", "255.255.255.255", "240.0.0.0-255.255.255.254"},
+		{"0.0.0.0/0", "0.0.0.0", "0.0.0.1-255.255.255.255"},
+		{"fe80::/10", "fe80::1", "fe80:: fe80::2-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff"},
+	} {
+		got := show(subtract(normalize(ivs(t, tc.a)), normalize(ivs(t, tc.b))))
+		if got != tc.want {
+			t.Errorf("%s minus %s = %s, want %s", tc.a, tc.b, got, tc.want)
+		}
+	}
+}
+
+// TestSubtractReference checks subtract and normalize against a per-address reference over a small space.
+func TestSubtractReference(t *testing.T) {
+	addr := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}) }
+	iv := func(a, b int) Interval { return Interval{First: addr(a), Last: addr(b)} }
+	for seed := range 300 {
+		var a, b []Interval
+		in := func(set []Interval, x int) bool {
+			return slices.ContainsFunc(set, func(v Interval) bool { return v.Contains(addr(x)) })
+		}
+		r := uint32(seed*2654435761 + 1)
+		next := func() int { r ^= r << 13; r ^= r >> 17; r ^= r << 5; return int(r % 256) }
+		for range next()%6 + 1 {
+			x, y := next(), next()
+			a = append(a, iv(min(x, y), max(x, y)))
+		}
+		for range next() % 5 {
+			x, y := next(), next()
+			b = append(b, iv(min(x, y), max(x, y)))
+		}
+		got := subtract(normalize(a), normalize(b))
+		for i := 1; i < len(got); i++ {
+			if got[i-1].Last.Next().Compare(got[i].First) >= 0 {
+				t.Fatalf("seed %d: result not normalized: %s", seed, show(got))
+			}
+		}
+		for x := range 256 {
+			if want := in(a, x) && !in(b, x); in(got, x) != want {
+				t.Fatalf("seed %d: address %s: in result %t, want %t (a=%s b=%s got=%s)",
+					seed, addr(x), in(got, x), want, show(a), show(b), show(got))
+			}
+		}
+	}
+}

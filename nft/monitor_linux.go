@@ -1,0 +1,133 @@
+package nft
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Commit is one committed nftables transaction, anyone's, as Monitor sees it.
+type Commit struct {
+	Gen     uint32 // the generation the commit created
+	PID     uint32 // the committing thread (the kernel reports a thread ID), 0 when it did not say
+	Process string // its command name
+	// Own says whether this process committed it (the thread is one of ours).
+	Own bool
+	// Touched says whether the commit changed anything in table inet masqd.
+	Touched bool
+}
+
+// Monitor calls fn for every nftables commit in the Conn's network namespace until ctx is done (it then
+// returns nil) or receiving fails. A receive error, such as ENOBUFS when notifications came faster than
+// they were read, means commits may have been missed: the caller should Forget, compare the kernel in full
+// and call Monitor again. fn runs on Monitor's goroutine and should return quickly.
+func (c *Conn) Monitor(ctx context.Context, fn func(Commit)) error {
+	nl, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: c.netns})
+	if err != nil {
+		return fmt.Errorf("nftables monitor: dial netlink: %w", err)
+	}
+	defer nl.Close()
+	// A large commit (masqd's own cold apply of 100k prefixes) notifies about every element; give the
+	// socket room for that rather than overflow.
+	const rcvbuf = 64 << 20
+	if raw, err := nl.SyscallConn(); err == nil {
+		_ = raw.Control(func(fd uintptr) {
+			if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvbuf) != nil {
+				_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, rcvbuf)
+			}
+		})
+	}
+	if err := nl.JoinGroup(unix.NFNLGRP_NFTABLES); err != nil {
+		return fmt.Errorf("nftables monitor: join group: %w", err)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = nl.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	var cur Commit
+	for {
+		msgs, err := nl.Receive()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("nftables monitor: receive: %w", err)
+		}
+		for _, m := range msgs {
+			if m.Header.Type>>8 != unix.NFNL_SUBSYS_NFTABLES || len(m.Data) < 4 {
+				continue
+			}
+			family, attrs := m.Data[0], m.Data[4:]
+			switch typ := m.Header.Type & 0xff; typ {
+			case unix.NFT_MSG_NEWGEN:
+				cur.Gen, cur.PID, cur.Process = parseGen(attrs)
+				cur.Own = cur.PID != 0 && ownThread(cur.PID)
+				fn(cur)
+				cur = Commit{}
+			case unix.NFT_MSG_NEWTABLE, unix.NFT_MSG_DELTABLE, unix.NFT_MSG_NEWCHAIN, unix.NFT_MSG_DELCHAIN,
+				unix.NFT_MSG_NEWRULE, unix.NFT_MSG_DELRULE, unix.NFT_MSG_NEWSET, unix.NFT_MSG_DELSET,
+				unix.NFT_MSG_NEWSETELEM, unix.NFT_MSG_DELSETELEM, unix.NFT_MSG_NEWOBJ, unix.NFT_MSG_DELOBJ,
+				unix.NFT_MSG_NEWFLOWTABLE, unix.NFT_MSG_DELFLOWTABLE:
+				// Every one of these messages names its table in attribute 1 (NFTA_*_TABLE or NFTA_TABLE_NAME).
+				// A flush of the whole ruleset arrives as table deletions, so it is caught here too.
+				if family == unix.NFPROTO_INET && tableAttr(attrs) == TableName {
+					cur.Touched = true
+				}
+			}
+		}
+	}
+}
+
+func tableAttr(b []byte) string {
+	ad, err := netlink.NewAttributeDecoder(b)
+	if err != nil {
+		return ""
+	}
+	for ad.Next() {
+		if ad.Type() == 1 {
+			return string(bytes.TrimRight(ad.Bytes(), "\x00"))
+		}
+	}
+	return ""
+}
+
+func parseGen(b []byte) (gen, pid uint32, comm string) {
+	ad, err := netlink.NewAttributeDecoder(b)
+	if err != nil {
+		return 0, 0, ""
+	}
+	for ad.Next() {
+		switch ad.Type() {
+		case unix.NFTA_GEN_ID:
+			gen = binary.BigEndian.Uint32(ad.Bytes())
+		case unix.NFTA_GEN_PROC_PID:
+			pid = binary.BigEndian.Uint32(ad.Bytes())
+		case unix.NFTA_GEN_PROC_NAME:
+			comm = string(bytes.TrimRight(ad.Bytes(), "\x00"))
+		}
+	}
+	return gen, pid, comm
+}
+
+// Advance tells Conn that the commit that created generation gen did not touch masqd's table. If Conn's
+// memory of the kernel was true just before that commit it is still true after it, and the next Apply need
+// not read the table. Only Monitor's caller, which sees every commit in order, can say this.
+func (c *Conn) Advance(gen uint32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.last != nil && c.lastGen+1 == gen {
+		c.lastGen = gen
+	}
+}
+
+// ownThread reports whether tid is a thread of this process.
+func ownThread(tid uint32) bool {
+	_, err := os.Stat("/proc/self/task/" + strconv.FormatUint(uint64(tid), 10))
+	return err == nil
+}

@@ -1,0 +1,114 @@
+package nft
+
+import (
+	"net/netip"
+	"slices"
+
+	"github.com/masqd/masqd/config"
+)
+
+// Names of the objects masqd owns. Nothing outside table inet masqd is ever touched.
+const (
+	TableName = "masqd"
+	ChainName = "postrouting"
+	Set4Name  = "nonmasq4"
+	Set6Name  = "nonmasq6"
+)
+
+// Link-local ranges: non-masquerade unless masqLinkLocal / masqLinkLocalIPv6 is set.
+var (
+	linkLocal4 = netip.MustParsePrefix("169.254.0.0/16")
+	linkLocal6 = netip.MustParsePrefix("fe80::/10")
+)
+
+// Options are the flags that shape the ruleset but are not part of the config file.
+type Options struct {
+	// RandomFully masquerades with "random,fully-random" port selection (--random-fully, default true).
+	RandomFully bool
+}
+
+// Counter is a rule's packet and byte count.
+type Counter struct {
+	Packets, Bytes uint64
+}
+
+// Ruleset is masqd's table inet masqd as a value: one interval set of non-masquerade destinations and one
+// postrouting rule per family. A compiled Ruleset has normalized sets and zero counters; one read from the
+// kernel has the elements as the kernel holds them, the live counters, and Foreign listing anything in the
+// table that masqd would not have written.
+type Ruleset struct {
+	NonMasq4 []Interval
+	NonMasq6 []Interval
+	// IPv6 says whether the IPv6 set and rule exist (--enable-ipv6).
+	IPv6        bool
+	RandomFully bool
+	Counter4    Counter
+	Counter6    Counter
+	// Foreign describes objects in the table that are not masqd's own; always empty when compiled.
+	Foreign []string
+}
+
+// Compile computes the desired ruleset. It is pure: the same config and options always give an equal
+// Ruleset, whatever the order of prefixes in the config.
+func Compile(cfg config.Config, opts Options) Ruleset {
+	var non, masq [2][]Interval // index 0: IPv4, 1: IPv6
+	add := func(dst *[2][]Interval, p netip.Prefix) {
+		i := 0
+		if p.Addr().Is6() {
+			i = 1
+		}
+		dst[i] = append(dst[i], PrefixInterval(p))
+	}
+	if !cfg.MasqLinkLocal {
+		add(&non, linkLocal4)
+	}
+	if !cfg.MasqLinkLocalIPv6 {
+		add(&non, linkLocal6)
+	}
+	for _, c := range cfg.NonMasqueradeCIDRs {
+		add(&non, c.Prefix)
+	}
+	for _, c := range cfg.MasqueradeCIDRs {
+		add(&masq, c.Prefix)
+	}
+	r := Ruleset{
+		NonMasq4:    subtract(normalize(non[0]), normalize(masq[0])),
+		IPv6:        cfg.EnableIPv6,
+		RandomFully: opts.RandomFully,
+	}
+	if cfg.EnableIPv6 {
+		r.NonMasq6 = subtract(normalize(non[1]), normalize(masq[1]))
+	}
+	return r
+}
+
+// SameRules reports whether the kernel's ruleset r does what want does: the same set elements, the same
+// rules and nothing foreign. Counters are ignored.
+func (r Ruleset) SameRules(want Ruleset) bool {
+	return len(r.Foreign) == 0 && len(want.Foreign) == 0 &&
+		r.IPv6 == want.IPv6 && r.RandomFully == want.RandomFully &&
+		slices.Equal(r.NonMasq4, want.NonMasq4) && slices.Equal(r.NonMasq6, want.NonMasq6)
+}
+
+// Masquerades reports whether traffic to dst leaves with the node's address under r, leaving aside
+// destinations local to the node (never masqueraded) and IPv6 without an IPv6 rule (never masqueraded).
+func (r Ruleset) Masquerades(dst netip.Addr) bool {
+	dst = dst.Unmap()
+	set := r.NonMasq4
+	if dst.Is6() {
+		if !r.IPv6 {
+			return false
+		}
+		set = r.NonMasq6
+	}
+	_, found := slices.BinarySearchFunc(set, dst, func(iv Interval, a netip.Addr) int {
+		switch {
+		case iv.Last.Compare(a) < 0:
+			return -1
+		case iv.First.Compare(a) > 0:
+			return 1
+		}
+		return 0
+	})
+	return !found
+}
