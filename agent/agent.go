@@ -35,6 +35,20 @@ type Settings struct {
 	Reload <-chan os.Signal
 	// Notify reaches systemd; nil or an empty socket means no notifications.
 	Notify *Notifier
+	// Source, when set, supplies the config instead of the file whenever it has one (the Kubernetes API).
+	Source ConfigSource
+}
+
+// ConfigSource supplies the config from somewhere other than the file, such as a watched ConfigMap.
+type ConfigSource interface {
+	// Load returns the source's current config. ok false means the source has nothing to say yet (not
+	// synced, API unreachable): the agent then reads the file.
+	Load(opts config.Options) (cfg config.Config, warnings []config.Warning, ok bool, err error)
+	// Run watches the source until ctx is done, calling changed after every change.
+	Run(ctx context.Context, changed func()) error
+	// Report tells the source what became of the config Load last returned: err is the config's or the
+	// apply's error, or nil when the kernel now holds applied.
+	Report(applied *nft.Ruleset, err error)
 }
 
 // Agent keeps the kernel in step with the config. Create it with New and start it with Run, once.
@@ -97,6 +111,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		})
 	}
 	g.Go(func() error { return a.watchFile(ctx) })
+	if a.s.Source != nil {
+		g.Go(func() error { return a.s.Source.Run(ctx, func() { a.kick("configmap") }) })
+	}
 	g.Go(func() error { return a.watchKernel(ctx) })
 	g.Go(func() error { return a.loop(ctx) })
 	return g.Wait()
@@ -149,7 +166,12 @@ func (a *Agent) loop(ctx context.Context) error {
 // could not be made to.
 func (a *Agent) reconcile(reason string) bool {
 	m, log := a.s.Metrics, a.s.Log
-	cfg, warnings, err := config.Load(a.s.ConfigPath, a.s.ConfigOptions)
+	cfg, warnings, fromSource, err := a.load()
+	report := func(applied *nft.Ruleset, err error) {
+		if fromSource {
+			a.s.Source.Report(applied, err)
+		}
+	}
 	m.ConfigReloads.Inc()
 	if err != nil {
 		m.ConfigValid.Set(0)
@@ -157,6 +179,7 @@ func (a *Agent) reconcile(reason string) bool {
 			a.lastCfgErr = msg
 			log.Error("invalid config; keeping the rules in force", "err", err)
 		}
+		report(nil, err)
 	} else {
 		m.ConfigValid.Set(1)
 		if a.lastCfgErr != "" {
@@ -184,6 +207,7 @@ func (a *Agent) reconcile(reason string) bool {
 		a.ready.Store(false)
 		m.Syncs.WithLabelValues("error").Inc()
 		log.Error("apply failed; retrying", "reason", reason, "err", err)
+		report(nil, err)
 		if drifted {
 			a.drift.Store(true)
 		}
@@ -202,11 +226,26 @@ func (a *Agent) reconcile(reason string) bool {
 	} else {
 		log.Debug("kernel already in step", "reason", reason)
 	}
+	if a.lastCfgErr == "" {
+		report(a.desired, nil)
+	}
 	if !a.everApplied {
 		a.everApplied = true
 		_ = a.s.Notify.Send("READY=1")
 	}
 	return true
+}
+
+// load reads the config: from the Source when it has one, else from the file. fromSource says which.
+func (a *Agent) load() (cfg config.Config, warnings []config.Warning, fromSource bool, err error) {
+	if a.s.Source != nil {
+		cfg, warnings, ok, err := a.s.Source.Load(a.s.ConfigOptions)
+		if ok {
+			return cfg, warnings, true, err
+		}
+	}
+	cfg, warnings, err = config.Load(a.s.ConfigPath, a.s.ConfigOptions)
+	return cfg, warnings, false, err
 }
 
 func (a *Agent) logWarnings(ws []config.Warning) {
