@@ -121,7 +121,8 @@ func (a *Agent) Run(ctx context.Context) error {
 
 func (a *Agent) loop(ctx context.Context) error {
 	log := a.s.Log
-	resync := time.NewTimer(0) // the first pass is a full compare
+	a.kick("start")
+	resync := time.NewTimer(a.resync)
 	retry := time.NewTimer(0)
 	retry.Stop()
 	var watchdog <-chan time.Time
@@ -196,7 +197,7 @@ func (a *Agent) reconcile(reason string) bool {
 	if a.desired == nil {
 		return true // nothing valid to apply yet; the kernel is left as it is
 	}
-	if reason == "resync" || reason == "monitor" {
+	if reason == "resync" || reason == "monitor" || reason == "start" {
 		a.s.Conn.Forget() // compare with the kernel in full
 	}
 	drifted := a.drift.Swap(false)
@@ -222,7 +223,7 @@ func (a *Agent) reconcile(reason string) bool {
 		}
 		log.Info("applied", "change", change, "reason", reason,
 			"ipv4_intervals", len(a.desired.NonMasq4), "ipv6_intervals", len(a.desired.NonMasq6),
-			"duration", time.Since(start).Round(time.Microsecond))
+			"duration", time.Since(start).Round(time.Microsecond).String())
 	} else {
 		log.Debug("kernel already in step", "reason", reason)
 	}

@@ -44,26 +44,20 @@ func (d *decoder) decode(data []byte) (*rawFile, error) {
 		return nil, d.errAt(0, "", "", fmt.Sprintf("file is larger than %d bytes (1 MiB)", MaxFileSize),
 			"a Kubernetes ConfigMap holds at most 1 MiB; check that this is the right file")
 	}
-	if i := bytes.IndexByte(data, 0); i >= 0 {
-		return nil, d.errAt(lineAt(data, i), "", "", fmt.Sprintf("NUL byte at offset %d", i),
-			"save the file as UTF-8 text (UTF-16 is not supported)")
-	}
-	if !utf8.Valid(data) {
-		i := invalidUTF8At(data)
-		return nil, d.errAt(lineAt(data, i), "", "", fmt.Sprintf("invalid UTF-8 at offset %d", i),
-			"save the file as UTF-8 text")
+	if err := d.checkText(data); err != nil {
+		return nil, err
 	}
 
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
-	if err := d.decodeNode(dec, &doc); err != nil {
+	if err := d.decodeNode(data, dec, &doc); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, nil
 		}
 		return nil, err
 	}
 	var next yaml.Node
-	switch err := d.decodeNode(dec, &next); {
+	switch err := d.decodeNode(data, dec, &next); {
 	case errors.Is(err, io.EOF):
 	case err != nil:
 		return nil, err
@@ -96,7 +90,7 @@ func (d *decoder) decode(data []byte) (*rawFile, error) {
 
 // decodeNode decodes the next document. A panic in the YAML decoder becomes an error, so that a bad file cannot
 // stop the caller.
-func (d *decoder) decodeNode(dec *yaml.Decoder, n *yaml.Node) (err error) {
+func (d *decoder) decodeNode(data []byte, dec *yaml.Decoder, n *yaml.Node) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = d.errAt(0, "", "", fmt.Sprintf("invalid YAML: the decoder failed: %v", r), "")
@@ -106,29 +100,104 @@ func (d *decoder) decodeNode(dec *yaml.Decoder, n *yaml.Node) (err error) {
 		if errors.Is(err, io.EOF) {
 			return err
 		}
-		return d.syntaxError(err)
+		return d.syntaxError(data, err)
 	}
 	return nil
 }
 
 // syntaxError wraps an error from the YAML decoder, taking the line from its text when it has one
 // ("yaml: line 3: did not find expected key").
-func (d *decoder) syntaxError(err error) *Error {
+//
+// The decoder numbers lines in two ways: a scanner error names the 1-based line, a parser error the 0-based one,
+// and either leaves the line out when it is the first. The line is corrected to be 1-based.
+func (d *decoder) syntaxError(data []byte, err error) *Error {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	line := 0
+	line := 1
 	if rest, ok := strings.CutPrefix(msg, "line "); ok {
 		if num, text, ok := strings.Cut(rest, ": "); ok {
 			if n, convErr := strconv.Atoi(num); convErr == nil && n > 0 {
 				line, msg = n, text
+				if isParserProblem(msg) {
+					line++
+				}
 			}
 		}
 	}
-	e := d.errAt(line, "", "", "invalid YAML: "+msg, "")
+	if name, ok := strings.CutPrefix(msg, "unknown anchor '"); ok {
+		// An alias whose anchor is missing fails before the tree exists; it is an alias all the same.
+		name = strings.TrimSuffix(name, "' referenced")
+		line = 0
+		if i := bytes.Index(data, []byte("*"+name)); i >= 0 {
+			line = lineAt(data, i)
+		}
+		e := d.errAt(line, "", "*"+name, "aliases are not supported (and this one has no anchor)",
+			"write the value out in full instead of using an alias (*)")
+		e.Err = err
+		return e
+	}
+	if strings.Contains(msg, "UTF") || strings.HasPrefix(msg, "input error") || strings.HasPrefix(msg, "control characters") {
+		line = 0 // errors of the byte reader carry no position
+	}
+	e := d.errAt(line, "", "", "invalid YAML: "+msg, `check the indentation and quoting; quote a value that starts with ":" (such as "::/0")`)
 	if strings.Contains(msg, "tab character") {
 		e.Fix = "indent with spaces, not tabs"
 	}
 	e.Err = err
 	return e
+}
+
+// isParserProblem reports whether msg comes from the YAML parser rather than its scanner: these carry a 0-based
+// line.
+func isParserProblem(msg string) bool {
+	switch msg {
+	case "did not find expected <stream-start>",
+		"did not find expected <document start>",
+		"did not find expected node content",
+		"did not find expected '-' indicator",
+		"did not find expected key",
+		"did not find expected ',' or ']'",
+		"did not find expected ',' or '}'",
+		"found undefined tag handle",
+		"found duplicate %YAML directive",
+		"found incompatible YAML document",
+		"found duplicate %TAG directive":
+		return true
+	}
+	return false
+}
+
+// checkText rejects bytes that are not YAML text: invalid UTF-8, NUL bytes and the control characters that YAML
+// does not allow (the decoder would reject them without saying where).
+func (d *decoder) checkText(data []byte) error {
+	for i := 0; i < len(data); {
+		r, size := utf8.DecodeRune(data[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			return d.errAt(lineAt(data, i), "", "", fmt.Sprintf("invalid UTF-8 at offset %d", i),
+				"save the file as UTF-8 text")
+		case r == 0:
+			return d.errAt(lineAt(data, i), "", "", fmt.Sprintf("NUL byte at offset %d", i),
+				"save the file as UTF-8 text (UTF-16 is not supported)")
+		case !yamlPrintable(r):
+			return d.errAt(lineAt(data, i), "", "", fmt.Sprintf("control character %U at offset %d", r, i),
+				"remove it; YAML allows tabs and line breaks but no other control characters")
+		}
+		i += size
+	}
+	return nil
+}
+
+// yamlPrintable reports whether YAML allows r in a file (YAML 1.2, section 5.1).
+func yamlPrintable(r rune) bool {
+	switch {
+	case r == '\t', r == '\n', r == '\r', r == 0x85:
+		return true
+	case r >= 0x20 && r <= 0x7E:
+		return true
+	case r >= 0xA0 && r <= 0xD7FF, r >= 0xE000 && r <= 0xFFFD, r >= 0x10000 && r <= 0x10FFFF:
+		return true
+	}
+	return false
 }
 
 // rejectAliases walks the whole document and fails on the first alias (*name). The tree is never expanded, so
@@ -197,8 +266,10 @@ func describe(n *yaml.Node) string {
 	switch tag := n.ShortTag(); tag {
 	case "!!str":
 		return "a string"
-	case "!!int", "!!float":
-		return "a number"
+	case "!!int":
+		return "a whole number"
+	case "!!float":
+		return "a non-integer number"
 	case "!!bool":
 		return "a boolean"
 	case "!!null":
@@ -215,16 +286,4 @@ func describe(n *yaml.Node) string {
 // lineAt returns the 1-based line of byte offset i in data.
 func lineAt(data []byte, i int) int {
 	return bytes.Count(data[:i], []byte{'\n'}) + 1
-}
-
-// invalidUTF8At returns the offset of the first byte that is not valid UTF-8, or len(data).
-func invalidUTF8At(data []byte) int {
-	for i := 0; i < len(data); {
-		r, size := utf8.DecodeRune(data[i:])
-		if r == utf8.RuneError && size == 1 {
-			return i
-		}
-		i += size
-	}
-	return len(data)
 }

@@ -81,8 +81,13 @@ func (b *builder) build(raw *rawFile) error {
 	}
 
 	if n := len(b.cfg.NonMasqueradeCIDRs); n > b.cfg.CIDRLimit {
+		// Blame the list, or the limit when the list is the default one.
+		f := raw.fields[keyNonMasqueradeCIDRs]
+		if f == nil {
+			f = raw.fields[keyCIDRLimit]
+		}
 		name, line := keyNonMasqueradeCIDRs.String(), 0
-		if f := raw.fields[keyNonMasqueradeCIDRs]; f != nil {
+		if f != nil {
 			name, line = f.name, f.key.Line
 		}
 		return b.errAt(line, name, "",

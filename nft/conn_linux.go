@@ -53,6 +53,9 @@ func (c Change) String() string {
 	return [...]string{"unchanged", "updated", "rebuilt"}[c]
 }
 
+// MarshalText makes logs and JSON say the name, not the number.
+func (c Change) MarshalText() ([]byte, error) { return []byte(c.String()), nil }
+
 // dial opens an nftables connection whose socket buffers fit a batch of about elems set elements.
 // google/nftables never enlarges them, and a large batch then fails with EMSGSIZE (send) or ENOBUFS (acks).
 func (c *Conn) dial(elems int) (*nftables.Conn, error) {

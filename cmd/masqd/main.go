@@ -78,24 +78,25 @@ func runMode(ctx context.Context, opts options, stdout io.Writer, log *slog.Logg
 		log.Info("removed masqd's rules", "table", "inet "+nft.TableName)
 		return nil
 	}
+	if !opts.dryRun && !opts.once {
+		// The agent reads the config itself: an invalid one at start is reported and waited out, not fatal.
+		return runAgent(ctx, opts, conn, log)
+	}
 	cfg, err := loadConfig(opts, log)
 	if err != nil {
 		return err
 	}
 	want := nft.Compile(cfg, opts.nft)
-	switch {
-	case opts.dryRun:
+	if opts.dryRun {
 		_, err := io.WriteString(stdout, want.String())
 		return err
-	case opts.once:
-		change, err := conn.Apply(want)
-		if err != nil {
-			return err
-		}
-		log.Info("applied", "change", change, "ipv4_intervals", len(want.NonMasq4), "ipv6_intervals", len(want.NonMasq6))
-		return nil
 	}
-	return runAgent(ctx, opts, conn, log)
+	change, err := conn.Apply(want)
+	if err != nil {
+		return err
+	}
+	log.Info("applied", "change", change, "ipv4_intervals", len(want.NonMasq4), "ipv6_intervals", len(want.NonMasq6))
+	return nil
 }
 
 // loadConfig reads the config and logs its warnings.

@@ -1,0 +1,208 @@
+//go:build linux
+
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/masqd/masqd/nft"
+)
+
+// agentProc is masqd running as an agent inside the lab's node namespace.
+type agentProc struct {
+	t      *testing.T
+	ns     *NS
+	cmd    *exec.Cmd
+	addr   string // HTTP address inside ns
+	client *http.Client
+	mu     sync.Mutex
+	logs   bytes.Buffer
+	exited chan struct{}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// startAgent runs `masqd args...` in ns with an HTTP address of its own, and stops it (SIGTERM) when the
+// test ends.
+func startAgent(t *testing.T, ns *NS, port int, args ...string) *agentProc {
+	t.Helper()
+	a := &agentProc{t: t, ns: ns, addr: fmt.Sprintf("127.0.0.1:%d", port), exited: make(chan struct{})}
+	args = append([]string{"netns", "exec", ns.Name, masqdBin, "--http-address=" + a.addr, "--log-format=json", "--log-level=debug"}, args...)
+	a.cmd = exec.Command("ip", args...)
+	a.cmd.Stdout = lockedWriter{&a.mu, &a.logs}
+	a.cmd.Stderr = lockedWriter{&a.mu, &a.logs}
+	if err := a.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = a.cmd.Wait(); close(a.exited) }()
+	a.client = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+		DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			var c net.Conn
+			err := ns.Do(func() error {
+				var err error
+				c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+				return err
+			})
+			return c, err
+		},
+	}}
+	t.Cleanup(func() {
+		a.stop(syscall.SIGTERM)
+		if t.Failed() {
+			t.Logf("masqd logs:\n%s", a.Logs())
+		}
+	})
+	return a
+}
+
+func (a *agentProc) Logs() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.logs.String()
+}
+
+// stop signals the agent and waits for it to exit.
+func (a *agentProc) stop(sig syscall.Signal) {
+	select {
+	case <-a.exited:
+		return
+	default:
+	}
+	_ = a.cmd.Process.Signal(sig)
+	select {
+	case <-a.exited:
+	case <-time.After(10 * time.Second):
+		_ = a.cmd.Process.Kill()
+		<-a.exited
+		a.t.Errorf("masqd did not exit within 10s of %s", sig)
+	}
+}
+
+// get returns the status code and body of an HTTP GET on the agent.
+func (a *agentProc) get(path string) (int, string, error) {
+	resp, err := a.client.Get("http://" + a.addr + path)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+// waitStatus polls path until it answers code.
+func (a *agentProc) waitStatus(path string, code int) {
+	a.t.Helper()
+	waitFor(a.t, 10*time.Second, fmt.Sprintf("GET %s answers %d", path, code), func() error {
+		got, body, err := a.get(path)
+		if err != nil {
+			return err
+		}
+		if got != code {
+			return fmt.Errorf("%d %s", got, strings.TrimSpace(body))
+		}
+		return nil
+	})
+}
+
+// metric returns the value of the sample whose name and labels are exactly sample, e.g.
+// `masqd_config_valid` or `masqd_sync_total{result="success"}`.
+func (a *agentProc) metric(sample string) float64 {
+	a.t.Helper()
+	code, body, err := a.get("/metrics")
+	if err != nil || code != http.StatusOK {
+		a.t.Fatalf("GET /metrics: %d %v", code, err)
+	}
+	sc := bufio.NewScanner(strings.NewReader(body))
+	for sc.Scan() {
+		if name, value, ok := strings.Cut(sc.Text(), " "); ok && name == sample {
+			v, err := strconv.ParseFloat(value, 64)
+			if err != nil {
+				a.t.Fatalf("metric %s: %v", sample, err)
+			}
+			return v
+		}
+	}
+	a.t.Fatalf("metric %s not found in /metrics", sample)
+	return 0
+}
+
+// commits follows nftables commits in ns and sends every commit that touches masqd's table. It returns once
+// the subscription is live (it has seen a probe commit of its own in an unrelated table).
+func commits(t *testing.T, ns *NS) <-chan nft.Commit {
+	t.Helper()
+	f, err := ns.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan nft.Commit, 1024)
+	live := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = nft.NewConn(int(f.Fd())).Monitor(ctx, func(c nft.Commit) {
+			select {
+			case <-live:
+			default:
+				close(live) // the first commit seen: the subscription works
+			}
+			if c.Touched {
+				ch <- c
+			}
+		})
+	}()
+	t.Cleanup(func() { cancel(); <-done; f.Close() })
+	waitFor(t, 5*time.Second, "nftables monitor subscribed", func() error {
+		ns.Run(t, "nft", "add table ip masqd-probe; delete table ip masqd-probe")
+		select {
+		case <-live:
+			return nil
+		default:
+			return fmt.Errorf("no commit seen yet")
+		}
+	})
+	return ch
+}
+
+// nextCommit waits for the next commit touching masqd's table, by a process other than the monitor.
+func nextCommit(t *testing.T, ch <-chan nft.Commit, what string) nft.Commit {
+	t.Helper()
+	select {
+	case c := <-ch:
+		return c
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: no commit to table inet masqd within 10s", what)
+	}
+	return nft.Commit{}
+}
+
+func mustWrite(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
