@@ -139,8 +139,12 @@ func (d *decoder) syntaxError(data []byte, err error) *Error {
 		line = 0 // errors of the byte reader carry no position
 	}
 	e := d.errAt(line, "", "", "invalid YAML: "+msg, `check the indentation and quoting; quote a value that starts with ":" (such as "::/0")`)
-	if strings.Contains(msg, "tab character") {
-		e.Fix = "indent with spaces, not tabs"
+	if strings.Contains(msg, "tab character") || strings.Contains(msg, "cannot start any token") {
+		// The decoder often names the line before a tab; point at the first line indented with one.
+		if tabLine := firstTabIndent(data); tabLine > 0 {
+			e.Source.Line = tabLine
+			e.Fix = "indent with spaces, not tabs"
+		}
 	}
 	e.Err = err
 	return e
@@ -281,6 +285,17 @@ func describe(n *yaml.Node) string {
 	default:
 		return "a value tagged " + tag
 	}
+}
+
+// firstTabIndent returns the 1-based line of the first line whose indentation holds a tab, or 0.
+func firstTabIndent(data []byte) int {
+	for i, line := range bytes.Split(data, []byte{'\n'}) {
+		indent := line[:len(line)-len(bytes.TrimLeft(line, " \t"))]
+		if bytes.IndexByte(indent, '\t') >= 0 {
+			return i + 1
+		}
+	}
+	return 0
 }
 
 // lineAt returns the 1-based line of byte offset i in data.

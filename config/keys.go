@@ -113,18 +113,33 @@ func suggestKey(name string) (key, bool) {
 	if n == "" {
 		return 0, false
 	}
-	best, bestDist := key(0), -1
+	best, bestDist, bestShared := key(0), -1, 0
 	for k := range numKeys {
 		kn := strings.ToLower(k.String())
 		d := editDistance(n, kn)
 		if d > len(kn)/3 || d >= len([]rune(n)) {
 			continue
 		}
-		if bestDist < 0 || d < bestDist {
-			best, bestDist = k, d
+		// On a tie, the key sharing more of its start and end wins: masqLinkLocalv6 is masqLinkLocalIPv6.
+		shared := sharedEnds(n, kn)
+		if bestDist < 0 || d < bestDist || d == bestDist && shared > bestShared {
+			best, bestDist, bestShared = k, d, shared
 		}
 	}
 	return best, bestDist >= 0
+}
+
+// sharedEnds is the length of the common prefix plus that of the common suffix of a and b, in bytes.
+func sharedEnds(a, b string) int {
+	p := 0
+	for p < len(a) && p < len(b) && a[p] == b[p] {
+		p++
+	}
+	s := 0
+	for s < len(a)-p && s < len(b)-p && a[len(a)-1-s] == b[len(b)-1-s] {
+		s++
+	}
+	return p + s
 }
 
 // editDistance is the Levenshtein distance between a and b, counted in runes.

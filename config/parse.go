@@ -240,7 +240,7 @@ func (b *builder) cidrLimit(f *rawField) (int, error) {
 	}
 	var n int
 	if err := v.Decode(&n); err != nil {
-		e := b.errAt(v.Line, f.name, v.Value, "not a whole number that fits in an int", fix)
+		e := b.errAt(v.Line, f.name, v.Value, "number is too large", fix)
 		e.Err = err
 		return 0, e
 	}

@@ -1,0 +1,98 @@
+package nft
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/masqd/masqd/config"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.nft from the compiler (review the diff!)")
+
+// goldenCases are the testdata configs with the flags each is compiled with.
+var goldenCases = []struct {
+	name string
+	opts config.Options
+	nft  Options
+}{
+	{"default", config.Options{}, Options{RandomFully: true}},
+	{"all-reserved", config.Options{NoMasqAllReservedRanges: true}, Options{RandomFully: true}},
+	{"ipv6", config.Options{EnableIPv6: true}, Options{RandomFully: true}},
+	{"masquerade-cidrs", config.Options{}, Options{RandomFully: false}},
+	{"empty", config.Options{}, Options{RandomFully: true}},
+}
+
+func compileGolden(t *testing.T, name string, opts config.Options, nopts Options) Ruleset {
+	t.Helper()
+	path := filepath.Join("testdata", name+".yaml")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, _, err := config.Parse(path, data, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Compile(cfg, nopts)
+}
+
+// TestGolden compares the rendering of each testdata config with the text written out in testdata.
+func TestGolden(t *testing.T) {
+	for _, tc := range goldenCases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := compileGolden(t, tc.name, tc.opts, tc.nft).String()
+			path := filepath.Join("testdata", tc.name+".nft")
+			if *update {
+				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != string(want) {
+				t.Errorf("-want +got:\n%s", lineDiff(string(want), got))
+			}
+		})
+	}
+}
+
+// TestGoldenKernel applies each golden ruleset and checks that nft lists exactly the golden text.
+func TestGoldenKernel(t *testing.T) {
+	for _, tc := range goldenCases {
+		t.Run(tc.name, func(t *testing.T) {
+			n := newNetns(t)
+			want, err := os.ReadFile(filepath.Join("testdata", tc.name+".nft"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			mustApply(t, n.conn, compileGolden(t, tc.name, tc.opts, tc.nft), Rebuilt)
+			if got := n.nft(t, "list", "table", "inet", TableName); got != string(want) {
+				t.Errorf("nft list table, -want +got:\n%s", lineDiff(string(want), got))
+			}
+		})
+	}
+}
+
+// lineDiff is a minimal line diff: enough to see where two renderings part.
+func lineDiff(want, got string) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	var b strings.Builder
+	for i := range max(len(w), len(g)) {
+		var a, c string
+		if i < len(w) {
+			a = w[i]
+		}
+		if i < len(g) {
+			c = g[i]
+		}
+		if a != c {
+			b.WriteString("-" + a + "\n+" + c + "\n")
+		}
+	}
+	return b.String()
+}
