@@ -227,38 +227,49 @@ func addElements(nc *nftables.Conn, s *nftables.Set, ivs []Interval) error {
 func queueDelta(nc *nftables.Conn, have, want Ruleset) error {
 	s4, s6 := sets(want.IPv6)
 	type pair struct {
-		s          *nftables.Set
-		have, want []Interval
+		s        *nftables.Set
+		del, add []Interval
 	}
-	pairs := []pair{{s4, have.NonMasq4, want.NonMasq4}}
+	del4, add4 := diffIntervals(have.NonMasq4, want.NonMasq4)
+	pairs := []pair{{s4, del4, add4}}
 	if s6 != nil {
-		pairs = append(pairs, pair{s6, have.NonMasq6, want.NonMasq6})
+		del6, add6 := diffIntervals(have.NonMasq6, want.NonMasq6)
+		pairs = append(pairs, pair{s6, del6, add6})
 	}
 	// All deletions first: an added interval may overlap one that is going away.
 	for _, p := range pairs {
-		for chunk := range slices.Chunk(elements(missing(p.have, p.want)), maxElemsPerMsg) {
+		for chunk := range slices.Chunk(elements(p.del), maxElemsPerMsg) {
 			if err := nc.SetDeleteElements(p.s, chunk); err != nil {
 				return fmt.Errorf("nftables: delete elements from set %s: %w", p.s.Name, err)
 			}
 		}
 	}
 	for _, p := range pairs {
-		if err := addElements(nc, p.s, missing(p.want, p.have)); err != nil {
+		if err := addElements(nc, p.s, p.add); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// missing returns the intervals of a that are not in b, both sorted by First.
-func missing(a, b []Interval) []Interval {
-	var out []Interval
-	for _, iv := range a {
-		if _, ok := slices.BinarySearchFunc(b, iv, compareInterval); !ok {
-			out = append(out, iv)
+// diffIntervals returns the intervals only in have (to delete) and only in want (to add). Both inputs are
+// sorted by First and Last; one merge pass finds both.
+func diffIntervals(have, want []Interval) (del, add []Interval) {
+	i, j := 0, 0
+	for i < len(have) && j < len(want) {
+		switch c := compareInterval(have[i], want[j]); {
+		case c == 0:
+			i++
+			j++
+		case c < 0:
+			del = append(del, have[i])
+			i++
+		default:
+			add = append(add, want[j])
+			j++
 		}
 	}
-	return out
+	return append(del, have[i:]...), append(add, want[j:]...)
 }
 
 func compareInterval(a, b Interval) int {

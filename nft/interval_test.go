@@ -133,3 +133,20 @@ func TestSubtractReference(t *testing.T) {
 		}
 	}
 }
+
+func TestDiffIntervals(t *testing.T) {
+	for _, tc := range []struct{ have, want, del, add string }{
+		{"", "", "", ""},
+		{"10.0.0.0/8", "10.0.0.0/8", "", ""},
+		{"10.0.0.0/8", "", "10.0.0.0/8", ""},
+		{"", "10.0.0.0/8", "", "10.0.0.0/8"},
+		{"10.0.0.0/8 192.168.0.0/16", "10.0.0.0/8 172.16.0.0/12 192.168.0.0/16", "", "172.16.0.0/12"},
+		{"10.0.0.0/8", "10.0.0.0/7", "10.0.0.0/8", "10.0.0.0/7"}, // same start, the end moved
+		{"1.0.0.0/8 3.0.0.0/8 5.0.0.0/8", "2.0.0.0/8 3.0.0.0/8 6.0.0.0/8", "1.0.0.0/8 5.0.0.0/8", "2.0.0.0/8 6.0.0.0/8"},
+	} {
+		del, add := diffIntervals(ivs(t, tc.have), ivs(t, tc.want))
+		if show(del) != tc.del || show(add) != tc.add {
+			t.Errorf("diff(%q, %q) = del %q add %q, want del %q add %q", tc.have, tc.want, show(del), show(add), tc.del, tc.add)
+		}
+	}
+}
