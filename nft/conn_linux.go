@@ -353,7 +353,7 @@ func (c *Conn) Read() (Ruleset, bool, error) {
 			foreign("set %s", s.Name)
 			continue
 		}
-		elems, err := nc.GetSetElements(s)
+		elems, err := c.dumpElements(s.Name)
 		if err != nil {
 			return Ruleset{}, true, fmt.Errorf("nftables: list elements of set %s: %w", s.Name, err)
 		}
