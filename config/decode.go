@@ -139,6 +139,9 @@ func (d *decoder) syntaxError(data []byte, err error) *Error {
 		line = 0 // errors of the byte reader carry no position
 	}
 	e := d.errAt(line, "", "", "invalid YAML: "+msg, `check the indentation and quoting; quote a value that starts with ":" (such as "::/0")`)
+	if strings.HasPrefix(msg, "exceeded max depth") {
+		e.Fix = "values nest no deeper than a list of strings"
+	}
 	if strings.Contains(msg, "tab character") || strings.Contains(msg, "cannot start any token") {
 		// The decoder often names the line before a tab; point at the first line indented with one.
 		if tabLine := firstTabIndent(data); tabLine > 0 {

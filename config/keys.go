@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // key is one of the keys a file may set.
@@ -113,11 +114,15 @@ func suggestKey(name string) (key, bool) {
 	if n == "" {
 		return 0, false
 	}
+	runes := utf8.RuneCountInString(n)
 	best, bestDist, bestShared := key(0), -1, 0
 	for k := range numKeys {
 		kn := strings.ToLower(k.String())
+		if abs(runes-len(kn)) > len(kn)/3 {
+			continue // the distance is at least the difference in length
+		}
 		d := editDistance(n, kn)
-		if d > len(kn)/3 || d >= len([]rune(n)) {
+		if d > len(kn)/3 || d >= runes {
 			continue
 		}
 		// On a tie, the key sharing more of its start and end wins: masqLinkLocalv6 is masqLinkLocalIPv6.
@@ -162,4 +167,11 @@ func editDistance(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(br)]
+}
+
+func abs(n int) int {
+	if n < 0 {
+		return -n
+	}
+	return n
 }

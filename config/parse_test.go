@@ -701,6 +701,11 @@ enableIPv6: true
 			err:  &wantErr{line: 3, msg: "invalid YAML: found a tab character", fix: "indent with spaces, not tabs"},
 		},
 		{
+			name: "nesting deeper than the decoder allows",
+			in:   "cidrLimit: 3\nfoo: " + strings.Repeat("[", 10001) + "\n",
+			err:  &wantErr{line: 2, msg: "invalid YAML: exceeded max depth", fix: "no deeper than a list of strings"},
+		},
+		{
 			name: "file too large",
 			in:   strings.Repeat("#", 1<<20+1),
 			err:  &wantErr{line: 0, msg: "larger than 1048576 bytes"},
