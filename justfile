@@ -12,10 +12,15 @@ test:
 ci:
 	bash .ci/run
 
-# Benchmarks (root): raw output kept in bench/raw.txt, figures copied into BENCHMARKS.md by hand.
+# Benchmarks (root), masqd beside the iptables way, in fresh network namespaces. Raw output and benchstat's
+# medians (columns per implementation, with the ratio) go to bench/; BENCHMARKS.md quotes them.
 bench:
 	mkdir -p bench
-	go test -run '^$' -bench . -benchtime 5x ./nft | tee bench/raw.txt
+	go test ./nft -run '^$' -bench . -benchtime 5x -count 5 | tee bench/nft.txt
+	go test ./e2e -run '^$' -bench 'FullApply|OnePrefixChange|Connect' -count 5 -timeout 60m | tee bench/e2e.txt
+	go test ./e2e -run '^$' -bench 'EditToKernel' -benchtime 1000x -count 1 | tee bench/edit.txt
+	go test ./e2e -run '^$' -bench 'AgentCost' -benchtime 1x -count 1 | tee bench/agent.txt
+	go run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da -col /impl bench/e2e.txt | tee bench/benchstat.txt
 
 build:
 	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=$(git describe --tags --always --dirty 2>/dev/null || echo dev)" -o bin/masqd ./cmd/masqd

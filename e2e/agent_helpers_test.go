@@ -24,7 +24,7 @@ import (
 
 // agentProc is masqd running as an agent inside the lab's node namespace.
 type agentProc struct {
-	t      *testing.T
+	t      testing.TB
 	ns     *NS
 	cmd    *exec.Cmd
 	addr   string // HTTP address inside ns
@@ -47,7 +47,7 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 
 // startAgent runs `masqd args...` in ns with an HTTP address of its own, and stops it (SIGTERM) when the
 // test ends.
-func startAgent(t *testing.T, ns *NS, port int, args ...string) *agentProc {
+func startAgent(t testing.TB, ns *NS, port int, args ...string) *agentProc {
 	t.Helper()
 	a := &agentProc{t: t, ns: ns, addr: fmt.Sprintf("127.0.0.1:%d", port), exited: make(chan struct{})}
 	args = append([]string{"netns", "exec", ns.Name, masqdBin, "--http-address=" + a.addr, "--log-format=json", "--log-level=debug"}, args...)
@@ -152,7 +152,7 @@ func (a *agentProc) metric(sample string) float64 {
 
 // commits follows nftables commits in ns and sends every commit that touches masqd's table. It returns once
 // the subscription is live (it has seen a probe commit of its own in an unrelated table).
-func commits(t *testing.T, ns *NS) <-chan nft.Commit {
+func commits(t testing.TB, ns *NS) <-chan nft.Commit {
 	t.Helper()
 	f, err := ns.Open()
 	if err != nil {
@@ -189,7 +189,7 @@ func commits(t *testing.T, ns *NS) <-chan nft.Commit {
 }
 
 // nextCommit waits for the next commit touching masqd's table, by a process other than the monitor.
-func nextCommit(t *testing.T, ch <-chan nft.Commit, what string) nft.Commit {
+func nextCommit(t testing.TB, ch <-chan nft.Commit, what string) nft.Commit {
 	t.Helper()
 	select {
 	case c := <-ch:
@@ -200,7 +200,7 @@ func nextCommit(t *testing.T, ch <-chan nft.Commit, what string) nft.Commit {
 	return nft.Commit{}
 }
 
-func mustWrite(t *testing.T, path, content string) {
+func mustWrite(t testing.TB, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)

@@ -21,13 +21,13 @@ const (
 )
 
 // kernelTable is masqd's table as nft lists it in ns, counters zeroed.
-func kernelTable(t *testing.T, ns *NS) string {
+func kernelTable(t testing.TB, ns *NS) string {
 	t.Helper()
 	return zeroCounters(ns.Run(t, "nft", "list", "table", "inet", "masqd"))
 }
 
 // dryRun is what `masqd --dry-run` prints for the config in path (absent: defaults).
-func dryRun(t *testing.T, path string, flags ...string) string {
+func dryRun(t testing.TB, path string, flags ...string) string {
 	t.Helper()
 	return mustMasqd(t, nil, append([]string{"--config=" + path, "--dry-run"}, flags...)...)
 }

@@ -68,7 +68,7 @@ type Lab struct {
 type echoPorts struct{ tcp, udp int }
 
 // newLab builds the lab and its echo servers; everything is removed when the test ends.
-func newLab(t *testing.T, opts labOptions) *Lab {
+func newLab(t testing.TB, opts labOptions) *Lab {
 	t.Helper()
 	requireKernel(t)
 	l := &Lab{

@@ -37,7 +37,7 @@ type result struct {
 }
 
 // runMasqd runs masqd inside ns (or in the test's own namespace when ns is nil) and waits for it.
-func runMasqd(t *testing.T, ns *NS, args ...string) result {
+func runMasqd(t testing.TB, ns *NS, args ...string) result {
 	t.Helper()
 	cmd := exec.Command(masqdBin, args...)
 	if ns != nil {
@@ -58,7 +58,7 @@ func runMasqd(t *testing.T, ns *NS, args ...string) result {
 }
 
 // mustMasqd runs masqd and fails the test unless it exits 0.
-func mustMasqd(t *testing.T, ns *NS, args ...string) string {
+func mustMasqd(t testing.TB, ns *NS, args ...string) string {
 	t.Helper()
 	r := runMasqd(t, ns, args...)
 	if r.code != 0 {
@@ -68,7 +68,7 @@ func mustMasqd(t *testing.T, ns *NS, args ...string) string {
 }
 
 // writeConfig writes a config file for the test and returns its path.
-func writeConfig(t *testing.T, content string) string {
+func writeConfig(t testing.TB, content string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "ip-masq-agent")
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {

@@ -19,7 +19,7 @@ import (
 
 // requireKernel skips the test unless it may create network namespaces and nftables rules: the effective user
 // is root and `ip`, `nft` and `sysctl` are on PATH. With MASQD_E2E=required in the environment it fails instead.
-func requireKernel(t *testing.T) {
+func requireKernel(t testing.TB) {
 	t.Helper()
 	var missing []string
 	if euid := os.Geteuid(); euid != 0 {
@@ -48,7 +48,7 @@ type NS struct {
 
 // newNS creates a namespace named masqd-<role>-<8 hex digits> with lo up, and deletes it when the test ends.
 // Deleting the namespace also destroys the veths and nftables tables inside it.
-func newNS(t *testing.T, role string) *NS {
+func newNS(t testing.TB, role string) *NS {
 	t.Helper()
 	b := make([]byte, 4)
 	rand.Read(b) // never returns an error
@@ -66,7 +66,7 @@ func newNS(t *testing.T, role string) *NS {
 }
 
 // Run runs `ip netns exec NAME args...` and returns its combined output, failing the test if it fails.
-func (ns *NS) Run(t *testing.T, args ...string) string {
+func (ns *NS) Run(t testing.TB, args ...string) string {
 	t.Helper()
 	out, err := ns.RunErr(args...)
 	if err != nil {
@@ -135,7 +135,7 @@ func (ns *NS) do(fn func() error) error {
 }
 
 // waitFor polls cond until it returns nil, failing the test with cond's last error after timeout.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() error) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() error) {
 	t.Helper()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()

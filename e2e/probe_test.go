@@ -24,7 +24,7 @@ const probeTimeout = 3 * time.Second
 // ::ffff:a.b.c.d) and returns their ports. Both answer with the peer's source IP as text: TCP writes it and a
 // newline, then closes; UDP replies to each datagram, from the address the datagram was sent to. The servers
 // stop when the test ends.
-func startEchoServers(t *testing.T, ns *NS) (tcpPort, udpPort int) {
+func startEchoServers(t testing.TB, ns *NS) (tcpPort, udpPort int) {
 	t.Helper()
 	var (
 		ln net.Listener

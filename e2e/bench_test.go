@@ -1,0 +1,384 @@
+//go:build linux
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/masqd/masqd/config"
+	"github.com/masqd/masqd/nft"
+)
+
+// Benchmarks comparing masqd with "the iptables way": what ip-masq-agent does on every sync, an
+// `iptables-restore --noflush` of its chain (one RETURN per prefix, then MASQUERADE) after ensuring the
+// POSTROUTING jump, for IPv4 and IPv6. Sub-benchmarks are named .../impl=NAME so that
+// `benchstat -col /impl` shows each figure side by side with the ratio. `just bench` runs them all and
+// keeps the raw output in bench/.
+
+var benchPrefixes = []int{10, 1_000, 10_000, 100_000}
+
+const benchChain = "IP-MASQ-AGENT"
+
+// benchCIDRs returns n disjoint IPv4 /31s and n disjoint IPv6 /64s, none covering the lab's addresses.
+func benchCIDRs(n int) (v4, v6 []netip.Prefix) {
+	for i := range n {
+		v4 = append(v4, netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(1 + i>>14), byte(i >> 6), byte(i << 2), 0}), 31))
+		v6 = append(v6, netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0xa0, byte(i >> 16), byte(i >> 8), byte(i)}), 64))
+	}
+	return v4, v6
+}
+
+func benchRuleset(v4, v6 []netip.Prefix) nft.Ruleset {
+	cfg := config.Config{EnableIPv6: true}
+	for _, p := range slices.Concat(v4, v6) {
+		cfg.NonMasqueradeCIDRs = append(cfg.NonMasqueradeCIDRs, config.CIDR{Prefix: p})
+	}
+	return nft.Compile(cfg, nft.Options{RandomFully: true})
+}
+
+// ipMasqAgentPayload is the iptables-restore input ip-masq-agent writes for prefixes: the chain flushed
+// and rewritten, link-local first.
+func ipMasqAgentPayload(prefixes []netip.Prefix, linkLocal string) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "*nat\n:%s - [0:0]\n", benchChain)
+	for _, p := range slices.Concat([]netip.Prefix{netip.MustParsePrefix(linkLocal)}, prefixes) {
+		fmt.Fprintf(&b, "-A %s -d %s -m comment --comment \"ip-masq-agent: local traffic is not subject to MASQUERADE\" -j RETURN\n", benchChain, p)
+	}
+	fmt.Fprintf(&b, "-A %s -m comment --comment \"ip-masq-agent: outbound traffic is subject to MASQUERADE (must be last in chain)\" -j MASQUERADE --random-fully\nCOMMIT\n", benchChain)
+	return b.Bytes()
+}
+
+// iptablesWay applies prefixes the way ip-masq-agent does, with the given variant ("nft" or "legacy"),
+// inside ns. The commands are forked from a thread inside ns, so no `ip netns exec` cost is counted.
+type iptablesWay struct {
+	ns      *NS
+	variant string
+}
+
+func (w iptablesWay) run(stdin []byte, bin string, args ...string) error {
+	return w.ns.Do(func() error {
+		cmd := exec.Command(bin, args...)
+		cmd.Stdin = bytes.NewReader(stdin)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("%s %v: %w: %s", bin, args, err, out)
+		}
+		return nil
+	})
+}
+
+func (w iptablesWay) apply(v4, v6 []netip.Prefix) error {
+	for _, fam := range []struct {
+		tool      string
+		prefixes  []netip.Prefix
+		linkLocal string
+	}{{"iptables", v4, "169.254.0.0/16"}, {"ip6tables", v6, "fe80::/10"}} {
+		tool := fam.tool + "-" + w.variant
+		// Ensure the chain and the jump, as ip-masq-agent does: check, then append.
+		_ = w.run(nil, tool, "-w", "5", "-t", "nat", "-N", benchChain)
+		jump := []string{"POSTROUTING", "-m", "comment", "--comment", "ip-masq-agent: ensure nat POSTROUTING directs all non-LOCAL destination traffic to our custom " + benchChain + " chain",
+			"-m", "addrtype", "!", "--dst-type", "LOCAL", "-j", benchChain}
+		if w.run(nil, tool, append([]string{"-w", "5", "-t", "nat", "-C"}, jump...)...) != nil {
+			if err := w.run(nil, tool, append([]string{"-w", "5", "-t", "nat", "-A"}, jump...)...); err != nil {
+				return err
+			}
+		}
+		if err := w.run(ipMasqAgentPayload(fam.prefixes, fam.linkLocal), tool+"-restore", "--noflush", "-w", "5"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// reset removes everything, for a cold apply.
+func (w iptablesWay) reset() error {
+	for _, tool := range []string{"iptables", "ip6tables"} {
+		if err := w.run([]byte("*nat\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n"), tool+"-"+w.variant+"-restore"); err != nil {
+			return err
+		}
+		_ = w.run(nil, tool+"-"+w.variant, "-w", "5", "-t", "nat", "-F", benchChain)
+		_ = w.run(nil, tool+"-"+w.variant, "-w", "5", "-t", "nat", "-X", benchChain)
+	}
+	return nil
+}
+
+// impls lists the implementations the host can run: masqd always; iptables-nft and iptables-legacy when
+// their binaries exist (legacy also needs the kernel's legacy tables).
+func impls(b *testing.B) []string {
+	out := []string{"masqd"}
+	for _, v := range []string{"nft", "legacy"} {
+		if _, err := exec.LookPath("iptables-" + v + "-restore"); err == nil {
+			out = append(out, "iptables-"+v)
+		}
+	}
+	return out
+}
+
+// applier is one implementation's apply and reset inside ns.
+type applier struct {
+	apply func(v4, v6 []netip.Prefix) error
+	reset func() error
+}
+
+func newApplier(b *testing.B, ns *NS, impl string) applier {
+	if variant, ok := strings.CutPrefix(impl, "iptables-"); ok {
+		w := iptablesWay{ns, variant}
+		return applier{w.apply, w.reset}
+	}
+	f, err := ns.Open()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { f.Close() })
+	conn := nft.NewConn(int(f.Fd()))
+	return applier{
+		apply: func(v4, v6 []netip.Prefix) error { _, err := conn.Apply(benchRuleset(v4, v6)); return err },
+		reset: func() error { conn.Forget(); return conn.Delete() },
+	}
+}
+
+// BenchmarkFullApply: N prefixes per family into a namespace that holds none of the implementation's rules.
+func BenchmarkFullApply(b *testing.B) {
+	requireKernel(b)
+	for _, n := range benchPrefixes {
+		v4, v6 := benchCIDRs(n)
+		for _, impl := range impls(b) {
+			b.Run(fmt.Sprintf("prefixes=%d/impl=%s", n, impl), func(b *testing.B) {
+				ns := newNS(b, "bench")
+				a := newApplier(b, ns, impl)
+				for b.Loop() {
+					b.StopTimer()
+					if err := a.reset(); err != nil {
+						b.Fatal(err)
+					}
+					b.StartTimer()
+					if err := a.apply(v4, v6); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkOnePrefixChange: one IPv4 prefix added to or removed from an N-prefix config, the steady-state
+// edit. ip-masq-agent rewrites its whole chain; masqd sends the two changed set elements.
+func BenchmarkOnePrefixChange(b *testing.B) {
+	requireKernel(b)
+	extra := netip.MustParsePrefix("203.0.113.0/24")
+	for _, n := range benchPrefixes {
+		v4, v6 := benchCIDRs(n)
+		more := append(slices.Clone(v4), extra)
+		for _, impl := range impls(b) {
+			b.Run(fmt.Sprintf("prefixes=%d/impl=%s", n, impl), func(b *testing.B) {
+				ns := newNS(b, "bench")
+				a := newApplier(b, ns, impl)
+				if err := a.apply(v4, v6); err != nil {
+					b.Fatal(err)
+				}
+				i := 0
+				for b.Loop() {
+					cur := v4
+					if i%2 == 0 {
+						cur = more
+					}
+					i++
+					if err := a.apply(cur, v6); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkConnect: one new TCP connection from the pod through the node's NAT to an outside host that is
+// masqueraded (so every rule or the set is consulted), per op. Only a connection's first packet passes the
+// NAT rules, so connections, not bytes, show the cost of N prefixes. conns/s is the figure to compare.
+func BenchmarkConnect(b *testing.B) {
+	requireKernel(b)
+	for _, n := range []int{10, 10_000} {
+		v4, v6 := benchCIDRs(n)
+		for _, impl := range impls(b) {
+			b.Run(fmt.Sprintf("prefixes=%d/impl=%s", n, impl), func(b *testing.B) {
+				lab := newLab(b, labOptions{})
+				// Many short connections: let the pod reuse ports quickly.
+				lab.Pod.Run(b, "sysctl", "-q", "-w", "net.ipv4.ip_local_port_range=1024 65535", "net.ipv4.tcp_tw_reuse=1")
+				if err := newApplier(b, lab.Node, impl).apply(v4, v6); err != nil {
+					b.Fatal(err)
+				}
+				dst := net.JoinHostPort(lab.Internet.String(), strconv.Itoa(lab.outsideEcho.tcp))
+				// Warm up, and check the path masquerades.
+				if got, err := sourceSeenTCP(lab.Pod, lab.Internet, lab.outsideEcho.tcp, time.Second); err != nil || got != lab.NodeIP {
+					b.Fatalf("warm-up: saw %s (%v), want %s", got, err, lab.NodeIP)
+				}
+				b.ResetTimer()
+				err := lab.Pod.Do(func() error {
+					for b.Loop() {
+						c, err := net.DialTimeout("tcp", dst, 2*time.Second)
+						if err != nil {
+							return err
+						}
+						_, _ = io.Copy(io.Discard, c) // the server writes and closes first: no TIME_WAIT here
+						c.Close()
+					}
+					return nil
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "conns/s")
+			})
+		}
+	}
+}
+
+// BenchmarkEditToKernel: a config file edit until masqd's commit is seen in the kernel, through the running
+// agent. ip-masq-agent has no such path: it re-reads the file every resyncInterval (60 s), after the
+// kubelet's volume sync (up to about 60 s more) for a ConfigMap.
+func BenchmarkEditToKernel(b *testing.B) {
+	requireKernel(b)
+	lab := newLab(b, labOptions{})
+	path := filepath.Join(b.TempDir(), "ip-masq-agent")
+	mustWrite(b, path, cfgVPCOnly)
+	ch := commits(b, lab.Node)
+	startAgent(b, lab.Node, 9745, "--config="+path, "--log-level=warn")
+	nextCommit(b, ch, "first apply")
+	var lat []time.Duration
+	i := 0
+	for b.Loop() {
+		c := cfgWithNetDocs
+		if i%2 == 1 {
+			c = cfgVPCOnly
+		}
+		i++
+		start := time.Now()
+		mustWrite(b, path, c)
+		nextCommit(b, ch, "edit")
+		lat = append(lat, time.Since(start))
+	}
+	b.ReportMetric(float64(percentile(lat, 0.5).Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(percentile(lat, 0.99).Microseconds())/1000, "p99-ms")
+}
+
+// procStats reads a process's resident memory and its CPU time and context switches, summed over threads.
+func procStats(pid int) (rssKiB int, cpu time.Duration, switches int, err error) {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			rssKiB, _ = strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+		}
+	}
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	const ticks = 100 // USER_HZ
+	for _, task := range tasks {
+		dir := fmt.Sprintf("/proc/%d/task/%s/", pid, task.Name())
+		if st, err := os.ReadFile(dir + "stat"); err == nil {
+			f := strings.Fields(string(st[bytes.LastIndexByte(st, ')')+2:]))
+			u, _ := strconv.Atoi(f[11])
+			s, _ := strconv.Atoi(f[12])
+			cpu += time.Duration(u+s) * time.Second / ticks
+		}
+		if ts, err := os.ReadFile(dir + "status"); err == nil {
+			for _, line := range strings.Split(string(ts), "\n") {
+				if v, ok := strings.CutPrefix(line, "voluntary_ctxt_switches:"); ok {
+					n, _ := strconv.Atoi(strings.TrimSpace(v))
+					switches += n
+				}
+				if v, ok := strings.CutPrefix(line, "nonvoluntary_ctxt_switches:"); ok {
+					n, _ := strconv.Atoi(strings.TrimSpace(v))
+					switches += n
+				}
+			}
+		}
+	}
+	return rssKiB, cpu, switches, nil
+}
+
+// BenchmarkAgentCost: the agent's resident memory, CPU and wakeups over a quiet window and over a window
+// with one config edit per second, at N prefixes per family. Run with -benchtime=1x.
+func BenchmarkAgentCost(b *testing.B) {
+	requireKernel(b)
+	window := 20 * time.Second
+	if testing.Short() {
+		window = 5 * time.Second
+	}
+	for _, n := range []int{10, 100_000} {
+		b.Run(fmt.Sprintf("prefixes=%d/impl=masqd", n), func(b *testing.B) {
+			lab := newLab(b, labOptions{})
+			var cfg strings.Builder
+			cfg.WriteString("enableIPv6: true\ncidrLimit: 1000000\nnonMasqueradeCIDRs:\n")
+			v4, v6 := benchCIDRs(n)
+			for _, p := range slices.Concat(v4, v6) {
+				fmt.Fprintf(&cfg, "  - %s\n", p)
+			}
+			path := filepath.Join(b.TempDir(), "ip-masq-agent")
+			mustWrite(b, path, cfg.String())
+			ch := commits(b, lab.Node)
+			a := startAgent(b, lab.Node, 9745, "--config="+path, "--log-level=warn")
+			nextCommit(b, ch, "first apply")
+			a.waitStatus("/readyz", 200)
+			pid := a.cmd.Process.Pid
+			for b.Loop() {
+				// Quiet: nothing changes.
+				_, cpu0, sw0, err := procStats(pid)
+				if err != nil {
+					b.Fatal(err)
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), window)
+				<-ctx.Done()
+				cancel()
+				rss, cpu1, sw1, err := procStats(pid)
+				if err != nil {
+					b.Fatal(err)
+				}
+				perMin := float64(time.Minute) / float64(window)
+				b.ReportMetric(float64(rss)/1024, "idle-RSS-MiB")
+				b.ReportMetric(float64((cpu1-cpu0).Milliseconds())*perMin, "idle-CPU-ms/min")
+				b.ReportMetric(float64(sw1-sw0)*perMin, "idle-wakeups/min")
+				// One edit per second: add and remove one prefix.
+				base := cfg.String()
+				tick := time.NewTicker(time.Second)
+				deadline := time.Now().Add(window)
+				edits := 0
+				for now := range tick.C {
+					if now.After(deadline) {
+						break
+					}
+					c := base
+					if edits%2 == 0 {
+						c += "  - 203.0.113.0/24\n"
+					}
+					mustWrite(b, path, c)
+					nextCommit(b, ch, "edit")
+					edits++
+				}
+				tick.Stop()
+				rss2, cpu2, _, err := procStats(pid)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(float64(rss2)/1024, "busy-RSS-MiB")
+				b.ReportMetric(float64((cpu2-cpu1).Milliseconds())*perMin, "busy-CPU-ms/min")
+			}
+		})
+	}
+}
