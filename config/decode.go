@@ -222,10 +222,14 @@ func (d *decoder) rejectAliases(n *yaml.Node) error {
 	return nil
 }
 
+// maxWarnings bounds the warnings of one file: the agent logs each of them whenever the config changes.
+const maxWarnings = 20
+
 // fields sorts the top-level mapping into known keys, and warns about the rest.
 func (d *decoder) fields(m *yaml.Node) (*rawFile, error) {
 	raw := &rawFile{}
 	seen := make(map[string]*yaml.Node, len(m.Content)/2)
+	unknown, moreLine := 0, 0
 	for i := 0; i+1 < len(m.Content); i += 2 {
 		k, v := m.Content[i], m.Content[i+1]
 		if k.Kind != yaml.ScalarNode {
@@ -249,11 +253,22 @@ func (d *decoder) fields(m *yaml.Node) (*rawFile, error) {
 			raw.fields[id] = &rawField{id: id, name: k.Value, key: k, val: v}
 			continue
 		}
+		unknown++
+		if unknown > maxWarnings {
+			if moreLine == 0 {
+				moreLine = k.Line
+			}
+			continue
+		}
 		msg, ok := flagHint(k.Value)
 		if !ok {
 			msg = unknownKeyMsg(k.Value)
 		}
 		d.warnings = append(d.warnings, Warning{Source: Source{File: d.file, Line: k.Line}, Key: k.Value, Msg: msg})
+	}
+	if more := unknown - maxWarnings; more > 0 {
+		d.warnings = append(d.warnings, Warning{Source: Source{File: d.file, Line: moreLine},
+			Msg: fmt.Sprintf("%d more unknown keys ignored", more)})
 	}
 	return raw, nil
 }

@@ -227,6 +227,10 @@ func (b *builder) boolean(f *rawField) (bool, error) {
 func (b *builder) cidrLimit(f *rawField) (int, error) {
 	v := f.val
 	fix := fmt.Sprintf("write a whole number, e.g. %s: 64", f.name)
+	if v.Kind == yaml.ScalarNode && v.ShortTag() == "!!float" && allDigits(v.Value) {
+		// YAML resolves a whole number too large for an int64 to !!float.
+		return 0, b.errAt(v.Line, f.name, v.Value, "number is too large", fix)
+	}
 	if v.Kind != yaml.ScalarNode || v.ShortTag() != "!!int" {
 		if isString(v) {
 			if _, err := strconv.Atoi(v.Value); err == nil {
@@ -248,6 +252,12 @@ func (b *builder) cidrLimit(f *rawField) (int, error) {
 		return 0, b.errAt(v.Line, f.name, v.Value, "must not be negative", fix)
 	}
 	return n, nil
+}
+
+// allDigits says whether s is a whole number written in decimal, with an optional sign and underscores.
+func allDigits(s string) bool {
+	s = strings.TrimLeft(s, "+-")
+	return s != "" && strings.Trim(s, "0123456789_") == ""
 }
 
 // duration decodes a Go duration string such as "60s"; upstream accepts only a string, and only a positive

@@ -3,6 +3,8 @@ package config
 import (
 	"fmt"
 	"net/netip"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -93,9 +95,9 @@ func (e *Error) Error() string {
 		s += ": " + e.Key
 	}
 	if e.Value != "" {
-		s += fmt.Sprintf(" %q", e.Value)
+		s += " " + quoteShort(e.Value)
 	}
-	s += ": " + e.Msg
+	s += ": " + shorten(e.Msg, 4*maxQuoted)
 	if e.Fix != "" {
 		s += "; " + e.Fix
 	}
@@ -103,3 +105,23 @@ func (e *Error) Error() string {
 }
 
 func (e *Error) Unwrap() error { return e.Err }
+
+// maxQuoted bounds how much of a bad value an error quotes: errors are logged and posted as Kubernetes
+// Events, and a value may be a megabyte long.
+const maxQuoted = 64
+
+// quoteShort quotes v, cut to maxQuoted bytes with an ellipsis and the full length when it is longer.
+func quoteShort(v string) string {
+	if len(v) <= maxQuoted {
+		return strconv.Quote(v)
+	}
+	return fmt.Sprintf("%s… (%d bytes)", strconv.Quote(strings.ToValidUTF8(v[:maxQuoted], "")), len(v))
+}
+
+// shorten cuts s to about n bytes, with an ellipsis.
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "…"
+}
