@@ -98,13 +98,21 @@ func (c *Conn) Apply(want Ruleset) (Change, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	change, err := c.apply(want)
-	if err != nil {
+	if err != nil && !errors.Is(err, unix.EPERM) {
 		// What we remember may be what made the batch fail (someone removed an element we meant to delete):
 		// forget it and try once more from a fresh read.
 		c.last = nil
 		change, err = c.apply(want)
 	}
-	return change, err
+	return change, privilege(err)
+}
+
+// privilege says what is missing when the kernel refused masqd for want of privilege.
+func privilege(err error) error {
+	if errors.Is(err, unix.EPERM) {
+		return fmt.Errorf("%w: masqd needs CAP_NET_ADMIN in this network namespace (run as root or grant the capability)", err)
+	}
+	return err
 }
 
 // Forget drops what Conn remembers of the kernel, so that the next Apply reads the table first. Call it when
@@ -140,14 +148,14 @@ func (c *Conn) apply(want Ruleset) (Change, error) {
 		if err := queueDelta(nc, have, want); err != nil {
 			return Unchanged, err
 		}
+		if err := nc.Flush(); err != nil {
+			return Unchanged, fmt.Errorf("nftables: apply table inet %s (%s): %w", TableName, change, err)
+		}
 	} else {
 		change = Rebuilt
-		if err := queueTable(nc, want); err != nil {
+		if err := c.rebuild(nc, present, want); err != nil {
 			return Unchanged, err
 		}
-	}
-	if err := nc.Flush(); err != nil {
-		return Unchanged, fmt.Errorf("nftables: apply table inet %s (%s): %w", TableName, change, err)
 	}
 	if gen, err = c.generation(); err != nil {
 		c.last = nil
@@ -176,6 +184,171 @@ func sets(ipv6 bool) (s4, s6 *nftables.Set) {
 	return s4, s6
 }
 
+// rebuild brings the table to want's shape in two transactions, so that no rule ever reads a set created in
+// the same transaction: on Linux 6.18 such a rule misses now and then for packets that race the commit
+// (RELIABILITY.md, "Kernel: which changes are atomic for packets"). The first transaction creates the table
+// and the sets that are missing, with their elements; no rule reads them yet, so packets see no change. The
+// second refills the sets that were there, replaces the rules that differ (keeping the leading ones that are
+// right, and their counters) and removes whatever in the table is not masqd's. Both kinds of change are
+// atomic for packets. When there is no table (masqd's first start, or someone deleted it) it is made in one
+// transaction: nothing was masqueraded before, so there is no old ruleset to keep. Only when a set of
+// masqd's name has the wrong type is a table that is there replaced whole, in one transaction.
+func (c *Conn) rebuild(nc *nftables.Conn, present bool, want Ruleset) error {
+	if !present {
+		return c.replaceTable(nc, want)
+	}
+	table := masqdTable()
+	kernelSets, err := nc.GetSets(table)
+	if err != nil {
+		return fmt.Errorf("nftables: list sets of table inet %s: %w", TableName, err)
+	}
+	s4, s6 := sets(want.IPv6)
+	wants := map[string][]Interval{s4.Name: want.NonMasq4}
+	if s6 != nil {
+		wants[s6.Name] = want.NonMasq6
+	}
+	exists := map[string]bool{}
+	var obsolete []string
+	for _, k := range kernelSets {
+		_, ok := wants[k.Name]
+		switch {
+		case !ok:
+			obsolete = append(obsolete, k.Name)
+		case !k.Interval || k.IsMap || k.KeyType.Name != ourSet(k.Name, s4, s6).KeyType.Name:
+			return c.replaceTable(nc, want)
+		default:
+			exists[k.Name] = true
+		}
+	}
+
+	if len(exists) < len(wants) {
+		for _, s := range []*nftables.Set{s4, s6} {
+			if s != nil && !exists[s.Name] {
+				if err := addSet(nc, s, wants[s.Name]); err != nil {
+					return err
+				}
+			}
+		}
+		if err := nc.Flush(); err != nil {
+			return fmt.Errorf("nftables: apply table inet %s (new sets): %w", TableName, err)
+		}
+	}
+
+	for name := range exists {
+		s := ourSet(name, s4, s6)
+		nc.FlushSet(s)
+		if err := addElements(nc, s, wants[name]); err != nil {
+			return err
+		}
+	}
+	if err := queueChain(nc, want, s4, s6); err != nil {
+		return err
+	}
+	for _, name := range obsolete {
+		nc.DelSet(&nftables.Set{Table: table, Name: name})
+	}
+	if err := nc.Flush(); err != nil {
+		return fmt.Errorf("nftables: apply table inet %s (rules): %w", TableName, err)
+	}
+	return nil
+}
+
+func ourSet(name string, s4, s6 *nftables.Set) *nftables.Set {
+	if name == s4.Name {
+		return s4
+	}
+	return s6
+}
+
+// isMasqdChain says whether ch is masqd's chain as masqd makes it.
+func isMasqdChain(ch *nftables.Chain) bool {
+	return ch.Name == ChainName && ch.Type == nftables.ChainTypeNAT && ch.Hooknum != nil &&
+		*ch.Hooknum == *nftables.ChainHookPostrouting && ch.Priority != nil &&
+		*ch.Priority == *nftables.ChainPriorityNATSource &&
+		(ch.Policy == nil || *ch.Policy == nftables.ChainPolicyAccept)
+}
+
+// queueChain queues what makes the chains of table inet masqd exactly masqd's chain with want's rules. The
+// chain's rules are kept as long as they match want's in order; the rest are deleted and want's remaining
+// rules added. Other chains (and a chain of masqd's name with the wrong hook) are emptied first and deleted
+// once no rule of masqd's chain can jump to them.
+func queueChain(nc *nftables.Conn, want Ruleset, s4, s6 *nftables.Set) error {
+	table := masqdTable()
+	chains, err := nc.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return fmt.Errorf("nftables: list chains: %w", err)
+	}
+	var chain *nftables.Chain
+	var others []*nftables.Chain
+	for _, ch := range chains {
+		switch {
+		case ch.Table.Name != TableName:
+		case isMasqdChain(ch):
+			chain = ch
+		default:
+			others = append(others, &nftables.Chain{Name: ch.Name, Table: table})
+			nc.FlushChain(others[len(others)-1])
+		}
+	}
+	type rule struct {
+		nfproto byte
+		s       *nftables.Set
+	}
+	rules := []rule{{unix.NFPROTO_IPV4, s4}}
+	if s6 != nil {
+		rules = append(rules, rule{unix.NFPROTO_IPV6, s6})
+	}
+	keep := 0
+	if chain != nil {
+		kernel, err := nc.GetRules(table, chain)
+		if err != nil {
+			return fmt.Errorf("nftables: list rules of chain %s: %w", ChainName, err)
+		}
+		for i, r := range kernel {
+			fam, random, _, ok := parseRule(r.Exprs)
+			if keep == i && i < len(rules) && ok && fam == rules[i].nfproto && random == want.RandomFully {
+				keep++
+				continue
+			}
+			if err := nc.DelRule(&nftables.Rule{Table: table, Chain: chain, Handle: r.Handle}); err != nil {
+				return fmt.Errorf("nftables: delete rule %d of chain %s: %w", r.Handle, ChainName, err)
+			}
+		}
+	}
+	for _, ch := range others {
+		nc.DelChain(ch)
+	}
+	if chain == nil {
+		chain = addChain(nc)
+	}
+	for _, r := range rules[keep:] {
+		nc.AddRule(&nftables.Rule{Table: table, Chain: chain, Exprs: ruleExprs(r.nfproto, r.s, want.RandomFully)})
+	}
+	return nil
+}
+
+func addChain(nc *nftables.Conn) *nftables.Chain {
+	return nc.AddChain(&nftables.Chain{
+		Name:     ChainName,
+		Table:    masqdTable(),
+		Type:     nftables.ChainTypeNAT,
+		Hooknum:  nftables.ChainHookPostrouting,
+		Priority: nftables.ChainPriorityNATSource,
+		Policy:   ptr(nftables.ChainPolicyAccept),
+	})
+}
+
+// replaceTable makes or replaces the whole table in one transaction.
+func (c *Conn) replaceTable(nc *nftables.Conn, want Ruleset) error {
+	if err := queueTable(nc, want); err != nil {
+		return err
+	}
+	if err := nc.Flush(); err != nil {
+		return fmt.Errorf("nftables: replace table inet %s: %w", TableName, err)
+	}
+	return nil
+}
+
 // queueTable queues the whole table, replacing any table of that name: add (a no-op if it exists), delete,
 // add again, all inside the same batch.
 func queueTable(nc *nftables.Conn, want Ruleset) error {
@@ -192,14 +365,7 @@ func queueTable(nc *nftables.Conn, want Ruleset) error {
 			return err
 		}
 	}
-	chain := nc.AddChain(&nftables.Chain{
-		Name:     ChainName,
-		Table:    table,
-		Type:     nftables.ChainTypeNAT,
-		Hooknum:  nftables.ChainHookPostrouting,
-		Priority: nftables.ChainPriorityNATSource,
-		Policy:   ptr(nftables.ChainPolicyAccept),
-	})
+	chain := addChain(nc)
 	nc.AddRule(&nftables.Rule{Table: table, Chain: chain, Exprs: ruleExprs(unix.NFPROTO_IPV4, s4, want.RandomFully)})
 	if s6 != nil {
 		nc.AddRule(&nftables.Rule{Table: table, Chain: chain, Exprs: ruleExprs(unix.NFPROTO_IPV6, s6, want.RandomFully)})
@@ -226,30 +392,25 @@ func addElements(nc *nftables.Conn, s *nftables.Set, ivs []Interval) error {
 // queueDelta queues the element changes that turn have's sets into want's.
 func queueDelta(nc *nftables.Conn, have, want Ruleset) error {
 	s4, s6 := sets(want.IPv6)
-	type pair struct {
-		s        *nftables.Set
-		del, add []Interval
+	if err := queueElementDelta(nc, s4, have.NonMasq4, want.NonMasq4); err != nil {
+		return err
 	}
-	del4, add4 := diffIntervals(have.NonMasq4, want.NonMasq4)
-	pairs := []pair{{s4, del4, add4}}
-	if s6 != nil {
-		del6, add6 := diffIntervals(have.NonMasq6, want.NonMasq6)
-		pairs = append(pairs, pair{s6, del6, add6})
+	if s6 == nil {
+		return nil
 	}
-	// All deletions first: an added interval may overlap one that is going away.
-	for _, p := range pairs {
-		for chunk := range slices.Chunk(elements(p.del), maxElemsPerMsg) {
-			if err := nc.SetDeleteElements(p.s, chunk); err != nil {
-				return fmt.Errorf("nftables: delete elements from set %s: %w", p.s.Name, err)
-			}
+	return queueElementDelta(nc, s6, have.NonMasq6, want.NonMasq6)
+}
+
+// queueElementDelta queues the element changes that turn one set's intervals from into to: deletions
+// first, as an added interval may overlap one that is going away.
+func queueElementDelta(nc *nftables.Conn, s *nftables.Set, from, to []Interval) error {
+	del, add := diffIntervals(from, to)
+	for chunk := range slices.Chunk(elements(del), maxElemsPerMsg) {
+		if err := nc.SetDeleteElements(s, chunk); err != nil {
+			return fmt.Errorf("nftables: delete elements from set %s: %w", s.Name, err)
 		}
 	}
-	for _, p := range pairs {
-		if err := addElements(nc, p.s, p.add); err != nil {
-			return err
-		}
-	}
-	return nil
+	return addElements(nc, s, add)
 }
 
 // diffIntervals returns the intervals only in have (to delete) and only in want (to add). Both inputs are
@@ -322,7 +483,8 @@ func ptr[T any](v T) *T { return &v }
 
 // Read returns the kernel's table inet masqd as a Ruleset, and whether the table exists. Set elements are
 // returned as the kernel holds them (not merged), so a Ruleset read back equals the one applied.
-func (c *Conn) Read() (Ruleset, bool, error) {
+func (c *Conn) Read() (_ Ruleset, _ bool, err error) {
+	defer func() { err = privilege(err) }()
 	nc, err := c.dial(0)
 	if err != nil {
 		return Ruleset{}, false, fmt.Errorf("nftables: %w", err)
@@ -376,10 +538,7 @@ func (c *Conn) Read() (Ruleset, bool, error) {
 		if ch.Table.Name != TableName {
 			continue
 		}
-		if ch.Name == ChainName && ch.Type == nftables.ChainTypeNAT && ch.Hooknum != nil &&
-			*ch.Hooknum == *nftables.ChainHookPostrouting && ch.Priority != nil &&
-			*ch.Priority == *nftables.ChainPriorityNATSource &&
-			(ch.Policy == nil || *ch.Policy == nftables.ChainPolicyAccept) {
+		if isMasqdChain(ch) {
 			chain = ch
 			continue
 		}
@@ -494,7 +653,8 @@ func intervals(elems []nftables.SetElement) ([]Interval, error) {
 
 // Delete removes table inet masqd, and with it everything masqd made in nftables. A missing table is not
 // an error.
-func (c *Conn) Delete() error {
+func (c *Conn) Delete() (err error) {
+	defer func() { err = privilege(err) }()
 	nc, err := c.dial(0)
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
@@ -509,6 +669,7 @@ func (c *Conn) Delete() error {
 // Counters returns the packets and bytes masqueraded per family, read from the rules' counters. It reads
 // only the chain, not the sets, so it is cheap at any set size. A missing table reads as zero.
 func (c *Conn) Counters() (v4, v6 Counter, err error) {
+	defer func() { err = privilege(err) }()
 	nc, err := c.dial(0)
 	if err != nil {
 		return v4, v6, fmt.Errorf("nftables: %w", err)

@@ -28,7 +28,8 @@ type Commit struct {
 // returns nil) or receiving fails. A receive error, such as ENOBUFS when notifications came faster than
 // they were read, means commits may have been missed: the caller should Forget, compare the kernel in full
 // and call Monitor again. fn runs on Monitor's goroutine and should return quickly.
-func (c *Conn) Monitor(ctx context.Context, fn func(Commit)) error {
+func (c *Conn) Monitor(ctx context.Context, fn func(Commit)) (err error) {
+	defer func() { err = privilege(err) }()
 	nl, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: c.netns})
 	if err != nil {
 		return fmt.Errorf("nftables monitor: dial netlink: %w", err)
