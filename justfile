@@ -24,3 +24,12 @@ bench:
 
 build:
 	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=$(git describe --tags --always --dirty 2>/dev/null || echo dev)" -o bin/masqd ./cmd/masqd
+
+# The container image (needs podman or docker; not available on the development machines).
+image tag="masqd:dev" engine="podman":
+	{{engine}} build -f Containerfile --build-arg VERSION=$(git describe --tags --always --dirty 2>/dev/null || echo dev) -t {{tag}} .
+
+# The reliability suite at its long sizes (10,000 edits, 3,000 kernel transactions per variant), rewriting
+# the figures in RELIABILITY.md.
+soak:
+	MASQD_SOAK=1 MASQD_WRITE_RELIABILITY=1 MASQD_E2E=required go test ./e2e -run 'Reliab' -count=1 -timeout 120m -v
