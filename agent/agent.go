@@ -7,26 +7,36 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"reflect"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 
 	"github.com/masqd/masqd/config"
 	"github.com/masqd/masqd/nft"
 )
 
-// Settings wire an Agent. Conn, Log and Metrics are required.
+// Settings wire an Agent. Backend, Log and Metrics are required.
 type Settings struct {
 	// ConfigPath is the config file, or a directory whose ip-masq* files are merged.
 	ConfigPath    string
 	ConfigOptions config.Options
-	NFT           nft.Options
-	Conn          *nft.Conn
-	Log           *slog.Logger
-	Metrics       *Metrics
+	// NFT compiles the config to the nftables ruleset (Desired.Ruleset).
+	NFT nft.Options
+	// Backend holds the rules in the kernel. When it is a Watcher, the agent repairs other processes'
+	// changes as they happen; otherwise at the next resync.
+	Backend Backend
+	// Migrate, when set, runs once the kernel is verified to hold the desired rules (Backend.Verify after a
+	// successful apply): it removes the rules masqd replaces (ip-masq-agent's chains, the other backend's
+	// state) and returns what it removed. It runs until it succeeds once, at most once per sync.
+	Migrate func() (removed []string, err error)
+	Log     *slog.Logger
+	Metrics *Metrics
 	// HTTPAddress serves /healthz, /readyz and /metrics; "" serves nothing.
 	HTTPAddress string
 	// Gatherer serves /metrics; nil serves no metrics.
@@ -57,12 +67,13 @@ type Agent struct {
 	kicks chan string // reasons to reconcile now; buffered, so sends coalesce
 
 	// Owned by the loop goroutine.
-	desired     *nft.Ruleset // from the last valid config; nil until there is one
+	desired     *Desired // from the last valid config; nil until there is one
 	resync      time.Duration
 	lastCfgErr  string
 	lastWarns   []string
 	retryDelay  time.Duration
 	everApplied bool
+	migrated    bool
 
 	ready atomic.Bool // the kernel holds desired, as of the last apply or check
 	drift atomic.Bool // someone else changed masqd's table since the last apply
@@ -114,7 +125,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.s.Source != nil {
 		g.Go(func() error { return a.s.Source.Run(ctx, func() { a.kick("configmap") }) })
 	}
-	g.Go(func() error { return a.watchKernel(ctx) })
+	if w, ok := a.s.Backend.(Watcher); ok {
+		g.Go(func() error { return a.watchKernel(ctx, w) })
+	}
 	g.Go(func() error { return a.loop(ctx) })
 	return g.Wait()
 }
@@ -174,6 +187,7 @@ func (a *Agent) reconcile(reason string) bool {
 		}
 	}
 	m.ConfigReloads.Inc()
+	cfgChanged := false // the config differs from the one loaded before: a change it makes is no repair
 	if err != nil {
 		m.ConfigValid.Set(0)
 		if msg := err.Error(); msg != a.lastCfgErr { // once per distinct error, not every resync
@@ -189,7 +203,8 @@ func (a *Agent) reconcile(reason string) bool {
 		}
 		a.logWarnings(warnings)
 		want := nft.Compile(cfg, a.s.NFT)
-		a.desired = &want
+		cfgChanged = a.desired == nil || !reflect.DeepEqual(a.desired.Config, cfg)
+		a.desired = &Desired{Config: cfg, Ruleset: want}
 		a.resync = cfg.ResyncInterval
 		m.Prefixes.WithLabelValues("ipv4").Set(float64(len(want.NonMasq4)))
 		m.Prefixes.WithLabelValues("ipv6").Set(float64(len(want.NonMasq6)))
@@ -198,11 +213,11 @@ func (a *Agent) reconcile(reason string) bool {
 		return true // nothing valid to apply yet; the kernel is left as it is
 	}
 	if reason == "resync" || reason == "monitor" || reason == "start" {
-		a.s.Conn.Forget() // compare with the kernel in full
+		a.s.Backend.Forget() // compare with the kernel in full
 	}
 	drifted := a.drift.Swap(false)
 	start := time.Now()
-	change, err := a.s.Conn.Apply(*a.desired)
+	change, err := a.s.Backend.Apply(*a.desired)
 	m.SyncDuration.Observe(time.Since(start).Seconds())
 	if err != nil {
 		a.ready.Store(false)
@@ -218,23 +233,49 @@ func (a *Agent) reconcile(reason string) bool {
 	m.LastSuccess.SetToCurrentTime()
 	a.ready.Store(true)
 	if change != nft.Unchanged {
-		if drifted || reason == "resync" || reason == "monitor" {
+		if drifted || reason == "resync" || reason == "monitor" || (reason == "commit" && !cfgChanged) {
 			m.DriftRepairs.Inc()
 		}
-		log.Info("applied", "change", change, "reason", reason,
-			"ipv4_intervals", len(a.desired.NonMasq4), "ipv6_intervals", len(a.desired.NonMasq6),
+		log.Info("applied", "change", change, "reason", reason, "backend", a.s.Backend.Name(),
+			"ipv4_intervals", len(a.desired.Ruleset.NonMasq4), "ipv6_intervals", len(a.desired.Ruleset.NonMasq6),
 			"duration", time.Since(start).Round(time.Microsecond).String())
 	} else {
 		log.Debug("kernel already in step", "reason", reason)
 	}
 	if a.lastCfgErr == "" {
-		report(a.desired, nil)
+		report(&a.desired.Ruleset, nil)
 	}
 	if !a.everApplied {
 		a.everApplied = true
 		_ = a.s.Notify.Send("READY=1")
 	}
+	if !a.migrated && a.s.Migrate != nil {
+		a.migrate()
+	}
 	return true
+}
+
+// migrate runs Settings.Migrate once the kernel reads back as holding the desired rules: from then on what
+// it removes only duplicates them, so there is no moment without masquerade. A failure is logged and tried
+// again after the next successful sync.
+func (a *Agent) migrate() {
+	log := a.s.Log
+	if err := a.s.Backend.Verify(*a.desired); err != nil {
+		log.Warn("not removing the rules masqd replaces yet: the kernel does not read back as applied", "err", err)
+		return
+	}
+	removed, err := a.s.Migrate()
+	for _, r := range removed {
+		log.Info("removed rules masqd replaces", "removed", r)
+	}
+	if err != nil {
+		log.Error("removing the rules masqd replaces failed; trying again after the next sync", "err", err)
+		return
+	}
+	if len(removed) == 0 {
+		log.Debug("no rules to migrate from")
+	}
+	a.migrated = true
 }
 
 // load reads the config: from the Source when it has one, else from the file. fromSource says which.
@@ -263,33 +304,49 @@ func (a *Agent) logWarnings(ws []config.Warning) {
 	}
 }
 
-// watchKernel follows every nftables commit: someone else's change to masqd's table is repaired at once.
-// After a receive error (notifications lost) it subscribes again and asks for a full compare.
-func (a *Agent) watchKernel(ctx context.Context) error {
+// watchKernel follows the backend's kernel changes: someone else's change to masqd's rules is repaired at
+// once. When watching fails (notifications lost) it subscribes again after the apply retry's capped backoff
+// and asks for a full compare; when it is not permitted it returns the error, and the agent stops: without
+// CAP_NET_ADMIN it could not apply either.
+func (a *Agent) watchKernel(ctx context.Context, w Watcher) error {
+	var delay time.Duration
 	for {
-		err := a.s.Conn.Monitor(ctx, func(c nft.Commit) {
-			switch {
-			case c.Own:
-			case c.Touched:
-				a.s.Conn.Forget()
-				a.drift.Store(true)
-				a.s.Log.Warn("masqd's table was changed by another process; repairing",
-					"process", c.Process, "pid", c.PID, "generation", c.Gen)
-				a.kick("drift")
-			default:
-				a.s.Conn.Advance(c.Gen)
+		start := time.Now()
+		err := w.Watch(ctx, func(d Drift) {
+			if d.Suspect {
+				a.kick("commit") // compare in full; a repair counts as drift
+				return
 			}
+			a.drift.Store(true)
+			a.s.Log.Warn("masqd's rules were changed by another process; repairing",
+				"process", d.Process, "pid", d.PID, "generation", d.Gen)
+			a.kick("drift")
 		})
 		if ctx.Err() != nil {
 			return nil
 		}
-		a.s.Log.Warn("nftables monitor failed; subscribing again and comparing in full", "err", err)
-		a.s.Conn.Forget()
+		if errors.Is(err, unix.EPERM) || errors.Is(err, os.ErrPermission) {
+			return needsNetAdmin(err)
+		}
+		if time.Since(start) > maxRetry {
+			delay = 0 // it had been working: a new failure starts the backoff again
+		}
+		delay = min(max(2*delay, firstRetry), maxRetry)
+		a.s.Log.Warn("kernel monitor failed; subscribing again and comparing in full", "err", err, "retry_in", delay.String())
+		a.s.Backend.Forget()
 		a.kick("monitor")
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(firstRetry):
+		case <-time.After(delay):
 		}
 	}
+}
+
+// needsNetAdmin says what a permission error from the kernel means, unless it says so already.
+func needsNetAdmin(err error) error {
+	if strings.Contains(err.Error(), "CAP_NET_ADMIN") {
+		return err
+	}
+	return fmt.Errorf("%w: masqd needs CAP_NET_ADMIN in this network namespace", err)
 }

@@ -18,9 +18,14 @@ type Metrics struct {
 	BuildInfo     *prometheus.GaugeVec
 }
 
+// Counters reads the masquerade rules' counters: a Backend, or an *nft.Conn.
+type Counters interface {
+	Counters() (v4, v6 nft.Counter, err error)
+}
+
 // NewMetrics registers the agent's metrics on reg. The masqueraded packet and byte counters are read from
-// the kernel's rule counters through conn at scrape time.
-func NewMetrics(reg prometheus.Registerer, conn *nft.Conn) *Metrics {
+// the kernel's rule counters through c at scrape time.
+func NewMetrics(reg prometheus.Registerer, c Counters) *Metrics {
 	m := &Metrics{
 		Syncs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "masqd_sync_total", Help: "Applies of the desired ruleset to the kernel, by result.",
@@ -49,7 +54,7 @@ func NewMetrics(reg prometheus.Registerer, conn *nft.Conn) *Metrics {
 		}, []string{"version", "backend"}),
 	}
 	reg.MustRegister(m.Syncs, m.SyncDuration, m.LastSuccess, m.ConfigValid, m.ConfigReloads, m.DriftRepairs,
-		m.Prefixes, m.BuildInfo, newCounterCollector(conn))
+		m.Prefixes, m.BuildInfo, newCounterCollector(c))
 	for _, r := range []string{"success", "error"} {
 		m.Syncs.WithLabelValues(r)
 	}
@@ -58,11 +63,11 @@ func NewMetrics(reg prometheus.Registerer, conn *nft.Conn) *Metrics {
 
 // counterCollector reads the masquerade rules' counters when scraped.
 type counterCollector struct {
-	conn          *nft.Conn
+	conn          Counters
 	packets, byts *prometheus.Desc
 }
 
-func newCounterCollector(conn *nft.Conn) counterCollector {
+func newCounterCollector(conn Counters) counterCollector {
 	return counterCollector{
 		conn: conn,
 		packets: prometheus.NewDesc("masqd_masqueraded_packets_total",

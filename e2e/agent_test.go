@@ -331,3 +331,31 @@ func TestSystemdUnit(t *testing.T) {
 		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
 	}
 }
+
+// TestAgentConfigDirectory: --config names a directory; every ip-masq* file in it is merged (a user and a
+// platform ConfigMap side by side, as Azure's ip-masq-agent-v2 mounts them), and an edit to either lands.
+func TestAgentConfigDirectory(t *testing.T) {
+	requireKernel(t)
+	lab := newLab(t, labOptions{})
+	dir := t.TempDir()
+	mustWrite(t, filepath.Join(dir, "ip-masq-agent"), "nonMasqueradeCIDRs: [10.128.0.0/16]\n")
+	mustWrite(t, filepath.Join(dir, "ip-masq-agent-reconciled"), "nonMasqueradeCIDRs: [10.130.0.0/16]\n")
+	mustWrite(t, filepath.Join(dir, "unrelated"), "not: [a config]\n")
+	ch := commits(t, lab.Node)
+	a := startAgent(t, lab.Node, 9745, "--config="+dir)
+	nextCommit(t, ch, "first apply")
+	a.waitStatus("/readyz", http.StatusOK)
+	checkSources(t, lab, []expect{
+		{lab.VPC, lab.PodIP}, // 10.130.0.9, from the second file
+		{lab.Endpoint, lab.NodeIP},
+		{lab.Internet, lab.NodeIP},
+	})
+	mustWrite(t, filepath.Join(dir, "ip-masq-agent"), "nonMasqueradeCIDRs: [10.128.0.0/16, 198.51.100.0/24]\n")
+	nextCommit(t, ch, "edit of the first file")
+	checkSources(t, lab, []expect{{lab.Internet, lab.PodIP}, {lab.VPC, lab.PodIP}})
+	if err := os.Remove(filepath.Join(dir, "ip-masq-agent-reconciled")); err != nil {
+		t.Fatal(err)
+	}
+	nextCommit(t, ch, "removal of the second file")
+	checkSources(t, lab, []expect{{lab.VPC, lab.NodeIP}, {lab.Internet, lab.PodIP}})
+}

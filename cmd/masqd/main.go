@@ -12,11 +12,14 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/lmittmann/tint"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
 
 	"github.com/masqd/masqd/agent"
 	"github.com/masqd/masqd/config"
@@ -32,6 +35,9 @@ type options struct {
 	cfg         config.Options
 	nft         nft.Options
 	masqChain   string
+	mode        string          // --mode: auto, nftables or iptables
+	toPorts     []nft.PortRange // --to-ports
+	migrateFrom []string        // --migrate-from-chain
 	dryRun      bool
 	once        bool
 	cleanup     bool
@@ -39,6 +45,42 @@ type options struct {
 	httpAddress string
 	logLevel    slog.Level
 	logFormat   string
+	configMaps  configMapFlag
+	kubeconfig  string
+}
+
+// configMapFlag is the repeatable --configmap. The first use replaces the default; an empty value turns the
+// Kubernetes source off.
+type configMapFlag struct {
+	refs []agent.ConfigMapRef
+	set  bool // given on the command line
+}
+
+func (f *configMapFlag) String() string {
+	if f == nil {
+		return ""
+	}
+	var s []string
+	for _, r := range f.refs {
+		s = append(s, r.String())
+	}
+	return strings.Join(s, ",")
+}
+
+func (f *configMapFlag) Set(v string) error {
+	if !f.set {
+		f.refs, f.set = nil, true
+	}
+	if v == "" {
+		f.refs = nil
+		return nil
+	}
+	r, err := agent.ParseConfigMapRef(v)
+	if err != nil {
+		return err
+	}
+	f.refs = append(f.refs, r)
+	return nil
 }
 
 func main() {
@@ -47,6 +89,16 @@ func main() {
 
 // run is main with its inputs and outputs passed in; it returns the exit code.
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "explain":
+			return explainMain(args[1:], stdout, stderr, hostFacts())
+		case "status":
+			return statusMain(args[1:], stdout, stderr, hostFacts())
+		case "check":
+			return checkMain(args[1:], stdout, stderr)
+		}
+	}
 	opts, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -70,33 +122,64 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func runMode(ctx context.Context, opts options, stdout io.Writer, log *slog.Logger) error {
-	conn := nft.NewConn(0)
 	if opts.cleanup {
-		if err := conn.Delete(); err != nil {
+		return cleanup(opts.masqChain, log)
+	}
+	var cfg config.Config
+	if opts.dryRun || opts.once {
+		// The agent reads the config itself: an invalid one at start is reported and waited out, not fatal.
+		var err error
+		if cfg, err = loadConfig(opts, log); err != nil {
 			return err
 		}
-		log.Info("removed masqd's rules", "table", "inet "+nft.TableName)
-		return nil
 	}
-	if !opts.dryRun && !opts.once {
-		// The agent reads the config itself: an invalid one at start is reported and waited out, not fatal.
-		return runAgent(ctx, opts, conn, log)
-	}
-	cfg, err := loadConfig(opts, log)
-	if err != nil {
-		return err
-	}
-	want := nft.Compile(cfg, opts.nft)
 	if opts.dryRun {
-		_, err := io.WriteString(stdout, want.String())
-		return err
+		return dryRunOutput(stdout, cfg, opts)
 	}
-	change, err := conn.Apply(want)
+	b, facts, err := chooseBackend(opts.mode, func() (nft.Facts, error) { return nft.GatherFacts("") })
 	if err != nil {
 		return err
 	}
-	log.Info("applied", "change", change, "ipv4_intervals", len(want.NonMasq4), "ipv6_intervals", len(want.NonMasq6))
-	return nil
+	backend, err := newBackend(b, opts, log)
+	if err != nil {
+		return err
+	}
+	migrate := migrator(b, facts, opts)
+	if !opts.once {
+		return runAgent(ctx, opts, backend, migrate, log)
+	}
+	d := agent.Desired{Config: cfg, Ruleset: nft.Compile(cfg, opts.nft)}
+	change, err := backend.Apply(d)
+	if err != nil {
+		return needCapNetAdmin(err)
+	}
+	log.Info("applied", "change", change, "backend", backend.Name(),
+		"ipv4_intervals", len(d.Ruleset.NonMasq4), "ipv6_intervals", len(d.Ruleset.NonMasq6))
+	if err := backend.Verify(d); err != nil {
+		return fmt.Errorf("not removing the rules masqd replaces: %w", err)
+	}
+	removed, err := migrate()
+	for _, r := range removed {
+		log.Info("removed rules masqd replaces", "removed", r)
+	}
+	return err
+}
+
+// dryRunOutput prints what --dry-run shows. It runs nothing and needs no privilege: with --mode=auto or
+// nftables, the nftables table (what auto picks wherever nftables can NAT); with --mode=iptables, the
+// iptables-restore inputs, as if iptables supported --random-fully (1.6.2 and later).
+func dryRunOutput(w io.Writer, cfg config.Config, opts options) error {
+	if opts.mode != nft.KindIPTables {
+		if len(opts.toPorts) > 0 {
+			return toPortsNotSupported(" (--dry-run with --mode=auto shows the nftables table)")
+		}
+		_, err := io.WriteString(w, nft.Compile(cfg, opts.nft).String())
+		return err
+	}
+	rules := nft.CompileIPTables(cfg, nft.IPTablesOptions{Chain: opts.masqChain, RandomFully: opts.nft.RandomFully,
+		RandomFullySupported: true, ToPorts: opts.toPorts})
+	_, err := io.WriteString(w, rules.String())
+	return err
 }
 
 // loadConfig reads the config and logs its warnings.
@@ -113,24 +196,36 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs := flag.NewFlagSet("masqd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: masqd [flags]\n\nKeeps this node's IP masquerade rules (nftables table inet masqd) in step with\nip-masq-agent's configuration. With no mode flag it runs as an agent.\n\nFlags:\n")
+		fmt.Fprintf(stderr, "Usage: masqd [flags]\n       masqd explain|status|check [flags] ... (masqd COMMAND --help for each)\n\n"+
+			"Keeps this node's IP masquerade rules (nftables table inet masqd, or ip-masq-agent's\n"+
+			"iptables chain with --mode=iptables) in step with ip-masq-agent's configuration.\n"+
+			"With no mode flag it runs as an agent.\n\n"+
+			"Commands for operators:\n"+
+			"  explain ADDRESS...  is traffic to ADDRESS masqueraded, and which config line decided it\n"+
+			"  status              does the kernel hold the config; counters; the agent's last sync\n"+
+			"  check FILE          lint a config file or an ip-masq-agent ConfigMap manifest before applying it\n\n"+
+			"Flags:\n")
 		fs.PrintDefaults()
 	}
 	// ip-masq-agent's flags, with its names and defaults.
-	fs.StringVar(&o.configPath, "config", config.DefaultPath, "config `file`, or a directory whose ip-masq* files are merged")
-	fs.BoolVar(&o.cfg.NoMasqAllReservedRanges, "nomasq-all-reserved-ranges", false, "by default, keep the pod source address for every reserved range, not only RFC 1918")
-	fs.BoolVar(&o.cfg.EnableIPv6, "enable-ipv6", false, "also masquerade IPv6 (adds fe80::/10 and the config's IPv6 prefixes)")
-	fs.BoolVar(&o.nft.RandomFully, "random-fully", true, "masquerade with fully randomised source ports")
-	fs.StringVar(&o.masqChain, "masq-chain", "IP-MASQ-AGENT", "iptables chain name for the iptables backend")
+	addConfigFlags(fs, &o.configPath, &o.cfg, &o.nft)
+	fs.StringVar(&o.masqChain, "masq-chain", nft.DefaultIPTablesChain, "iptables `chain` name for the iptables backend")
+	toPorts := fs.String("to-ports", "", "masquerade TCP, UDP and SCTP to these source `ports`, e.g. 1024-29999,32768-65535, each range in proportion to its size (iptables backend)")
+	// masqd's backends.
+	fs.StringVar(&o.mode, "mode", "auto", "`backend`: auto (nftables where the kernel can, else iptables), nftables or iptables")
+	migrateFrom := fs.String("migrate-from-chain", defaultMigrateFrom, "ip-masq-agent `chains` to remove from iptables (legacy and nft) once masqd's rules are verified; empty for none")
 	// Accepted so that ip-masq-agent's DaemonSet arguments keep working; they change nothing.
 	fs.Int("v", 0, "ignored (ip-masq-agent's glog verbosity); use --log-level")
 	fs.Bool("logtostderr", true, "ignored (ip-masq-agent's glog flag); masqd always logs to stderr")
 	// masqd's own.
-	fs.BoolVar(&o.dryRun, "dry-run", false, "print the nftables ruleset the config gives and exit; needs no privilege")
-	fs.BoolVar(&o.once, "once", false, "apply the ruleset once and exit")
-	fs.BoolVar(&o.cleanup, "cleanup", false, "remove everything masqd made and exit")
+	fs.BoolVar(&o.dryRun, "dry-run", false, "print the nftables ruleset (with --mode=iptables: the iptables-restore input) the config gives and exit; needs no privilege")
+	fs.BoolVar(&o.once, "once", false, "apply the ruleset once (then migrate, as the agent does) and exit")
+	fs.BoolVar(&o.cleanup, "cleanup", false, "remove everything masqd made (table inet masqd; the --masq-chain chain in iptables-legacy and iptables-nft) and exit")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	fs.StringVar(&o.httpAddress, "http-address", "127.0.0.1:9745", "`address` serving /healthz, /readyz and /metrics in agent mode; empty to serve nothing")
+	o.configMaps.refs = []agent.ConfigMapRef{agent.DefaultConfigMap}
+	fs.Var(&o.configMaps, "configmap", "`NAMESPACE/NAME` of a ConfigMap to watch in agent mode; repeat to merge several in order; empty for none. The source is on in a pod or with --kubeconfig")
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig `file` for the ConfigMap watch; default: the pod's ServiceAccount")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "auto", "log `format`: auto (text on a terminal, JSON otherwise), text or json")
 	if err := fs.Parse(args); err != nil {
@@ -144,6 +239,24 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	default:
 		return o, fmt.Errorf("--log-format=%q: want auto, text or json", o.logFormat)
 	}
+	switch o.mode {
+	case "auto", nft.KindNFTables, nft.KindIPTables:
+	default:
+		return o, fmt.Errorf("--mode=%q: want auto, nftables or iptables", o.mode)
+	}
+	if err := nft.ValidateChainName(o.masqChain); err != nil {
+		return o, fmt.Errorf("--masq-chain: %w", err)
+	}
+	var err error
+	if o.toPorts, err = nft.ParsePortRanges(*toPorts); err != nil {
+		return o, fmt.Errorf("--to-ports=%q: %w (ports or ranges separated by commas, e.g. --to-ports=1024-29999,32768-65535)", *toPorts, err)
+	}
+	if len(o.toPorts) > 0 && o.mode == nft.KindNFTables {
+		return o, toPortsNotSupported("")
+	}
+	if o.migrateFrom, err = parseChains(*migrateFrom); err != nil {
+		return o, fmt.Errorf("--migrate-from-chain=%q: %w (chain names separated by commas; --migrate-from-chain= for none)", *migrateFrom, err)
+	}
 	modes := 0
 	for _, on := range []bool{o.dryRun, o.once, o.cleanup} {
 		if on {
@@ -154,6 +267,36 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("--dry-run, --once and --cleanup are exclusive: pick one")
 	}
 	return o, nil
+}
+
+// addConfigFlags registers ip-masq-agent's flags that say how the config is read and compiled: --config,
+// --nomasq-all-reserved-ranges, --enable-ipv6 and --random-fully. The agent and every command share them, so
+// that a command sees the config as the agent does when given the agent's flags.
+func addConfigFlags(fs *flag.FlagSet, path *string, cfg *config.Options, nopts *nft.Options) {
+	fs.StringVar(path, "config", config.DefaultPath, "config `file`, or a directory whose ip-masq* files are merged")
+	fs.BoolVar(&cfg.NoMasqAllReservedRanges, "nomasq-all-reserved-ranges", false, "by default, keep the pod source address for every reserved range, not only RFC 1918")
+	fs.BoolVar(&cfg.EnableIPv6, "enable-ipv6", false, "also masquerade IPv6 (adds fe80::/10 and the config's IPv6 prefixes)")
+	fs.BoolVar(&nopts.RandomFully, "random-fully", true, "masquerade with fully randomised source ports")
+}
+
+// parseCommand parses a command's arguments with flags and operands in any order ("masqd explain 10.0.0.1
+// --kernel"); everything after "--" is an operand. It returns the operands.
+func parseCommand(fs *flag.FlagSet, args []string) ([]string, error) {
+	var operands []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return operands, nil
+		}
+		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
+			return append(operands, rest...), nil
+		}
+		operands = append(operands, rest[0])
+		args = rest[1:]
+	}
 }
 
 // newLogger logs text with colours on a terminal and JSON otherwise (journald and kubectl logs read either).
@@ -177,25 +320,55 @@ func newLogger(w io.Writer, level slog.Level, format string) *slog.Logger {
 }
 
 // runAgent is the long-running mode; see package agent.
-func runAgent(ctx context.Context, opts options, conn *nft.Conn, log *slog.Logger) error {
+func runAgent(ctx context.Context, opts options, backend agent.Backend, migrate func() ([]string, error), log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics := agent.NewMetrics(reg, conn)
-	metrics.BuildInfo.WithLabelValues(version, "nftables").Set(1)
+	metrics := agent.NewMetrics(reg, backend)
+	metrics.BuildInfo.WithLabelValues(version, backend.Name()).Set(1)
 	reload := make(chan os.Signal, 1)
 	signal.Notify(reload, syscall.SIGHUP)
 	defer signal.Stop(reload)
-	log.Info("starting", "version", version, "backend", "nftables", "config", opts.configPath, "http", opts.httpAddress)
+	log.Info("starting", "version", version, "backend", backend.Name(), "mode", opts.mode, "config", opts.configPath, "http", opts.httpAddress)
+	source, err := newConfigMapSource(opts, log)
+	if err != nil {
+		return err
+	}
 	return agent.New(agent.Settings{
 		ConfigPath:    opts.configPath,
 		ConfigOptions: opts.cfg,
 		NFT:           opts.nft,
-		Conn:          conn,
+		Backend:       backend,
+		Migrate:       migrate,
 		Log:           log,
 		Metrics:       metrics,
 		HTTPAddress:   opts.httpAddress,
 		Gatherer:      reg,
 		Reload:        reload,
 		Notify:        agent.NotifierFromEnv(),
+		Source:        source,
 	}).Run(ctx)
+}
+
+// newConfigMapSource returns the Kubernetes ConfigMap source, or nil when it is off: --configmap= (empty), or
+// neither --kubeconfig nor a pod's ServiceAccount and --configmap left at its default (a node run by systemd).
+// An explicit --configmap with no way to reach a cluster is an error.
+func newConfigMapSource(opts options, log *slog.Logger) (agent.ConfigSource, error) {
+	if len(opts.configMaps.refs) == 0 {
+		return nil, nil
+	}
+	client, err := agent.NewKubeClient(opts.kubeconfig, "masqd/"+version)
+	if errors.Is(err, rest.ErrNotInCluster) && !opts.configMaps.set {
+		log.Debug("not in a Kubernetes pod and no --kubeconfig: reading the config file only")
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("--configmap: %w", err)
+	}
+	klog.SetSlogLogger(log)        // client-go's global logging; the watch itself logs through its context
+	node := os.Getenv("NODE_NAME") // the downward API's spec.nodeName
+	if node == "" {
+		node, _ = os.Hostname() // an empty host is allowed in an Event's source
+	}
+	log.Info("watching ConfigMaps; they override the file once listed", "configmaps", opts.configMaps.String(), "node", node)
+	return agent.NewConfigMapSource(client, opts.configMaps.refs, node, log), nil
 }

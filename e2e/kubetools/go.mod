@@ -1,6 +1,10 @@
 // Module kubetools pins the control-plane binaries the Kubernetes e2e tests run: kube-apiserver and kubectl
 // from k8s.io/kubernetes, and etcd. It is a separate module so that the masqd module never depends on
 // k8s.io/kubernetes; the e2e tests build its tools once and cache them by version (see e2e/kubetools_test.go).
+//
+// etcd is the version k8s.io/kubernetes itself requires (v3.7.0 for v1.37.2, also kubeadm 1.37's default): one
+// build list cannot hold an older etcd server beside it. To move to a new Kubernetes patch release, change its
+// version and the staging replacements (v0.MINOR.PATCH) together, then run `go mod tidy` here.
 module github.com/masqd/masqd/e2e/kubetools
 
 go 1.26.8

@@ -1,0 +1,290 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+
+	"github.com/go-logr/logr"
+	"golang.org/x/sync/errgroup"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2"
+
+	"github.com/masqd/masqd/config"
+)
+
+// Data keys read from a ConfigMap, in order of preference. "config" is the key ip-masq-agent's documentation
+// creates (kubectl create configmap --from-file=config); "ip-masq-agent" is the name its volume gives the file.
+const (
+	DataKey    = "config"
+	AltDataKey = "ip-masq-agent"
+)
+
+// ConfigMapRef names one ConfigMap.
+type ConfigMapRef struct {
+	Namespace, Name string
+}
+
+// DefaultConfigMap is the ConfigMap ip-masq-agent reads.
+var DefaultConfigMap = ConfigMapRef{Namespace: "kube-system", Name: "ip-masq-agent"}
+
+func (r ConfigMapRef) String() string { return r.Namespace + "/" + r.Name }
+
+// ParseConfigMapRef parses NAMESPACE/NAME.
+func ParseConfigMapRef(s string) (ConfigMapRef, error) {
+	ns, name, ok := strings.Cut(s, "/")
+	if !ok {
+		return ConfigMapRef{}, fmt.Errorf("configmap %q: want NAMESPACE/NAME, such as %s", s, DefaultConfigMap)
+	}
+	if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+		return ConfigMapRef{}, fmt.Errorf("configmap %q: namespace: %s", s, strings.Join(errs, "; "))
+	}
+	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
+		return ConfigMapRef{}, fmt.Errorf("configmap %q: name: %s", s, strings.Join(errs, "; "))
+	}
+	return ConfigMapRef{Namespace: ns, Name: name}, nil
+}
+
+// NewKubeClient returns a client for the cluster: from the kubeconfig file when one is named, else from the
+// ServiceAccount a pod is given (rest.ErrNotInCluster outside a pod). userAgent names masqd to the apiserver.
+func NewKubeClient(kubeconfig, userAgent string) (kubernetes.Interface, error) {
+	var (
+		cfg *rest.Config
+		err error
+	)
+	if kubeconfig != "" {
+		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
+	} else {
+		cfg, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	cfg.UserAgent = userAgent
+	cfg.ContentType = "application/vnd.kubernetes.protobuf"
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	return cs, nil
+}
+
+// ConfigMapSource is a ConfigSource that watches one or more ConfigMaps through the Kubernetes API and
+// reports what became of them as Events on the ConfigMaps. Each watch is a list and watch of a single object
+// (a field selector on metadata.name), so the RBAC it needs is get, list and watch on configmaps limited by
+// resourceNames, plus create and patch on events.
+//
+// Load has nothing to say (ok false) until every watch has listed once; after that it answers from the
+// watches' caches, which keep the last state seen while the API is unreachable. Create it with
+// NewConfigMapSource; its methods are safe for concurrent use.
+type ConfigMapSource struct {
+	client  kubernetes.Interface
+	node    string
+	log     *slog.Logger
+	watches []*cmWatch
+	changed chan struct{} // signalled by the watch handlers; Run forwards it to its caller
+
+	mu         sync.Mutex
+	recorder   record.EventRecorder // nil until Run starts; events before that are dropped
+	lastLoad   loaded
+	lastReport string // what the last Report sent, so that only changes become Events
+}
+
+// cmWatch is the informer of one ConfigMap.
+type cmWatch struct {
+	ref   ConfigMapRef
+	store cache.Store
+	ctrl  cache.Controller
+}
+
+// loaded is what one Load read, kept for Report.
+type loaded struct {
+	objs    []*corev1.ConfigMap // the ConfigMaps present, in --configmap order
+	err     error               // Load's error
+	errFrom *corev1.ConfigMap   // the ConfigMap err is about; nil when err is nil
+	cfg     config.Config
+}
+
+// NewConfigMapSource returns a source for refs (at least one), merged in that order. node names this node in
+// the Events it records. It watches nothing until Run.
+func NewConfigMapSource(client kubernetes.Interface, refs []ConfigMapRef, node string, log *slog.Logger) *ConfigMapSource {
+	s := &ConfigMapSource{client: client, node: node, log: log, changed: make(chan struct{}, 1)}
+	notify := func() {
+		select {
+		case s.changed <- struct{}{}:
+		default:
+		}
+	}
+	for _, ref := range refs {
+		cms := client.CoreV1().ConfigMaps(ref.Namespace)
+		only := fields.OneTermEqualSelector("metadata.name", ref.Name).String()
+		lw := &cache.ListWatch{
+			ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+				o.FieldSelector = only
+				return cms.List(ctx, o)
+			},
+			WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+				o.FieldSelector = only
+				return cms.Watch(ctx, o)
+			},
+		}
+		store, ctrl := cache.NewInformerWithOptions(cache.InformerOptions{
+			// The fake clientset of the tests cannot stream a watch's initial list; a real one can.
+			ListerWatcher: cache.ToListWatcherWithWatchListSemantics(lw, client),
+			ObjectType:    &corev1.ConfigMap{},
+			Handler: cache.ResourceEventHandlerFuncs{
+				AddFunc:    func(any) { notify() },
+				UpdateFunc: func(any, any) { notify() },
+				DeleteFunc: func(any) { notify() },
+			},
+		})
+		s.watches = append(s.watches, &cmWatch{ref: ref, store: store, ctrl: ctrl})
+	}
+	return s
+}
+
+// Run watches the ConfigMaps until ctx is done, calling changed after the first complete list and after
+// every change. A watch that breaks (apiserver restart, network) is listed and watched again with backoff.
+// Run also sends the Events that Report records.
+func (s *ConfigMapSource) Run(ctx context.Context, changed func()) error {
+	// client-go logs through klog; give it masqd's logger.
+	ctx = klog.NewContext(ctx, logr.FromSlogHandler(s.log.Handler()))
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	defer broadcaster.Shutdown()
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: s.client.CoreV1().Events("")})
+	s.mu.Lock()
+	s.recorder = broadcaster.NewRecorder(eventScheme, corev1.EventSource{Component: EventComponent, Host: s.node})
+	s.mu.Unlock()
+
+	g, ctx := errgroup.WithContext(ctx)
+	synced := make([]cache.InformerSynced, len(s.watches))
+	for i, w := range s.watches {
+		synced[i] = w.ctrl.HasSynced
+		g.Go(func() error {
+			w.ctrl.RunWithContext(ctx)
+			return nil
+		})
+	}
+	g.Go(func() error {
+		if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+			return nil // ctx done
+		}
+		s.log.Info("watching the Kubernetes API for the config", "configmaps", s.refNames())
+		changed()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-s.changed:
+				changed()
+			}
+		}
+	})
+	return g.Wait()
+}
+
+func (s *ConfigMapSource) refNames() []string {
+	names := make([]string, len(s.watches))
+	for i, w := range s.watches {
+		names[i] = w.ref.String()
+	}
+	return names
+}
+
+// Load returns the merged config of the ConfigMaps. ok is false until every watch has listed once.
+func (s *ConfigMapSource) Load(opts config.Options) (cfg config.Config, warnings []config.Warning, ok bool, err error) {
+	objs := make([]*corev1.ConfigMap, len(s.watches))
+	for i, w := range s.watches {
+		if !w.ctrl.HasSynced() {
+			return config.Config{}, nil, false, nil
+		}
+		obj, exists, err := w.store.GetByKey(w.ref.String())
+		if err != nil { // the store's own key function failed: not a config problem
+			return config.Config{}, nil, false, nil
+		}
+		if exists {
+			objs[i] = obj.(*corev1.ConfigMap)
+		}
+	}
+	cfg, warnings, failed, err := parseConfigMaps(s.refsOf(), objs, opts)
+	l := loaded{err: err, cfg: cfg}
+	for i, o := range objs {
+		if o != nil {
+			l.objs = append(l.objs, o)
+		}
+		if err != nil && i == failed {
+			l.errFrom = o
+		}
+	}
+	s.mu.Lock()
+	s.lastLoad = l
+	s.mu.Unlock()
+	return cfg, warnings, true, err
+}
+
+func (s *ConfigMapSource) refsOf() []ConfigMapRef {
+	refs := make([]ConfigMapRef, len(s.watches))
+	for i, w := range s.watches {
+		refs[i] = w.ref
+	}
+	return refs
+}
+
+// parseConfigMaps parses the ConfigMaps objs (nil where one is absent) named by refs and merges them in order.
+// Absent ConfigMaps are left out, as missing files are from a directory; when all are absent the config is
+// the defaults. On error, failed is the index of the ConfigMap at fault.
+func parseConfigMaps(refs []ConfigMapRef, objs []*corev1.ConfigMap, opts config.Options) (cfg config.Config, warnings []config.Warning, failed int, err error) {
+	var cfgs []config.Config
+	for i, obj := range objs {
+		if obj == nil {
+			continue
+		}
+		file, data, ws := configData(refs[i], obj)
+		warnings = append(warnings, ws...)
+		c, ws, err := config.Parse(file, data, opts)
+		if err != nil {
+			return config.Config{}, nil, i, err
+		}
+		warnings = append(warnings, ws...)
+		cfgs = append(cfgs, c)
+	}
+	if len(cfgs) == 0 {
+		cfg, ws, err := config.Parse("", nil, opts)
+		return cfg, append(warnings, ws...), 0, err
+	}
+	return config.Merge(cfgs...), warnings, 0, nil
+}
+
+// configData picks the data key of a ConfigMap: DataKey, else AltDataKey. file names the ConfigMap and key
+// in errors and warnings ("configmap kube-system/ip-masq-agent key config"). A ConfigMap with neither key
+// reads as an empty file (the defaults), with a warning.
+func configData(ref ConfigMapRef, cm *corev1.ConfigMap) (file string, data []byte, warnings []config.Warning) {
+	name := "configmap " + ref.String()
+	for _, key := range []string{DataKey, AltDataKey} {
+		v, ok := cm.Data[key]
+		if !ok {
+			continue
+		}
+		file = name + " key " + key
+		if _, both := cm.Data[AltDataKey]; key == DataKey && both {
+			warnings = append(warnings, config.Warning{Source: config.Source{File: name}, Key: AltDataKey,
+				Msg: fmt.Sprintf("ignored: key %q is read when both are present; remove one", DataKey)})
+		}
+		return file, []byte(v), warnings
+	}
+	return name, nil, []config.Warning{{Source: config.Source{File: name}, Key: DataKey,
+		Msg: fmt.Sprintf("the ConfigMap has neither key %q nor %q; using the defaults", DataKey, AltDataKey)}}
+}

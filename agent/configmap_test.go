@@ -1,0 +1,310 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/masqd/masqd/config"
+	"github.com/masqd/masqd/nft"
+)
+
+func TestParseConfigMapRef(t *testing.T) {
+	for _, c := range []struct {
+		in      string
+		want    ConfigMapRef
+		wantErr string
+	}{
+		{in: "kube-system/ip-masq-agent", want: ConfigMapRef{"kube-system", "ip-masq-agent"}},
+		{in: "ns/a.b-c", want: ConfigMapRef{"ns", "a.b-c"}},
+		{in: "ip-masq-agent", wantErr: "want NAMESPACE/NAME"},
+		{in: "/ip-masq-agent", wantErr: "namespace"},
+		{in: "kube-system/", wantErr: "name"},
+		{in: "Kube-System/x", wantErr: "namespace"},
+		{in: "a/b/c", wantErr: "name"},
+	} {
+		got, err := ParseConfigMapRef(c.in)
+		switch {
+		case c.wantErr != "":
+			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+				t.Errorf("ParseConfigMapRef(%q) = %v, %v; want an error about %q", c.in, got, err, c.wantErr)
+			}
+		case err != nil || got != c.want:
+			t.Errorf("ParseConfigMapRef(%q) = %v, %v; want %v", c.in, got, err, c.want)
+		}
+	}
+}
+
+func configMap(ns, name, uid string, data map[string]string) *corev1.ConfigMap {
+	return &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: types.UID(uid)},
+		Data:       data,
+	}
+}
+
+// summary is what the tests compare of a Config: prefixes as text, and where each came from.
+type summary struct {
+	NonMasq, Masq []string
+	Files         []string
+}
+
+func summarize(c config.Config) summary {
+	var s summary
+	for _, p := range c.NonMasqueradeCIDRs {
+		s.NonMasq = append(s.NonMasq, p.Prefix.String()+" @ "+p.Source.String())
+	}
+	for _, p := range c.MasqueradeCIDRs {
+		s.Masq = append(s.Masq, p.Prefix.String()+" @ "+p.Source.String())
+	}
+	s.Files = c.Files
+	return s
+}
+
+func TestParseConfigMaps(t *testing.T) {
+	user := ConfigMapRef{"kube-system", "ip-masq-agent"}
+	platform := ConfigMapRef{"kube-system", "ip-masq-agent-reconciled"}
+	for _, c := range []struct {
+		name       string
+		refs       []ConfigMapRef
+		objs       []*corev1.ConfigMap
+		want       summary
+		wantWarn   []string
+		wantErr    string
+		wantFailed int
+	}{
+		{
+			name: "absent gives the defaults",
+			refs: []ConfigMapRef{user},
+			objs: []*corev1.ConfigMap{nil},
+			want: summary{NonMasq: []string{"10.0.0.0/8 @ default", "172.16.0.0/12 @ default", "192.168.0.0/16 @ default"}},
+		},
+		{
+			name: "key config",
+			refs: []ConfigMapRef{user},
+			objs: []*corev1.ConfigMap{configMap("kube-system", "ip-masq-agent", "1", map[string]string{
+				"config": "nonMasqueradeCIDRs:\n  - 10.0.0.0/8\nmasqueradeCIDRs: [10.2.1.100/32]\n"})},
+			want: summary{
+				NonMasq: []string{"10.0.0.0/8 @ configmap kube-system/ip-masq-agent key config line 2"},
+				Masq:    []string{"10.2.1.100/32 @ configmap kube-system/ip-masq-agent key config line 3"},
+				Files:   []string{"configmap kube-system/ip-masq-agent key config"},
+			},
+		},
+		{
+			name: "key ip-masq-agent",
+			refs: []ConfigMapRef{user},
+			objs: []*corev1.ConfigMap{configMap("kube-system", "ip-masq-agent", "1", map[string]string{
+				"ip-masq-agent": "nonMasqueradeCIDRs: [10.0.0.0/8]\n"})},
+			want: summary{
+				NonMasq: []string{"10.0.0.0/8 @ configmap kube-system/ip-masq-agent key ip-masq-agent line 1"},
+				Files:   []string{"configmap kube-system/ip-masq-agent key ip-masq-agent"},
+			},
+		},
+		{
+			name: "both keys: config wins, with a warning",
+			refs: []ConfigMapRef{user},
+			objs: []*corev1.ConfigMap{configMap("kube-system", "ip-masq-agent", "1", map[string]string{
+				"config": "nonMasqueradeCIDRs: [10.0.0.0/8]\n", "ip-masq-agent": "nonMasqueradeCIDRs: [192.168.0.0/16]\n"})},
+			want: summary{
+				NonMasq: []string{"10.0.0.0/8 @ configmap kube-system/ip-masq-agent key config line 1"},
+				Files:   []string{"configmap kube-system/ip-masq-agent key config"},
+			},
+			wantWarn: []string{`configmap kube-system/ip-masq-agent: ip-masq-agent: ignored: key "config" is read when both are present; remove one`},
+		},
+		{
+			name: "neither key: defaults, with a warning",
+			refs: []ConfigMapRef{user},
+			objs: []*corev1.ConfigMap{configMap("kube-system", "ip-masq-agent", "1", map[string]string{"other": "x"})},
+			want: summary{
+				NonMasq: []string{"10.0.0.0/8 @ default", "172.16.0.0/12 @ default", "192.168.0.0/16 @ default"},
+				Files:   []string{"configmap kube-system/ip-masq-agent"},
+			},
+			wantWarn: []string{`configmap kube-system/ip-masq-agent: config: the ConfigMap has neither key "config" nor "ip-masq-agent"; using the defaults`},
+		},
+		{
+			name: "several merge in the order given",
+			refs: []ConfigMapRef{platform, user},
+			objs: []*corev1.ConfigMap{
+				configMap("kube-system", "ip-masq-agent-reconciled", "2", map[string]string{"config": "nonMasqueradeCIDRs: [10.0.0.0/8]\n"}),
+				configMap("kube-system", "ip-masq-agent", "1", map[string]string{"config": "nonMasqueradeCIDRs: [192.168.0.0/16, 10.0.0.0/8]\n"}),
+			},
+			want: summary{
+				NonMasq: []string{
+					"10.0.0.0/8 @ configmap kube-system/ip-masq-agent-reconciled key config line 1",
+					"192.168.0.0/16 @ configmap kube-system/ip-masq-agent key config line 1",
+				},
+				Files: []string{"configmap kube-system/ip-masq-agent-reconciled key config", "configmap kube-system/ip-masq-agent key config"},
+			},
+		},
+		{
+			name: "an absent one is left out of the merge",
+			refs: []ConfigMapRef{platform, user},
+			objs: []*corev1.ConfigMap{nil, configMap("kube-system", "ip-masq-agent", "1", map[string]string{"config": "nonMasqueradeCIDRs: [192.168.0.0/16]\n"})},
+			want: summary{
+				NonMasq: []string{"192.168.0.0/16 @ configmap kube-system/ip-masq-agent key config line 1"},
+				Files:   []string{"configmap kube-system/ip-masq-agent key config"},
+			},
+		},
+		{
+			name: "an invalid one is named",
+			refs: []ConfigMapRef{platform, user},
+			objs: []*corev1.ConfigMap{
+				configMap("kube-system", "ip-masq-agent-reconciled", "2", map[string]string{"config": "nonMasqueradeCIDRs: [10.0.0.0/8]\n"}),
+				configMap("kube-system", "ip-masq-agent", "1", map[string]string{"config": "nonMasqueradeCIDRs:\n  - 10.0.0.1/8\n"}),
+			},
+			wantErr:    `configmap kube-system/ip-masq-agent key config line 2: nonMasqueradeCIDRs[0] "10.0.0.1/8"`,
+			wantFailed: 1,
+		},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, warnings, failed, err := parseConfigMaps(c.refs, c.objs, config.Options{})
+			if c.wantErr != "" {
+				if err == nil || !strings.HasPrefix(err.Error(), c.wantErr) || failed != c.wantFailed {
+					t.Fatalf("error %v from ConfigMap %d; want one starting %q from ConfigMap %d", err, failed, c.wantErr, c.wantFailed)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(c.want, summarize(cfg)); diff != "" {
+				t.Errorf("config (-want +got):\n%s", diff)
+			}
+			var ws []string
+			for _, w := range warnings {
+				ws = append(ws, w.String())
+			}
+			if diff := cmp.Diff(c.wantWarn, ws); diff != "" {
+				t.Errorf("warnings (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestConfigMapSource runs the source against client-go's fake clientset: nothing until the first list, then
+// the ConfigMap's state as it changes, and Events only when what is reported changes.
+func TestConfigMapSource(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	client := fake.NewClientset(
+		// Another ConfigMap in the namespace: never read.
+		configMap("kube-system", "other", "9", map[string]string{"config": "nonMasqueradeCIDRs: [1.0.0.0/8]\n"}),
+	)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	s := NewConfigMapSource(client, []ConfigMapRef{DefaultConfigMap}, "node-1", log)
+	if _, _, ok, _ := s.Load(config.Options{}); ok {
+		t.Fatal("Load before Run: ok, want nothing to say")
+	}
+	changed := make(chan struct{}, 10)
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, func() { changed <- struct{}{} }) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+
+	// load waits for a change notification and returns the config once it has the prefixes want.
+	load := func(what string, want []string) (config.Config, error) {
+		t.Helper()
+		deadline := time.After(10 * time.Second)
+		for {
+			cfg, _, ok, err := s.Load(config.Options{})
+			if ok {
+				got := summarize(cfg).NonMasq
+				if err != nil || cmp.Equal(got, want) {
+					return cfg, err
+				}
+			}
+			select {
+			case <-changed:
+			case <-deadline:
+				t.Fatalf("%s: Load never gave %v", what, want)
+			}
+		}
+	}
+	load("absent", []string{"10.0.0.0/8 @ default", "172.16.0.0/12 @ default", "192.168.0.0/16 @ default"})
+
+	cms := client.CoreV1().ConfigMaps("kube-system")
+	cm := configMap("kube-system", "ip-masq-agent", "1", map[string]string{"config": "nonMasqueradeCIDRs: [10.0.0.0/8]\n"})
+	if _, err := cms.Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := load("created", []string{"10.0.0.0/8 @ configmap kube-system/ip-masq-agent key config line 1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := nft.Compile(cfg, nft.Options{})
+	s.Report(&r, nil)
+	s.Report(&r, nil) // a resync: the same ruleset, no second Event
+	waitEvents(t, client, []string{"Normal Applied masqd/node-1: applied 1 nonMasqueradeCIDRs and 0 masqueradeCIDRs: 2 IPv4 non-masquerade intervals in table inet masqd"})
+
+	cm.Data["config"] = "nonMasqueradeCIDRs:\n  - 10.0.0.1/8\n"
+	if _, err := cms.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = load("invalid", nil)
+	if err == nil {
+		t.Fatal("Load of an invalid ConfigMap: no error")
+	}
+	s.Report(nil, err)
+	s.Report(nil, err)
+	s.Report(nil, errors.New("netlink: operation not permitted")) // the apply of the rules in force failed
+	waitEvents(t, client, []string{
+		"Normal Applied masqd/node-1: applied 1 nonMasqueradeCIDRs and 0 masqueradeCIDRs: 2 IPv4 non-masquerade intervals in table inet masqd",
+		"Warning InvalidConfig masqd/node-1: " + err.Error() + "; the rules in force stay as they were",
+		"Warning ApplyFailed masqd/node-1: cannot apply the config: netlink: operation not permitted; retrying",
+	})
+
+	if err := cms.Delete(ctx, cm.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	load("deleted", []string{"10.0.0.0/8 @ default", "172.16.0.0/12 @ default", "192.168.0.0/16 @ default"})
+}
+
+// waitEvents waits until the Events in kube-system, oldest first, are want ("TYPE REASON SOURCE: MESSAGE").
+func waitEvents(t *testing.T, client *fake.Clientset, want []string) {
+	t.Helper()
+	var got []string
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.Now().Add(10 * time.Second)
+	for ; time.Now().Before(deadline); <-tick.C {
+		list, err := client.CoreV1().Events("kube-system").List(context.Background(), metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = got[:0]
+		for _, e := range sortedEvents(list.Items) {
+			if e.InvolvedObject.Name != "ip-masq-agent" || e.InvolvedObject.Kind != "ConfigMap" {
+				t.Fatalf("event on %s %s, want ConfigMap ip-masq-agent", e.InvolvedObject.Kind, e.InvolvedObject.Name)
+			}
+			got = append(got, e.Type+" "+e.Reason+" "+e.Source.Component+"/"+e.Source.Host+": "+e.Message)
+		}
+		if cmp.Equal(got, want) {
+			return
+		}
+	}
+	t.Fatalf("events (-want +got):\n%s", cmp.Diff(want, got))
+}
+
+// sortedEvents orders Events by the time they were first seen, then by name (which embeds that time).
+func sortedEvents(es []corev1.Event) []corev1.Event {
+	slices.SortFunc(es, func(a, b corev1.Event) int {
+		if c := a.FirstTimestamp.Compare(b.FirstTimestamp.Time); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	return es
+}

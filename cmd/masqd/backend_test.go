@@ -1,0 +1,195 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/masqd/masqd/nft"
+)
+
+// TestBackendFlags: --mode, --to-ports, --migrate-from-chain and --masq-chain as parsed.
+func TestBackendFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args        []string
+		mode        string
+		toPorts     []nft.PortRange
+		migrateFrom []string
+		masqChain   string
+	}{
+		{nil, "auto", nil, []string{"IP-MASQ-AGENT", "IP-MASQ"}, "IP-MASQ-AGENT"},
+		{[]string{"--mode=nftables"}, "nftables", nil, []string{"IP-MASQ-AGENT", "IP-MASQ"}, "IP-MASQ-AGENT"},
+		{[]string{"--mode=iptables", "--to-ports=1024-29999,32768-65535", "--masq-chain=IP-MASQ"}, "iptables",
+			[]nft.PortRange{{First: 1024, Last: 29999}, {First: 32768, Last: 65535}}, []string{"IP-MASQ-AGENT", "IP-MASQ"}, "IP-MASQ"},
+		{[]string{"--to-ports=5000"}, "auto", []nft.PortRange{{First: 5000, Last: 5000}}, []string{"IP-MASQ-AGENT", "IP-MASQ"}, "IP-MASQ-AGENT"},
+		{[]string{"--migrate-from-chain="}, "auto", nil, nil, "IP-MASQ-AGENT"},
+		{[]string{"--migrate-from-chain= OLD-MASQ, IP-MASQ,OLD-MASQ"}, "auto", nil, []string{"OLD-MASQ", "IP-MASQ"}, "IP-MASQ-AGENT"},
+	} {
+		o, err := parseFlags(tc.args, io.Discard)
+		if err != nil {
+			t.Errorf("%q: %v", tc.args, err)
+			continue
+		}
+		if o.mode != tc.mode || !reflect.DeepEqual(o.toPorts, tc.toPorts) || !reflect.DeepEqual(o.migrateFrom, tc.migrateFrom) || o.masqChain != tc.masqChain {
+			t.Errorf("%q: mode %q, to-ports %v, migrate-from %q, masq-chain %q; want %q, %v, %q, %q",
+				tc.args, o.mode, o.toPorts, o.migrateFrom, o.masqChain, tc.mode, tc.toPorts, tc.migrateFrom, tc.masqChain)
+		}
+	}
+}
+
+// TestBackendFlagErrors: each bad value exits 2 with an error that names the flag and says what to write.
+func TestBackendFlagErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--mode=ipfw"}, []string{`--mode="ipfw"`, "auto, nftables or iptables"}},
+		{[]string{"--to-ports=0-5"}, []string{`--to-ports="0-5"`, "1-65535", "1024-29999,32768-65535"}},
+		{[]string{"--to-ports=2000-1000"}, []string{"--to-ports", "write 1000-2000"}},
+		{[]string{"--to-ports=1000-2000,1500-2500"}, []string{"--to-ports", "overlaps"}},
+		{[]string{"--mode=nftables", "--to-ports=1024-65535"}, []string{"--to-ports", "not yet supported with --mode=nftables", "--mode=iptables"}},
+		{[]string{"--masq-chain=RETURN"}, []string{"--masq-chain", "built-in"}},
+		{[]string{"--masq-chain=THIS-CHAIN-NAME-IS-FAR-TOO-LONG"}, []string{"--masq-chain", "iptables allows 28"}},
+		{[]string{"--migrate-from-chain=IP-MASQ,OLD MASQ"}, []string{"--migrate-from-chain", `"OLD MASQ"`, "--migrate-from-chain= for none"}},
+	} {
+		code, out, errOut := runArgs(t, append(tc.args, "--dry-run")...)
+		if code != 2 || out != "" {
+			t.Errorf("%q: exit %d, stdout %q; want 2 and nothing", tc.args, code, out)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(errOut, w) {
+				t.Errorf("%q: stderr %q does not say %q", tc.args, errOut, w)
+			}
+		}
+	}
+}
+
+// TestDryRunIPTables: --dry-run --mode=iptables prints ip-masq-agent's iptables-restore input, each family
+// introduced by comment lines; it runs no iptables command, so it works anywhere.
+func TestDryRunIPTables(t *testing.T) {
+	absent := "--config=" + filepath.Join(t.TempDir(), "absent")
+	code, out, errOut := runArgs(t, absent, "--dry-run", "--mode=iptables", "--masq-chain=IP-MASQ")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	want := `# IPv4: iptables-restore --noflush -w 5 input for chain IP-MASQ in table nat
+# IPv4: jump ensured in POSTROUTING: -A POSTROUTING -m comment --comment "ip-masq-agent: ensure nat POSTROUTING directs all non-LOCAL destination traffic to our custom IP-MASQ chain" -m addrtype ! --dst-type LOCAL -j IP-MASQ
+*nat
+:IP-MASQ - [0:0]
+-A IP-MASQ -m comment --comment "ip-masq-agent: local traffic is not subject to MASQUERADE" -d 169.254.0.0/16 -j RETURN
+-A IP-MASQ -m comment --comment "ip-masq-agent: local traffic is not subject to MASQUERADE" -d 10.0.0.0/8 -j RETURN
+-A IP-MASQ -m comment --comment "ip-masq-agent: local traffic is not subject to MASQUERADE" -d 172.16.0.0/12 -j RETURN
+-A IP-MASQ -m comment --comment "ip-masq-agent: local traffic is not subject to MASQUERADE" -d 192.168.0.0/16 -j RETURN
+-A IP-MASQ -m comment --comment "ip-masq-agent: outbound traffic is subject to MASQUERADE (must be last in chain)" -j MASQUERADE --random-fully
+COMMIT
+`
+	if out != want {
+		t.Errorf("stdout:\n%s\nwant\n%s", out, want)
+	}
+
+	code, out, errOut = runArgs(t, absent, "--dry-run", "--mode=iptables", "--enable-ipv6", "--random-fully=false", "--to-ports=1024-65535")
+	for _, w := range []string{
+		"# IPv6: ip6tables-restore --noflush -w 5 input for chain IP-MASQ-AGENT in table nat\n",
+		`-d fe80::/10 -j RETURN` + "\n",
+		`-p tcp -j MASQUERADE --to-ports 1024-65535` + "\n",
+	} {
+		if code != 0 || !strings.Contains(out, w) || strings.Contains(out, "random-fully") {
+			t.Errorf("--enable-ipv6 --random-fully=false --to-ports: exit %d, stderr %q; stdout lacks %q or has --random-fully:\n%s", code, errOut, w, out)
+		}
+	}
+
+	// auto shows the nftables table, which cannot yet say --to-ports.
+	code, out, errOut = runArgs(t, absent, "--dry-run", "--to-ports=1024-65535")
+	if code != 1 || out != "" || !strings.Contains(errOut, "not yet supported with --mode=nftables") {
+		t.Errorf("--dry-run --to-ports with auto: exit %d, stdout %q, stderr %q; want 1 and the error", code, out, errOut)
+	}
+}
+
+// TestChooseBackendWiring: --mode with the node's facts, and what the errors say.
+func TestChooseBackendWiring(t *testing.T) {
+	notSupported := fmt.Errorf("nftables probe: kernel rejected masqd's table: %w: %w", nft.ErrNotSupported, unix.EOPNOTSUPP)
+	denied := fmt.Errorf("nftables probe: kernel rejected masqd's table: %w", unix.EPERM)
+	usable := nft.VariantFacts{Usable: true}
+	for _, tc := range []struct {
+		name    string
+		mode    string
+		facts   nft.Facts
+		gather  error
+		want    string   // the backend's name
+		wantErr []string // substrings of the error
+	}{
+		{name: "auto, nftables works", mode: "auto", facts: nft.Facts{NFT: usable, Legacy: usable}, want: "nftables"},
+		{name: "auto, no nftables NAT", mode: "auto", facts: nft.Facts{NFTables: notSupported, NFT: usable, Legacy: usable}, want: "iptables-nft"},
+		{name: "iptables, legacy busier", mode: "iptables", facts: nft.Facts{NFT: usable, Legacy: nft.VariantFacts{Usable: true, Counts: nft.RuleCounts{Rules: 3}}}, want: "iptables-legacy"},
+		{name: "auto, not permitted", mode: "auto", facts: nft.Facts{NFTables: denied}, wantErr: []string{"not permitted", "CAP_NET_ADMIN"}},
+		{name: "iptables, not permitted", mode: "iptables", facts: nft.Facts{NFTables: denied}, wantErr: []string{"--mode=iptables", "not permitted", "CAP_NET_ADMIN"}},
+		{name: "nftables, not supported", mode: "nftables", facts: nft.Facts{NFTables: notSupported, NFT: usable}, wantErr: []string{"--mode=nftables", "not supported"}},
+		{name: "facts unreadable", mode: "auto", gather: errors.New("gather facts: open network namespace: no such file"), wantErr: []string{"gather facts"}},
+	} {
+		b, _, err := chooseBackend(tc.mode, func() (nft.Facts, error) { return tc.facts, tc.gather })
+		switch {
+		case tc.wantErr == nil && err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case tc.wantErr == nil && b.String() != tc.want:
+			t.Errorf("%s: backend %s, want %s", tc.name, b, tc.want)
+		case tc.wantErr != nil && err == nil:
+			t.Errorf("%s: backend %s, want an error", tc.name, b)
+		}
+		for _, w := range tc.wantErr {
+			if err != nil && !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: error %q does not say %q", tc.name, err, w)
+			}
+		}
+	}
+
+	// --to-ports with the nftables backend (auto may choose it) is refused before anything is applied.
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	_, err := newBackend(nft.Backend{Kind: nft.KindNFTables}, options{toPorts: []nft.PortRange{{First: 1024, Last: 65535}}}, log)
+	if err == nil || !strings.Contains(err.Error(), "not yet supported with --mode=nftables") {
+		t.Errorf("nftables backend with --to-ports: %v, want not yet supported", err)
+	}
+}
+
+// TestMigrationPlan: what masqd removes once its rules are verified, per backend.
+func TestMigrationPlan(t *testing.T) {
+	both := nft.Facts{Legacy: nft.VariantFacts{Usable: true}, NFT: nft.VariantFacts{Usable: true}}
+	onlyNFT := nft.Facts{NFT: nft.VariantFacts{Usable: true}}
+	defaults := []string{"IP-MASQ-AGENT", "IP-MASQ"}
+	nftables := nft.Backend{Kind: nft.KindNFTables}
+	iptNFT := nft.Backend{Kind: nft.KindIPTables, Variant: nft.VariantNFT}
+	iptLegacy := nft.Backend{Kind: nft.KindIPTables, Variant: nft.VariantLegacy}
+	for _, tc := range []struct {
+		name        string
+		backend     nft.Backend
+		facts       nft.Facts
+		masqChain   string
+		from        []string
+		steps       []migrationStep
+		deleteTable bool
+	}{
+		{"nftables: both variants, legacy first", nftables, both, "IP-MASQ-AGENT", defaults,
+			[]migrationStep{{"legacy", defaults}, {"nft", defaults}}, false},
+		{"nftables: own --masq-chain too", nftables, both, "MASQD", defaults,
+			[]migrationStep{{"legacy", []string{"IP-MASQ-AGENT", "IP-MASQ", "MASQD"}}, {"nft", []string{"IP-MASQ-AGENT", "IP-MASQ", "MASQD"}}}, false},
+		{"nftables: migration off still leaves no masqd chain", nftables, onlyNFT, "IP-MASQ-AGENT", nil,
+			[]migrationStep{{"nft", []string{"IP-MASQ-AGENT"}}}, false},
+		{"nftables: no iptables", nftables, nft.Facts{}, "IP-MASQ-AGENT", defaults, nil, false},
+		{"iptables-nft keeps its own chain", iptNFT, both, "IP-MASQ-AGENT", defaults,
+			[]migrationStep{{"legacy", defaults}, {"nft", []string{"IP-MASQ"}}}, true},
+		{"iptables-legacy with GKE's chain", iptLegacy, both, "IP-MASQ", defaults,
+			[]migrationStep{{"legacy", []string{"IP-MASQ-AGENT"}}, {"nft", defaults}}, true},
+		{"iptables-nft, migration off, only nft", iptNFT, onlyNFT, "IP-MASQ-AGENT", nil, nil, true},
+	} {
+		steps, del := migrationPlan(tc.backend, tc.facts, tc.masqChain, tc.from)
+		if !reflect.DeepEqual(steps, tc.steps) || del != tc.deleteTable {
+			t.Errorf("%s: steps %v, delete table %t; want %v, %t", tc.name, steps, del, tc.steps, tc.deleteTable)
+		}
+	}
+}

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/masqd/masqd/config"
+)
+
+// TestCheckGolden checks the seeds' ConfigMaps and configs, and one file for each pitfall.
+func TestCheckGolden(t *testing.T) {
+	for _, tc := range []struct {
+		golden string
+		args   []string
+	}{
+		{"check-seed001", []string{"testdata/seed001.config"}},
+		{"check-seed002-as-is", []string{"testdata/seed002-as-is.yaml"}},
+		{"check-seed002-as-is-copied", []string{"testdata/seed002-as-is-copied.yaml"}},
+		{"check-seed002-to-be", []string{"testdata/seed002-to-be.yaml"}},
+		{"check-seed002-to-be-config", []string{"testdata/seed002-to-be.config"}},
+		{"check-seed002-masqd", []string{"testdata/seed002-masqd.config", "--random-fully=false"}},
+		{"check-seed003", []string{"testdata/seed003-configmap.yaml"}},
+		{"check-wrong-name-namespace", []string{"testdata/check/wrong-name-namespace.yaml"}},
+		{"check-no-namespace", []string{"testdata/check/no-namespace.yaml"}},
+		{"check-mapping", []string{"testdata/check/mapping.yaml"}},
+		{"check-folded", []string{"testdata/check/folded.yaml"}},
+		{"check-quoted", []string{"testdata/check/quoted.yaml"}},
+		{"check-wrong-key", []string{"testdata/check/wrong-key.yaml"}},
+		{"check-keys-under-data", []string{"testdata/check/keys-under-data.yaml"}},
+		{"check-bad-indent-manifest", []string{"testdata/check/bad-indent-manifest.yaml"}},
+		{"check-bad-indent-config", []string{"testdata/check/bad-indent-config.yaml"}},
+		{"check-cidrs", []string{"testdata/check/cidrs.yaml"}},
+		{"check-from-file", []string{"testdata/check/from-file.yaml"}},
+		{"check-ipv6", []string{"testdata/check/ipv6.config"}},
+		{"check-ipv6-enabled", []string{"--enable-ipv6", "testdata/check/ipv6.config"}},
+		{"check-with-daemonset", []string{"testdata/check/with-daemonset.yaml", "--enable-ipv6"}},
+		{"check-nbsp", []string{"testdata/check/nbsp.config"}},
+		{"check-two-files", []string{"testdata/seed001.config", "testdata/check/wrong-key.yaml"}},
+		{"check-missing-file", []string{"testdata/no-such-file"}},
+	} {
+		t.Run(tc.golden, func(t *testing.T) {
+			checkGolden(t, tc.golden, "check", checkMain, tc.args...)
+		})
+	}
+}
+
+// TestSeedConfigsMatchManifests: each .config in testdata is the text under config: | of its manifest, as
+// the agent reads it (the manifest's lines after "config: |", less their indentation). Explain and status
+// read the .config; check reads the manifest.
+func TestSeedConfigsMatchManifests(t *testing.T) {
+	for manifest, cfg := range map[string]string{
+		"seed002-as-is.yaml":     "seed002-as-is.config",
+		"seed002-to-be.yaml":     "seed002-to-be.config",
+		"seed003-configmap.yaml": "seed003.config",
+	} {
+		m, err := os.ReadFile(filepath.Join("testdata", manifest))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := os.ReadFile(filepath.Join("testdata", cfg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, block, ok := strings.Cut(string(m), "  config: |\n")
+		if !ok {
+			t.Fatalf("%s: no config: |", manifest)
+		}
+		var got []string
+		for _, l := range strings.SplitAfter(block, "\n") {
+			got = append(got, strings.TrimPrefix(l, "    "))
+		}
+		if strings.Join(got, "") != string(c) {
+			t.Errorf("%s is not the config block of %s:\n%s\nwant\n%s", cfg, manifest, c, strings.Join(got, ""))
+		}
+	}
+}
+
+// TestCheckRun goes through run(); with no FILE, check reads --config.
+func TestCheckRun(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"check", "--config=testdata/seed003-configmap.yaml"}, &stdout, &stderr)
+	if code != 0 || !strings.HasPrefix(stdout.String(), "testdata/seed003-configmap.yaml: 0 errors, 0 warnings, 0 notes\n") ||
+		!strings.Contains(stdout.String(), "elements = { 10.0.0.0/16, 172.18.0.0/16,") {
+		t.Errorf("exit %d, stdout:\n%s\nstderr: %s", code, stdout.String(), stderr.String())
+	}
+	stdout.Reset()
+	stderr.Reset()
+	if code := run([]string{"check", "--help"}, &stdout, &stderr); code != 0 || !strings.Contains(stderr.String(), "Usage: masqd check") {
+		t.Errorf("masqd check --help: exit %d, stderr:\n%s", code, stderr.String())
+	}
+}
+
+// TestCheckFuzzish: check never panics and always ends with its summary, whatever the bytes.
+func TestCheckFuzzish(t *testing.T) {
+	inputs := []string{"", "\n", "-", ":", "data", "data\n  x: 1", "kind: ConfigMap", "kind: ConfigMap\ndata:\n  config: |\n",
+		"kind: ConfigMap\ndata: [1]", "kind: ConfigMap\ndata:\n  config: !!binary aGVsbG8=", "a: &x 1\nb: *x", "\t- x",
+		"apiVersion: v1\n---\nkind: Pod", "– a", "x:# y", "config: |\n  a\n b\n", "\u00a0\u00a0x: 1"}
+	for _, in := range inputs {
+		res := checkFile([]byte(in), config.Options{})
+		var b bytes.Buffer
+		res.write(&b, "f", randomFully)
+		if !strings.Contains(b.String(), "f: ") {
+			t.Errorf("%q: no summary:\n%s", in, b.String())
+		}
+	}
+}

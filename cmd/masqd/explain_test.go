@@ -1,0 +1,209 @@
+package main
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/masqd/masqd/config"
+	"github.com/masqd/masqd/nft"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/golden/*.txt from the commands' output (review the diff!)")
+
+// command is one of masqd's operator commands, as run() calls it.
+type command func(args []string, stdout, stderr io.Writer) int
+
+// checkGolden runs `masqd name args...` and compares a transcript of it (the command line, stdout, stderr,
+// exit status) with testdata/golden/<golden>.txt.
+func checkGolden(t *testing.T, golden, name string, cmd command, args ...string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := cmd(args, &stdout, &stderr)
+	got := "$ masqd " + strings.Join(append([]string{name}, args...), " ") + "\n" + stdout.String()
+	if stderr.Len() > 0 {
+		got += "--- stderr\n" + stderr.String()
+	}
+	got += fmt.Sprintf("--- exit %d\n", code)
+	path := filepath.Join("testdata", "golden", golden+".txt")
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it, then review it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("%s: -want +got:\n%s", path, lineDiff(string(want), got))
+	}
+}
+
+// lineDiff shows the lines where want and got part.
+func lineDiff(want, got string) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	var b strings.Builder
+	for i := range max(len(w), len(g)) {
+		var a, c string
+		if i < len(w) {
+			a = w[i]
+		}
+		if i < len(g) {
+			c = g[i]
+		}
+		if a != c {
+			fmt.Fprintf(&b, "line %d:\n-%s\n+%s\n", i+1, a, c)
+		}
+	}
+	return b.String()
+}
+
+// fakeKernel is table inet masqd as a test wants the kernel to hold it.
+type fakeKernel struct {
+	rs      nft.Ruleset
+	present bool
+	err     error
+}
+
+// testHost is a host whose kernel, addresses, agent and clock are the test's. The node's addresses are the
+// lab's: 10.128.0.5 on eth0 and 203.0.113.1 on lo. Agent answers map a URL to a status code and body; a URL
+// not in it does not answer.
+func testHost(k fakeKernel, agent map[string]string) host {
+	return host{
+		kernel: func() (nft.Ruleset, bool, error) { return k.rs, k.present, k.err },
+		addrs: func() ([]netip.Addr, error) {
+			return []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("10.128.0.5"),
+				netip.MustParseAddr("203.0.113.1"), netip.MustParseAddr("::1")}, nil
+		},
+		get: func(url string) (int, []byte, error) {
+			answer, ok := agent[url]
+			if !ok {
+				return 0, nil, fmt.Errorf("Get %q: dial tcp: connect: connection refused", url)
+			}
+			code, body, _ := strings.Cut(answer, " ")
+			var n int
+			fmt.Sscan(code, &n)
+			return n, []byte(body), nil
+		},
+		now: func() time.Time { return time.Date(2026, 5, 4, 10, 0, 12, 0, time.UTC) },
+	}
+}
+
+// compiled is the ruleset masqd applies for the config file at path.
+func compiled(t *testing.T, path string, opts config.Options, nopts nft.Options) nft.Ruleset {
+	t.Helper()
+	cfg, _, err := config.Load(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nft.Compile(cfg, nopts)
+}
+
+func withHost(h host, f func([]string, io.Writer, io.Writer, host) int) command {
+	return func(args []string, stdout, stderr io.Writer) int { return f(args, stdout, stderr, h) }
+}
+
+var randomFully = nft.Options{RandomFully: true}
+
+// TestExplainGolden explains destinations of the seeds' scenarios.
+func TestExplainGolden(t *testing.T) {
+	none := testHost(fakeKernel{err: fmt.Errorf("no kernel in this test")}, nil)
+	masqdWay := compiled(t, "testdata/seed002-masqd.config", config.Options{}, randomFully)
+	gkeDefaults := compiled(t, "testdata/absent", config.Options{NoMasqAllReservedRanges: true}, randomFully)
+	foreign := masqdWay
+	foreign.Foreign = []string{"rule 1 (handle 9) in chain postrouting"}
+	for _, tc := range []struct {
+		golden string
+		h      host
+		args   []string
+	}{
+		// Seed 002 solved with masqueradeCIDRs: the issue's examples, a node address and IPv6.
+		{"explain-seed002-masqd", none, []string{"--config=testdata/seed002-masqd.config",
+			"10.2.1.100", "10.128.0.9", "169.254.169.254", "8.8.8.8", "10.128.0.5", "2001:db8::1"}},
+		// Seed 002's starting point: no ConfigMap on GKE, so every reserved range keeps the pod address, and
+		// the private endpoint in 10/8 sees the pod.
+		{"explain-seed002-gke-default", none, []string{"--config=testdata/absent", "--nomasq-all-reserved-ranges",
+			"10.2.1.100", "100.65.0.50", "34.120.0.1"}},
+		{"explain-seed002-as-is", none, []string{"--config=testdata/seed002-as-is.config",
+			"10.1.1.7", "10.1.2.200", "10.2.1.100", "10.128.0.9", "169.254.169.254"}},
+		// The TO-BE ConfigMap as written: '#' right after ':' breaks it.
+		{"explain-seed002-to-be", none, []string{"--config=testdata/seed002-to-be.config", "10.2.1.100"}},
+		// The TO-BE as meant: the endpoint is masqueraded, and so is the rest of 10/8 but 10.1.1.0/24.
+		{"explain-seed002-to-be-fixed", none, []string{"--config=testdata/seed002-to-be-fixed.config",
+			"10.2.1.100", "10.1.1.7", "10.128.0.9", "10.48.1.5", "100.65.0.50", "240.0.0.1"}},
+		{"explain-seed003", none, []string{"--config=testdata/seed003.config",
+			"169.254.0.23", "10.0.1.1", "10.1.0.1", "172.18.3.3", "192.168.200.1", "203.0.113.1"}},
+		{"explain-seed001", none, []string{"--config=testdata/seed001.config", "10.1.2.3", "172.16.0.1", "169.254.169.254"}},
+		{"explain-no-ipv6", none, []string{"--config=testdata/seed001.config", "2001:db8:100::9", "fe80::1", "::ffff:10.1.2.3"}},
+		{"explain-ipv6", none, []string{"--config=testdata/check/ipv6.config", "--enable-ipv6",
+			"2001:db8:100::9", "2001:db8:ff00::10", "fe80::1%eth0", "::1", "10.1.1.1"}},
+		{"explain-bad-address", none, []string{"10.0.0.1", "10.0.0.300"}},
+		{"explain-prefix", none, []string{"10.0.0.0/8"}},
+		{"explain-no-address", none, []string{"--kernel"}},
+		{"explain-manifest-as-config", none, []string{"--config=testdata/seed003-configmap.yaml", "10.0.1.1"}},
+		{"explain-kernel-agrees", testHost(fakeKernel{rs: masqdWay, present: true}, nil), []string{
+			"--config=testdata/seed002-masqd.config", "--kernel", "10.2.1.100", "10.128.0.9", "8.8.8.8", "10.128.0.5", "2001:db8::1"}},
+		// The agent still holds GKE's defaults: the endpoint keeps the pod address, whatever the file says.
+		{"explain-kernel-disagrees", testHost(fakeKernel{rs: gkeDefaults, present: true}, nil), []string{
+			"--config=testdata/seed002-masqd.config", "--kernel", "10.2.1.100", "10.128.0.9", "100.64.0.1", "8.8.8.8"}},
+		{"explain-kernel-no-table", testHost(fakeKernel{}, nil), []string{
+			"--config=testdata/seed002-masqd.config", "--kernel", "10.2.1.100", "10.128.0.9"}},
+		{"explain-kernel-foreign", testHost(fakeKernel{rs: foreign, present: true}, nil), []string{
+			"--config=testdata/seed002-masqd.config", "--kernel", "10.2.1.100"}},
+		{"explain-kernel-permission", testHost(fakeKernel{err: fmt.Errorf("nftables: list table inet masqd: %w", os.ErrPermission)}, nil),
+			[]string{"--kernel", "10.2.1.100"}},
+		{"explain-json", testHost(fakeKernel{rs: gkeDefaults, present: true}, nil), []string{
+			"--config=testdata/seed002-masqd.config", "--kernel", "--output=json", "10.2.1.100", "10.128.0.9", "10.128.0.5"}},
+	} {
+		t.Run(tc.golden, func(t *testing.T) {
+			checkGolden(t, tc.golden, "explain", withHost(tc.h, explainMain), tc.args...)
+		})
+	}
+}
+
+func TestExplainHelp(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"explain", "--help"}, &stdout, &stderr); code != 0 || !strings.Contains(stderr.String(), "Usage: masqd explain") ||
+		!strings.Contains(stderr.String(), "-kernel") || !strings.Contains(stderr.String(), "-enable-ipv6") {
+		t.Errorf("masqd explain --help: exit %d, stderr:\n%s", code, stderr.String())
+	}
+}
+
+// TestExplainRun goes through run(), with this host's addresses: loopback is local.
+func TestExplainRun(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"explain", "--config=testdata/seed001.config", "127.0.0.1", "10.1.2.3"}, &stdout, &stderr)
+	want := "127.0.0.1: local to this node: never masqueraded\n" +
+		"10.1.2.3: source kept (nonMasqueradeCIDRs 10.0.0.0/8, testdata/seed001.config line 2)\n"
+	if code != 0 || stdout.String() != want {
+		t.Errorf("exit %d, stdout:\n%s\nwant\n%s\nstderr: %s", code, stdout.String(), want, stderr.String())
+	}
+}
+
+func TestParseCommand(t *testing.T) {
+	for _, tc := range []struct {
+		args     []string
+		operands []string
+		kernel   bool
+	}{
+		{[]string{"10.0.0.1", "--kernel", "10.0.0.2"}, []string{"10.0.0.1", "10.0.0.2"}, true},
+		{[]string{"--kernel", "10.0.0.1"}, []string{"10.0.0.1"}, true},
+		{[]string{"10.0.0.1", "--", "--kernel"}, []string{"10.0.0.1", "--kernel"}, false},
+		{nil, nil, false},
+	} {
+		fs := flag.NewFlagSet("test", flag.ContinueOnError)
+		kernel := fs.Bool("kernel", false, "")
+		got, err := parseCommand(fs, tc.args)
+		if err != nil || strings.Join(got, " ") != strings.Join(tc.operands, " ") || *kernel != tc.kernel {
+			t.Errorf("%q: operands %q, kernel %t, %v; want %q, %t", tc.args, got, *kernel, err, tc.operands, tc.kernel)
+		}
+	}
+}

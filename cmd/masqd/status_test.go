@@ -1,0 +1,165 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/masqd/masqd/config"
+	"github.com/masqd/masqd/nft"
+)
+
+// Answers of an agent on the default --http-address: ready and in step, or failing since its config was
+// rejected.
+var (
+	agentReady = map[string]string{
+		"http://127.0.0.1:9745/readyz": "200 ok\n",
+		"http://127.0.0.1:9745/metrics": "200 " + `# HELP masqd_build_info Always 1; the labels say the version and the backend in use.
+# TYPE masqd_build_info gauge
+masqd_build_info{backend="nftables",version="v0.3.0"} 1
+masqd_config_valid 1
+masqd_drift_repairs_total 1
+masqd_last_sync_success_timestamp_seconds 1.7778888e+09
+masqd_sync_total{result="error"} 0
+masqd_sync_total{result="success"} 42
+`,
+	}
+	agentRejecting = map[string]string{
+		"http://127.0.0.1:9745/readyz": "503 not ready: the kernel does not hold the desired ruleset yet (see the logs and masqd_sync_total)\n",
+		"http://127.0.0.1:9745/metrics": "200 " + `masqd_build_info{backend="nftables",version="v0.3.0"} 1
+masqd_config_valid 0
+masqd_drift_repairs_total 0
+masqd_last_sync_success_timestamp_seconds 0
+masqd_sync_total{result="error"} 3
+masqd_sync_total{result="success"} 0
+`,
+	}
+)
+
+func interval(s string) nft.Interval { return nft.PrefixInterval(netip.MustParsePrefix(s)) }
+
+// sortIntervals keeps a tampered set in the kernel's order.
+func sortIntervals(ivs []nft.Interval) []nft.Interval {
+	slices.SortFunc(ivs, func(a, b nft.Interval) int { return a.First.Compare(b.First) })
+	return ivs
+}
+
+// TestStatusGolden compares the seeds' configs with kernels that hold them, or not.
+func TestStatusGolden(t *testing.T) {
+	none := config.Options{}
+	seed003 := compiled(t, "testdata/seed003.config", none, randomFully)
+	seed003.Counter4 = nft.Counter{Packets: 1200, Bytes: 72000}
+
+	// Someone deleted 172.18.0.0/16 and added 8.8.8.8, and a rule of their own.
+	tampered := seed003
+	tampered.NonMasq4 = sortIntervals(append(slices.DeleteFunc(slices.Clone(seed003.NonMasq4),
+		func(iv nft.Interval) bool { return iv == interval("172.18.0.0/16") }), interval("8.8.8.8/32")))
+	tampered.Foreign = []string{"rule 1 (handle 9) in chain postrouting"}
+
+	// Seed 000's "only the MASQUERADE rule": the set holds nothing.
+	emptySet := seed003
+	emptySet.NonMasq4 = nil
+
+	// The same addresses as seed 003, split into other intervals (10.0.0.0/16 as two /17s).
+	split := seed003
+	split.NonMasq4 = sortIntervals(append(slices.DeleteFunc(slices.Clone(seed003.NonMasq4),
+		func(iv nft.Interval) bool { return iv == interval("10.0.0.0/16") }), interval("10.0.0.0/17"), interval("10.0.128.0/17")))
+
+	// The agent runs with --enable-ipv6 --random-fully=false; status is run without them.
+	otherFlags := compiled(t, "testdata/seed003.config", config.Options{EnableIPv6: true}, nft.Options{})
+	otherFlags.Counter6 = nft.Counter{Packets: 7, Bytes: 560}
+
+	gkeDefaults := compiled(t, "testdata/absent", config.Options{NoMasqAllReservedRanges: true}, randomFully)
+
+	for _, tc := range []struct {
+		golden string
+		h      host
+		args   []string
+	}{
+		{"status-seed003-match", testHost(fakeKernel{rs: seed003, present: true}, agentReady),
+			[]string{"--config=testdata/seed003.config"}},
+		{"status-seed003-tampered", testHost(fakeKernel{rs: tampered, present: true}, nil),
+			[]string{"--config=testdata/seed003.config"}},
+		{"status-seed000-not-applied", testHost(fakeKernel{rs: emptySet, present: true}, agentRejecting),
+			[]string{"--config=testdata/seed003.config"}},
+		// Seed 002: the TO-BE ConfigMap was created, but the agent still holds GKE's defaults.
+		{"status-seed002-defaults", testHost(fakeKernel{rs: gkeDefaults, present: true}, agentReady),
+			[]string{"--config=testdata/seed002-to-be-fixed.config", "--nomasq-all-reserved-ranges"}},
+		{"status-split", testHost(fakeKernel{rs: split, present: true}, nil),
+			[]string{"--config=testdata/seed003.config", "--http-address="}},
+		{"status-other-flags", testHost(fakeKernel{rs: otherFlags, present: true}, agentReady),
+			[]string{"--config=testdata/seed003.config"}},
+		{"status-no-table", testHost(fakeKernel{}, nil), []string{"--config=testdata/seed001.config"}},
+		{"status-defaults-match", testHost(fakeKernel{rs: gkeDefaults, present: true}, nil),
+			[]string{"--config=testdata/absent", "--nomasq-all-reserved-ranges", "--http-address="}},
+		{"status-invalid-config", testHost(fakeKernel{rs: seed003, present: true}, agentRejecting),
+			[]string{"--config=testdata/seed002-to-be.config"}},
+		{"status-permission", testHost(fakeKernel{err: fmt.Errorf("nftables: list table inet masqd: %w", os.ErrPermission)}, nil),
+			[]string{"--config=testdata/seed003.config", "--http-address="}},
+		{"status-json", testHost(fakeKernel{rs: tampered, present: true}, agentReady),
+			[]string{"--config=testdata/seed003.config", "--output=json"}},
+		{"status-operand", testHost(fakeKernel{}, nil), []string{"testdata/seed003.config"}},
+		{"status-iptables-chain-only", withIPTables(testHost(fakeKernel{}, nil), "iptables-nft"),
+			[]string{"--config=testdata/seed003.config", "--http-address="}},
+		{"status-iptables-agent", testHost(fakeKernel{}, map[string]string{
+			"http://127.0.0.1:9745/readyz":  "200 ok\n",
+			"http://127.0.0.1:9745/metrics": "200 masqd_build_info{backend=\"iptables-legacy\",version=\"v0.3.0\"} 1\n",
+		}), []string{"--config=testdata/seed003.config"}},
+	} {
+		t.Run(tc.golden, func(t *testing.T) {
+			checkGolden(t, tc.golden, "status", withHost(tc.h, statusMain), tc.args...)
+		})
+	}
+}
+
+// TestStatusJSONExit: the JSON says the same result as the exit status.
+func TestStatusJSONExit(t *testing.T) {
+	seed003 := compiled(t, "testdata/seed003.config", config.Options{}, randomFully)
+	for _, tc := range []struct {
+		k    fakeKernel
+		code int
+		res  string
+	}{
+		{fakeKernel{rs: seed003, present: true}, 0, resultMatch},
+		{fakeKernel{}, 1, resultMismatch},
+		{fakeKernel{err: os.ErrPermission}, 2, resultUnknown},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := statusMain([]string{"--config=testdata/seed003.config", "--output=json", "--http-address="}, &stdout, &stderr, testHost(tc.k, nil))
+		var r statusReport
+		if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
+			t.Fatalf("%v\n%s", err, stdout.String())
+		}
+		if code != tc.code || r.Result != tc.res {
+			t.Errorf("kernel %+v: exit %d, result %q; want %d, %q", tc.k, code, r.Result, tc.code, tc.res)
+		}
+	}
+}
+
+func TestParseMetrics(t *testing.T) {
+	m := parseMetrics([]byte(strings.TrimPrefix(agentReady["http://127.0.0.1:9745/metrics"], "200 ")))
+	if v := m[`masqd_sync_total{result="success"}`]; v != 42 {
+		t.Errorf("masqd_sync_total success = %v, want 42", v)
+	}
+	if v := m.label("masqd_build_info", "version"); v != "v0.3.0" {
+		t.Errorf("version label = %q, want v0.3.0", v)
+	}
+}
+
+func TestStatusHelp(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"status", "-h"}, &stdout, &stderr); code != 0 || !strings.Contains(stderr.String(), "Exit status: 0 the kernel holds the config") {
+		t.Errorf("masqd status -h: exit %d, stderr:\n%s", code, stderr.String())
+	}
+}
+
+// withIPTables is h with the --masq-chain chain found in the nat table of the given iptables variants.
+func withIPTables(h host, variants ...string) host {
+	h.iptables = func(string) []string { return variants }
+	return h
+}

@@ -1,0 +1,307 @@
+//go:build linux
+
+package e2e
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// TestReliabilityDrift extends TestAgentDrift: three tampers — an element removed from masqd's set, a foreign
+// rule inserted in masqd's chain (one that would stop masquerade to 198.51.100.0/24), `nft flush ruleset` —
+// each 100 times (1,000 with MASQD_SOAK=1). Every tamper must be repaired, the table must then equal
+// `masqd --dry-run` byte for byte, and the repair time is measured from the tamper's commit to masqd's repair
+// commit, both as the same monitor saw them.
+func TestReliabilityDrift(t *testing.T) {
+	requireKernel(t)
+	reps := soakSize(100, 1000)
+	lab := newLab(t, labOptions{})
+	path := writeConfig(t, cfgVPCOnly)
+	w := watchCommits(t, lab.Node)
+	a := startAgent(t, lab.Node, 9745, "--config="+path, "--log-level=info")
+	w.next(t, "first apply", 10*time.Second)
+	a.waitStatus("/readyz", http.StatusOK)
+	want := dryRun(t, path)
+
+	tampers := []struct {
+		name string
+		args []string
+	}{
+		{"element removed", []string{"delete", "element", "inet", "masqd", "nonmasq4", "{ 10.0.0.0/8 }"}},
+		{"foreign rule in masqd's chain", []string{"insert", "rule", "inet", "masqd", "postrouting", "ip", "daddr", "198.51.100.0/24", "accept"}},
+		{"nft flush ruleset", []string{"flush", "ruleset"}},
+	}
+	lat := make([][]time.Duration, len(tampers))
+	var all []time.Duration
+	for rep := range reps {
+		for k, tamper := range tampers {
+			lab.Node.Run(t, append([]string{"nft"}, tamper.args...)...)
+			tc := w.next(t, tamper.name, 10*time.Second)
+			if tc.Process != "nft" {
+				t.Fatalf("%s (%d): first commit %v, want nft's", tamper.name, rep, tc)
+			}
+			rc := w.next(t, tamper.name+": repair", 10*time.Second)
+			if rc.Process != "masqd" {
+				t.Fatalf("%s (%d): repair commit %v, want masqd's", tamper.name, rep, rc)
+			}
+			d := rc.At.Sub(tc.At)
+			lat[k] = append(lat[k], d)
+			all = append(all, d)
+			if got := kernelTable(t, lab.Node); got != want {
+				t.Fatalf("%s (%d) repaired to:\n%s\nwant\n%s", tamper.name, rep, got, want)
+			}
+		}
+	}
+	if err := w.Err(); err != nil {
+		t.Errorf("monitor: %v", err)
+	}
+	assertSource(t, lab, "udp", lab.Internet, lab.NodeIP)
+	assertSource(t, lab, "udp", lab.VPC, lab.PodIP)
+	if got, n := a.metric("masqd_drift_repairs_total"), reps*len(tampers); got != float64(n) {
+		t.Errorf("masqd_drift_repairs_total = %v, want %d", got, n)
+	}
+	p99 := percentile(all, 0.99)
+	if p99 > 2*time.Second {
+		t.Errorf("repair p99 %v: the agent is not repairing at once", p99)
+	}
+
+	var b strings.Builder
+	fmt.Fprintf(&b, "The agent ran with `nonMasqueradeCIDRs: [10.0.0.0/8]`; each tamper was done with `nft` in the node namespace %d times. Repair time is from the tamper's commit to masqd's repair commit, both timestamped by one nftables monitor (goal: p99 < 200 ms). After every repair `nft list table inet masqd` equalled `masqd --dry-run`.\n\n| tamper | repairs | p50 | p99 | max |\n|---|---:|---:|---:|---:|\n", reps)
+	for k, tamper := range tampers {
+		fmt.Fprintf(&b, "| %s | %d | %v | %v | %v |\n", tamper.name, len(lat[k]), ms(percentile(lat[k], 0.5)), ms(percentile(lat[k], 0.99)), ms(percentile(lat[k], 1)))
+	}
+	fmt.Fprintf(&b, "| **all** | %d | **%v** | **%v** | %v |\n", len(all), ms(percentile(all, 0.5)), ms(p99), ms(percentile(all, 1)))
+	goal := "met"
+	if p99 >= 200*time.Millisecond {
+		goal = "**not met**"
+	}
+	fmt.Fprintf(&b, "\nGoal p99 < 200 ms: %s. `masqd_drift_repairs_total` counted every repair. TestAgentDrift covers `nft delete table`, an added element, a counter rule and `nft flush chain` once each.\n", goal)
+	reportFigures(t, "drift", b.String())
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
+
+// iptablesModeAccepted reports whether this masqd accepts --mode=iptables (the iptables backend, issue 5).
+func iptablesModeAccepted(t *testing.T) bool {
+	t.Helper()
+	r := runMasqd(t, nil, "--mode=iptables", "--dry-run", "--config=/nonexistent")
+	return r.code == 0
+}
+
+// TestReliabilityDriftIPTables: in iptables mode, `iptables-nft -t nat -F` (every nat chain flushed, masqd's
+// jump and chain with them; iptables-legacy if masqd chose it) is repaired, 20 times (200 with MASQD_SOAK=1),
+// and the nat table then lists as it did before.
+func TestReliabilityDriftIPTables(t *testing.T) {
+	requireKernel(t)
+	if !iptablesModeAccepted(t) {
+		t.Skip("masqd does not accept --mode=iptables yet: the iptables backend (issue 5) is not wired into the agent")
+	}
+	if _, err := exec.LookPath("iptables-nft"); err != nil {
+		t.Fatal("iptables-nft not installed (package iptables)")
+	}
+	reps := soakSize(20, 200)
+	lab := newLab(t, labOptions{})
+	path := writeConfig(t, cfgVPCOnly)
+	a := startAgent(t, lab.Node, 9745, "--config="+path, "--mode=iptables", "--log-level=info")
+	a.waitStatus("/readyz", http.StatusOK)
+	counters := regexp.MustCompile(`\[\d+:\d+\]`)
+	save := func(backend string) string {
+		out, err := lab.Node.RunErr("iptables-"+backend+"-save", "-t", "nat")
+		if err != nil {
+			return ""
+		}
+		var keep []string
+		for line := range strings.Lines(out) {
+			if !strings.HasPrefix(line, "#") {
+				keep = append(keep, counters.ReplaceAllString(line, "[0:0]"))
+			}
+		}
+		return strings.Join(keep, "")
+	}
+	// masqd picks iptables-nft or iptables-legacy by itself; flush the nat table of the one it wrote to.
+	var backend, want string
+	waitFor(t, 10*time.Second, "masqd's chain in iptables", func() error {
+		for _, b := range []string{"nft", "legacy"} {
+			if out := save(b); strings.Contains(out, "MASQUERADE") {
+				backend, want = b, out
+				return nil
+			}
+		}
+		return errors.New("no MASQUERADE rule in iptables-nft-save or iptables-legacy-save yet")
+	})
+	assertSource(t, lab, "udp", lab.Internet, lab.NodeIP)
+	var lat []time.Duration
+	for i := range reps {
+		start := time.Now()
+		lab.Node.Run(t, "iptables-"+backend, "-t", "nat", "-F")
+		waitFor(t, 10*time.Second, fmt.Sprintf("repair %d of iptables-%s -t nat -F", i, backend), func() error {
+			if got := save(backend); got != want {
+				return fmt.Errorf("nat table:\n%s\nwant\n%s", got, want)
+			}
+			return nil
+		})
+		lat = append(lat, time.Since(start))
+	}
+	assertSource(t, lab, "udp", lab.Internet, lab.NodeIP)
+	assertSource(t, lab, "udp", lab.VPC, lab.PodIP)
+	var b strings.Builder
+	fmt.Fprintf(&b, "`iptables-%s -t nat -F` with the agent in `--mode=iptables` (it chose iptables-%s), %d times: repaired every time; from the command's start to `iptables-%s-save -t nat` listing masqd's rules again (polled every 20 ms): p50 %v, p99 %v.\n",
+		backend, backend, reps, backend, ms(percentile(lat, 0.5)), ms(percentile(lat, 0.99)))
+	reportFigures(t, "drift-iptables", b.String())
+}
+
+// Table flags (linux/netfilter/nf_tables.h; x/sys/unix lacks NFT_TABLE_F_PERSIST).
+const (
+	nftTableFOwner   = 0x2 // NFT_TABLE_F_OWNER, Linux 5.12
+	nftTableFPersist = 0x4 // NFT_TABLE_F_PERSIST, Linux 6.9
+)
+
+// ownedTable creates table inet name with flags from a netlink socket opened in ns, which it returns: the
+// table's owner is that socket.
+func ownedTable(ns *NS, name string, flags uint32) (*netlink.Conn, error) {
+	var nl *netlink.Conn
+	err := ns.Do(func() error {
+		var err error
+		nl, err = netlink.Dial(unix.NETLINK_NETFILTER, nil)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	attrs, err := netlink.MarshalAttributes([]netlink.Attribute{
+		{Type: unix.NFTA_TABLE_NAME, Data: []byte(name + "\x00")},
+		{Type: unix.NFTA_TABLE_FLAGS, Data: []byte{byte(flags >> 24), byte(flags >> 16), byte(flags >> 8), byte(flags)}},
+	})
+	if err != nil {
+		nl.Close()
+		return nil, err
+	}
+	batch := func(typ uint16) netlink.Message {
+		return netlink.Message{Header: netlink.Header{Type: netlink.HeaderType(typ), Flags: netlink.Request},
+			Data: []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, unix.NFNL_SUBSYS_NFTABLES}}
+	}
+	msgs := []netlink.Message{
+		batch(unix.NFNL_MSG_BATCH_BEGIN),
+		{Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_NEWTABLE),
+			Flags: netlink.Request | netlink.Acknowledge | netlink.Create},
+			Data: append([]byte{unix.NFPROTO_INET, unix.NFNETLINK_V0, 0, 0}, attrs...)},
+		batch(unix.NFNL_MSG_BATCH_END),
+	}
+	if _, err := nl.SendMessages(msgs); err != nil {
+		nl.Close()
+		return nil, err
+	}
+	if _, err := nl.Receive(); err != nil {
+		nl.Close()
+		return nil, err
+	}
+	return nl, nil
+}
+
+// TestReliabilityTableOwnerFlag records why masqd does not use the nftables table flags owner and persist.
+//
+// An owned table (NFT_TABLE_F_OWNER) belongs to one netlink socket. On this kernel: `nft flush ruleset` by
+// anyone else succeeds but leaves the owned table in place, so a firewall reload that starts with "flush
+// ruleset" no longer starts clean; `nft delete table` and any change to it by anyone else fail with EPERM, so an
+// operator cannot remove or fix it, nor can `masqd --cleanup` run from another process (a new pod) while the
+// owner lives; and without persist the table vanishes with the socket — when masqd crashes or restarts,
+// masquerade stops until it is back, which breaks the promise that the rules outlive the process. With persist
+// (Linux 6.9+) the table outlives its owner but is then unprotected until re-adopted. google/nftables v0.3.0
+// always sends flags 0 (Table.Flags is ignored), so ownership would also mean raw netlink and one socket kept
+// for masqd's whole life. Drift is instead repaired within milliseconds (TestReliabilityDrift).
+func TestReliabilityTableOwnerFlag(t *testing.T) {
+	requireKernel(t)
+	ns := newNS(t, "owner")
+	nftCmd := func(args ...string) (string, error) { return ns.RunErr(append([]string{"nft"}, args...)...) }
+
+	nl, err := ownedTable(ns, "owned", nftTableFOwner)
+	if err != nil {
+		t.Skipf("this kernel cannot create an owned table (NFT_TABLE_F_OWNER needs Linux 5.12): %v", err)
+	}
+	listing, _ := nftCmd("list", "ruleset")
+	if !strings.Contains(listing, "flags owner") {
+		t.Fatalf("owned table lists as:\n%s", listing)
+	}
+	var facts []string
+	if _, err := nftCmd("flush", "ruleset"); err != nil {
+		facts = append(facts, "`nft flush ruleset` by another process fails: "+firstLine(err))
+	} else if l, _ := nftCmd("list", "tables"); strings.Contains(l, "table inet owned") {
+		facts = append(facts, "`nft flush ruleset` by another process exits 0 but leaves the owned table in place")
+	} else {
+		t.Errorf("nft flush ruleset removed an owned table")
+	}
+	if _, err := nftCmd("delete", "table", "inet", "owned"); err == nil || !strings.Contains(err.Error(), "Operation not permitted") {
+		t.Errorf("nft delete table of an owned table: %v, want EPERM", err)
+	} else {
+		facts = append(facts, "`nft delete table inet owned` by another process fails with EPERM (Operation not permitted)")
+	}
+	if _, err := nftCmd("add", "chain", "inet", "owned", "c"); err == nil || !strings.Contains(err.Error(), "Operation not permitted") {
+		t.Errorf("adding a chain to an owned table: %v, want EPERM", err)
+	} else {
+		facts = append(facts, "adding to it (`nft add chain inet owned c`) fails with EPERM")
+	}
+	nl.Close()
+	waitFor(t, 5*time.Second, "the owned table to go with its socket", func() error {
+		if l, _ := nftCmd("list", "tables"); strings.Contains(l, "table inet owned") {
+			return errors.New("still there")
+		}
+		return nil
+	})
+	facts = append(facts, "when the owning socket closes (masqd exits or crashes) the table, and the masquerade in it, is gone")
+
+	if nl, err := ownedTable(ns, "persist", nftTableFOwner|nftTableFPersist); err != nil {
+		facts = append(facts, "NFT_TABLE_F_PERSIST is not supported by this kernel ("+err.Error()+"): it needs Linux 6.9")
+	} else {
+		nl.Close()
+		if l, _ := nftCmd("list", "tables"); !strings.Contains(l, "table inet persist") {
+			t.Errorf("an owner|persist table vanished with its socket:\n%s", l)
+		}
+		if _, err := nftCmd("delete", "table", "inet", "persist"); err != nil {
+			t.Errorf("an orphaned persist table cannot be deleted by others: %v", err)
+		}
+		facts = append(facts, "with owner|persist the table survives its socket, orphaned — and then anyone can delete it, until a new masqd re-adopts it")
+	}
+
+	// google/nftables ignores Table.Flags.
+	f, err := ns.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	c, err := nftables.New(nftables.WithNetNSFd(int(f.Fd())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.AddTable(&nftables.Table{Name: "gnft", Family: nftables.TableFamilyINet, Flags: nftTableFOwner})
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if l, _ := nftCmd("list", "table", "inet", "gnft"); strings.Contains(l, "owner") {
+		t.Errorf("google/nftables now sends Table.Flags (update RELIABILITY.md): %s", l)
+	} else {
+		facts = append(facts, "google/nftables v0.3.0 sends NFTA_TABLE_FLAGS 0 whatever Table.Flags says: owning the table would need raw netlink")
+	}
+	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	var b strings.Builder
+	fmt.Fprintf(&b, "Measured on Linux %s by TestReliabilityTableOwnerFlag (a table created with the flags over raw netlink, then `nft` run as another process):\n\n", strings.TrimSpace(string(kernel)))
+	for _, f := range facts {
+		b.WriteString("- " + f + "\n")
+	}
+	reportFigures(t, "owner", b.String())
+}
+
+func firstLine(err error) string {
+	s, _, _ := strings.Cut(err.Error(), "\n")
+	return s
+}

@@ -1,0 +1,362 @@
+//go:build linux
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// The reliability suite (issue 7). Each test has a default size that keeps the whole suite to a few minutes
+// on a two-core machine, and a long size run by `just soak` (MASQD_SOAK=1). Figures go to RELIABILITY.md,
+// written by TestReliabilityReport when MASQD_WRITE_RELIABILITY=1.
+
+// soakSize returns n, or long when MASQD_SOAK=1.
+func soakSize(n, long int) int {
+	if os.Getenv("MASQD_SOAK") == "1" {
+		return long
+	}
+	return n
+}
+
+// figures collects the Markdown sections of RELIABILITY.md measured in this run, by section name.
+var figures = struct {
+	mu       sync.Mutex
+	sections map[string]string
+}{sections: map[string]string{}}
+
+// reportFigures records section's Markdown for RELIABILITY.md and logs it, so that `go test -v` shows the
+// figures too. The figures of a failed test are recorded with a note: they are the evidence.
+func reportFigures(t *testing.T, section, markdown string) {
+	t.Helper()
+	t.Logf("RELIABILITY.md section %q:\n%s", section, markdown)
+	if t.Failed() {
+		markdown = "**" + t.Name() + " failed in this run** (its output says why); these are the figures it measured.\n\n" + markdown
+	}
+	figures.mu.Lock()
+	defer figures.mu.Unlock()
+	figures.sections[section] = markdown
+}
+
+// kernelCommit is one nftables transaction as watchCommits sees it: who committed it, when the monitor read
+// it, and which messages of it named table inet masqd.
+type kernelCommit struct {
+	Gen     uint32
+	PID     uint32
+	Process string
+	At      time.Time      // when the commit's NEWGEN notification was read
+	Ops     map[string]int // notification type → count, for masqd's table only: "DELTABLE": 1, "NEWSETELEM": 20000
+}
+
+func (c kernelCommit) String() string {
+	return fmt.Sprintf("generation %d by %s[%d]: %v", c.Gen, c.Process, c.PID, c.Ops)
+}
+
+// commitWatch follows every nftables commit of a namespace. Unlike nft.Monitor it keeps the message types,
+// which is what tells an in-place update from a table deleted and created again.
+type commitWatch struct {
+	ch   chan kernelCommit
+	mu   sync.Mutex
+	err  error // a receive error: notifications were lost
+	live chan struct{}
+}
+
+// Err reports a receive error (ENOBUFS: notifications were lost, so absence of a message proves nothing).
+func (w *commitWatch) Err() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
+// next waits for the next commit that touched masqd's table.
+func (w *commitWatch) next(t *testing.T, what string, timeout time.Duration) kernelCommit {
+	t.Helper()
+	select {
+	case c := <-w.ch:
+		return c
+	case <-time.After(timeout):
+		t.Fatalf("%s: no commit to table inet masqd within %v (monitor error: %v)", what, timeout, w.Err())
+	}
+	return kernelCommit{}
+}
+
+// drain returns the commits received so far without waiting.
+func (w *commitWatch) drain() []kernelCommit {
+	var out []kernelCommit
+	for {
+		select {
+		case c := <-w.ch:
+			out = append(out, c)
+		default:
+			return out
+		}
+	}
+}
+
+var nftMsgNames = map[uint16]string{
+	unix.NFT_MSG_NEWTABLE: "NEWTABLE", unix.NFT_MSG_DELTABLE: "DELTABLE",
+	unix.NFT_MSG_NEWCHAIN: "NEWCHAIN", unix.NFT_MSG_DELCHAIN: "DELCHAIN",
+	unix.NFT_MSG_NEWRULE: "NEWRULE", unix.NFT_MSG_DELRULE: "DELRULE",
+	unix.NFT_MSG_NEWSET: "NEWSET", unix.NFT_MSG_DELSET: "DELSET",
+	unix.NFT_MSG_NEWSETELEM: "NEWSETELEM", unix.NFT_MSG_DELSETELEM: "DELSETELEM",
+	unix.NFT_MSG_NEWOBJ: "NEWOBJ", unix.NFT_MSG_DELOBJ: "DELOBJ",
+	unix.NFT_MSG_NEWFLOWTABLE: "NEWFLOWTABLE", unix.NFT_MSG_DELFLOWTABLE: "DELFLOWTABLE",
+}
+
+// watchCommits subscribes to nftables notifications in ns and sends each commit that touched table inet
+// masqd. It returns once the subscription is known to be live, and stops when the test ends.
+func watchCommits(t *testing.T, ns *NS) *commitWatch {
+	t.Helper()
+	var nl *netlink.Conn
+	if err := ns.Do(func() error {
+		var err error
+		nl, err = netlink.Dial(unix.NETLINK_NETFILTER, nil)
+		return err
+	}); err != nil {
+		t.Fatalf("monitor in %s: %v", ns.Name, err)
+	}
+	// A 100k-prefix swap notifies about 400,000 elements: room for them, so that nothing is lost.
+	if raw, err := nl.SyscallConn(); err == nil {
+		_ = raw.Control(func(fd uintptr) {
+			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 256<<20)
+		})
+	}
+	if err := nl.JoinGroup(unix.NFNLGRP_NFTABLES); err != nil {
+		nl.Close()
+		t.Fatalf("monitor in %s: join group: %v", ns.Name, err)
+	}
+	w := &commitWatch{ch: make(chan kernelCommit, 1<<16), live: make(chan struct{})}
+	done := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	stop := context.AfterFunc(ctx, func() { _ = nl.SetReadDeadline(time.Unix(1, 0)) })
+	go func() {
+		defer close(done)
+		cur := map[string]int{}
+		for {
+			msgs, err := nl.Receive()
+			if ctx.Err() != nil {
+				return
+			}
+			if err != nil {
+				w.mu.Lock()
+				w.err = fmt.Errorf("nftables monitor: %w", err)
+				w.mu.Unlock()
+				return
+			}
+			now := time.Now()
+			for _, m := range msgs {
+				if uint16(m.Header.Type)>>8 != unix.NFNL_SUBSYS_NFTABLES || len(m.Data) < 4 {
+					continue
+				}
+				typ := uint16(m.Header.Type) & 0xff
+				if typ == unix.NFT_MSG_NEWGEN {
+					c := kernelCommit{At: now, Ops: cur}
+					c.Gen, c.PID, c.Process = genAttrs(m.Data[4:])
+					cur = map[string]int{}
+					select {
+					case <-w.live:
+					default:
+						close(w.live)
+					}
+					if len(c.Ops) == 0 {
+						continue
+					}
+					select {
+					case w.ch <- c:
+					default:
+						w.mu.Lock()
+						w.err = errors.New("commit channel full: the test stopped reading commits")
+						w.mu.Unlock()
+					}
+					continue
+				}
+				if name, ok := nftMsgNames[typ]; ok && m.Data[0] == unix.NFPROTO_INET && firstAttr(m.Data[4:]) == "masqd" {
+					cur[name]++
+				}
+			}
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done; stop(); nl.Close() })
+	waitFor(t, 5*time.Second, "nftables monitor subscribed", func() error {
+		ns.Run(t, "nft", "add table ip masqd-probe; delete table ip masqd-probe")
+		select {
+		case <-w.live:
+			return nil
+		default:
+			return errors.New("no commit seen yet")
+		}
+	})
+	return w
+}
+
+// firstAttr is attribute 1 of a message as a string: the table name in every table, chain, rule, set and
+// element message.
+func firstAttr(b []byte) string {
+	ad, err := netlink.NewAttributeDecoder(b)
+	if err != nil {
+		return ""
+	}
+	for ad.Next() {
+		if ad.Type() == 1 {
+			return string(bytes.TrimRight(ad.Bytes(), "\x00"))
+		}
+	}
+	return ""
+}
+
+func genAttrs(b []byte) (gen, pid uint32, comm string) {
+	ad, err := netlink.NewAttributeDecoder(b)
+	if err != nil {
+		return 0, 0, ""
+	}
+	for ad.Next() {
+		switch ad.Type() {
+		case unix.NFTA_GEN_ID:
+			gen = binary.BigEndian.Uint32(ad.Bytes())
+		case unix.NFTA_GEN_PROC_PID:
+			pid = binary.BigEndian.Uint32(ad.Bytes())
+		case unix.NFTA_GEN_PROC_NAME:
+			comm = string(bytes.TrimRight(ad.Bytes(), "\x00"))
+		}
+	}
+	return gen, pid, comm
+}
+
+// nftaTableHandle is NFTA_TABLE_HANDLE (linux/netfilter/nf_tables.h), which x/sys/unix does not define.
+const nftaTableHandle = 4
+
+// tableHandle returns the kernel's handle of table inet masqd in ns. A table deleted and created again gets a
+// new handle, so an unchanged handle proves the table was never replaced.
+func tableHandle(t *testing.T, ns *NS) uint64 {
+	t.Helper()
+	var handle uint64
+	err := ns.Do(func() error {
+		nl, err := netlink.Dial(unix.NETLINK_NETFILTER, nil)
+		if err != nil {
+			return err
+		}
+		defer nl.Close()
+		attrs, err := netlink.MarshalAttributes([]netlink.Attribute{{Type: unix.NFTA_TABLE_NAME, Data: []byte("masqd\x00")}})
+		if err != nil {
+			return err
+		}
+		msgs, err := nl.Execute(netlink.Message{
+			Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETTABLE), Flags: netlink.Request},
+			Data:   append([]byte{unix.NFPROTO_INET, unix.NFNETLINK_V0, 0, 0}, attrs...),
+		})
+		if err != nil {
+			return err
+		}
+		for _, m := range msgs {
+			ad, err := netlink.NewAttributeDecoder(m.Data[4:])
+			if err != nil {
+				return err
+			}
+			for ad.Next() {
+				if ad.Type() == nftaTableHandle {
+					handle = binary.BigEndian.Uint64(ad.Bytes())
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil || handle == 0 {
+		t.Fatalf("handle of table inet masqd in %s: %d, %v", ns.Name, handle, err)
+	}
+	return handle
+}
+
+// childRun is one finished child process: its output, exit code and peak resident memory.
+type childRun struct {
+	stdout, stderr string
+	code           int
+	maxRSS         int64 // bytes (ru_maxrss)
+	elapsed        time.Duration
+}
+
+// runChild runs argv inside ns (`ip netns exec` execs argv in the same process, so the rusage is argv's) with a
+// deadline, and returns what happened. A process still running at the deadline fails the test.
+func runChild(t *testing.T, ns *NS, timeout time.Duration, argv ...string) childRun {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns.Name}, argv...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	r := childRun{stdout: stdout.String(), stderr: stderr.String(), elapsed: time.Since(start)}
+	if ctx.Err() != nil {
+		t.Fatalf("%v: still running after %v (killed)\nstderr: %s", argv, timeout, clipText(r.stderr, 2000))
+	}
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		r.code = ee.ExitCode()
+	case err != nil:
+		t.Fatalf("%v: %v", argv, err)
+	}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		r.maxRSS = ru.Maxrss << 10 // kilobytes on Linux
+	}
+	return r
+}
+
+// peakRSS is a running process's peak resident memory (VmHWM), in bytes.
+func peakRSS(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatalf("no VmHWM in /proc/%d/status", pid)
+	return 0
+}
+
+// replaceAtomically makes path hold content in one step (write a temporary file, rename it over path), as editors and
+// the kubelet do: a reader sees the old file or the new one, never a half-written one.
+func replaceAtomically(t *testing.T, path string, content []byte) {
+	t.Helper()
+	tmp := filepath.Join(filepath.Dir(path), ".tmp-"+filepath.Base(path))
+	if err := os.WriteFile(tmp, content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// clipText shortens s for a test message.
+func clipText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + fmt.Sprintf("… (%d bytes in all)", len(s))
+}
+
+// inMiB formats bytes as MiB with one decimal.
+func inMiB(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
