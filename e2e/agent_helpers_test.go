@@ -49,9 +49,17 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 // test ends.
 func startAgent(t testing.TB, ns *NS, port int, args ...string) *agentProc {
 	t.Helper()
+	return startAgentAs(t, ns, port, nil, masqdBin, append([]string{"--log-level=debug"}, args...)...)
+}
+
+// startAgentAs is startAgent with the masqd command bin wrapped by prefix (setpriv …), and without
+// --log-level=debug.
+func startAgentAs(t testing.TB, ns *NS, port int, prefix []string, bin string, args ...string) *agentProc {
+	t.Helper()
 	a := &agentProc{t: t, ns: ns, addr: fmt.Sprintf("127.0.0.1:%d", port), exited: make(chan struct{})}
-	args = append([]string{"netns", "exec", ns.Name, masqdBin, "--http-address=" + a.addr, "--log-format=json", "--log-level=debug"}, args...)
-	a.cmd = exec.Command("ip", args...)
+	argv := append([]string{"netns", "exec", ns.Name}, prefix...)
+	argv = append(argv, bin, "--http-address="+a.addr, "--log-format=json")
+	a.cmd = exec.Command("ip", append(argv, args...)...)
 	a.cmd.Stdout = lockedWriter{&a.mu, &a.logs}
 	a.cmd.Stderr = lockedWriter{&a.mu, &a.logs}
 	if err := a.cmd.Start(); err != nil {

@@ -4,9 +4,7 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -60,40 +58,6 @@ func publicCopy(t *testing.T, cfg string) (bin, path string) {
 		t.Fatal(err)
 	}
 	return bin, path
-}
-
-// startAgentAs is startAgent with the masqd command wrapped by prefix (setpriv …).
-func startAgentAs(t *testing.T, ns *NS, port int, prefix []string, bin string, args ...string) *agentProc {
-	t.Helper()
-	a := &agentProc{t: t, ns: ns, addr: fmt.Sprintf("127.0.0.1:%d", port), exited: make(chan struct{})}
-	argv := append([]string{"netns", "exec", ns.Name}, prefix...)
-	argv = append(argv, bin, "--http-address="+a.addr, "--log-format=json")
-	a.cmd = exec.Command("ip", append(argv, args...)...)
-	a.cmd.Stdout = lockedWriter{&a.mu, &a.logs}
-	a.cmd.Stderr = lockedWriter{&a.mu, &a.logs}
-	if err := a.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = a.cmd.Wait(); close(a.exited) }()
-	a.client = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
-		DisableKeepAlives: true,
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			var c net.Conn
-			err := ns.Do(func() error {
-				var err error
-				c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
-				return err
-			})
-			return c, err
-		},
-	}}
-	t.Cleanup(func() {
-		a.stop(syscall.SIGTERM)
-		if t.Failed() {
-			t.Logf("masqd logs:\n%s", clipText(a.Logs(), 8000))
-		}
-	})
-	return a
 }
 
 // procStatus returns the value of field (e.g. "Uid", "CapEff") in /proc/PID/status.
