@@ -15,9 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/nftables"
-	"github.com/google/nftables/binaryutil"
-	"github.com/google/nftables/expr"
 	"github.com/masqd/masqd/config"
 	"github.com/masqd/masqd/nft"
 	"golang.org/x/sys/unix"
@@ -67,12 +64,9 @@ func (b backend) apply(t *testing.T, lab *Lab, cfg config.Config, ports []nft.Po
 			t.Fatal(err)
 		}
 		c := nft.NewConn(int(f.Fd()))
-		want := nft.Compile(cfg, nft.Options{RandomFully: true})
+		want := nft.Compile(cfg, nft.Options{RandomFully: true, ToPorts: ports})
 		if _, err := c.Apply(want); err != nil {
 			t.Fatalf("nftables apply: %v", err)
-		}
-		if len(ports) > 0 {
-			insertPortRules(t, int(f.Fd()), ports, cfg.EnableIPv6)
 		}
 		return func() {
 			defer f.Close()
@@ -242,48 +236,5 @@ func noAgentChains(t *testing.T, ns *NS) {
 		if out := ns.Run(t, bin); strings.Contains(out, "IP-MASQ") {
 			t.Errorf("%s still shows an IP-MASQ chain:\n%s", bin, out)
 		}
-	}
-}
-
-// insertPortRules puts nft.ToPortsRules at the front of masqd's chain, each behind masqd's own matches
-// (nfproto, daddr not in the non-masquerade set, fib daddr type not local), through the transport the
-// rules need. It stands in for the integration into nft.Compile, which is not done yet.
-func insertPortRules(t *testing.T, netnsFD int, ports []nft.PortRange, ipv6 bool) {
-	t.Helper()
-	tr := nft.NewMasqPortsTransport(netnsFD, true)
-	defer tr.Close()
-	nc, err := nftables.New(tr.ConnOption())
-	if err != nil {
-		t.Fatal(err)
-	}
-	table := &nftables.Table{Name: nft.TableName, Family: nftables.TableFamilyINet}
-	chain := &nftables.Chain{Name: nft.ChainName, Table: table}
-	type fam struct {
-		proto    byte
-		off, len uint32
-		set      string
-	}
-	fams := []fam{{unix.NFPROTO_IPV4, 16, 4, nft.Set4Name}}
-	if ipv6 {
-		fams = append(fams, fam{unix.NFPROTO_IPV6, 24, 16, nft.Set6Name})
-	}
-	var rules [][]expr.Any
-	for _, f := range fams {
-		for _, r := range nft.ToPortsRules(ports, true) {
-			rules = append(rules, append([]expr.Any{
-				&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
-				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{f.proto}},
-				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: f.off, Len: f.len},
-				&expr.Lookup{SourceRegister: 1, SetName: f.set, Invert: true},
-				&expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true},
-				&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)},
-			}, r.Exprs...))
-		}
-	}
-	for i := len(rules) - 1; i >= 0; i-- { // each insert goes to the front
-		nc.InsertRule(&nftables.Rule{Table: table, Chain: chain, Exprs: rules[i]})
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatalf("insert --to-ports rules: %v", err)
 	}
 }

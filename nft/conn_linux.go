@@ -59,8 +59,33 @@ func (c Change) MarshalText() ([]byte, error) { return []byte(c.String()), nil }
 // dial opens an nftables connection whose socket buffers fit a batch of about elems set elements.
 // google/nftables never enlarges them, and a large batch then fails with EMSGSIZE (send) or ENOBUFS (acks).
 func (c *Conn) dial(elems int) (*nftables.Conn, error) {
+	opts := []nftables.ConnOption{nftables.WithSockOptions(bufferOption(elems))}
+	if c.netns != 0 {
+		opts = append(opts, nftables.WithNetNSFd(c.netns))
+	}
+	return nftables.New(opts...)
+}
+
+// dialFor is dial for a batch that writes want's rules: with --to-ports the connection goes through a
+// MasqPortsTransport, which gives the port rules' masquerades the flags google/nftables leaves out. Call
+// done when finished with the connection.
+func (c *Conn) dialFor(want Ruleset, elems int) (nc *nftables.Conn, done func(), err error) {
+	if len(want.ToPorts) == 0 {
+		nc, err = c.dial(elems)
+		return nc, func() {}, err
+	}
+	tr := NewMasqPortsTransport(c.netns, want.RandomFully, bufferOption(elems))
+	if nc, err = nftables.New(tr.ConnOption()); err != nil {
+		tr.Close()
+		return nil, nil, err
+	}
+	return nc, func() { tr.Close() }, nil
+}
+
+// bufferOption sizes a netlink socket's buffers for a batch of about elems set elements.
+func bufferOption(elems int) nftables.SockOption {
 	size := 1<<20 + elems*64
-	opt := func(nc *netlink.Conn) error {
+	return func(nc *netlink.Conn) error {
 		// Extended acks make the kernel say which attribute it rejected.
 		_ = nc.SetOption(netlink.ExtendedAcknowledge, true)
 		if err := nc.SetWriteBuffer(size); err != nil {
@@ -79,11 +104,6 @@ func (c *Conn) dial(elems int) (*nftables.Conn, error) {
 			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, size)
 		})
 	}
-	opts := []nftables.ConnOption{nftables.WithSockOptions(opt)}
-	if c.netns != 0 {
-		opts = append(opts, nftables.WithNetNSFd(c.netns))
-	}
-	return nftables.New(opts...)
 }
 
 // masqdTable is a fresh value each time: google/nftables keeps pointers to it in sets and chains.
@@ -139,10 +159,11 @@ func (c *Conn) apply(want Ruleset) (Change, error) {
 		return Unchanged, nil
 	}
 	n := 2 * (len(want.NonMasq4) + len(want.NonMasq6) + len(have.NonMasq4) + len(have.NonMasq6))
-	nc, err := c.dial(n)
+	nc, done, err := c.dialFor(want, n)
 	if err != nil {
 		return Unchanged, fmt.Errorf("nftables: %w", err)
 	}
+	defer done()
 	change := Updated
 	if present && sameShape(have, want) {
 		if err := queueDelta(nc, have, want); err != nil {
@@ -172,7 +193,8 @@ func (c *Conn) remember(r Ruleset, gen uint32) {
 
 // sameShape reports whether only set elements differ between the kernel's table and want.
 func sameShape(have, want Ruleset) bool {
-	return len(have.Foreign) == 0 && have.IPv6 == want.IPv6 && have.RandomFully == want.RandomFully
+	return len(have.Foreign) == 0 && have.IPv6 == want.IPv6 && have.RandomFully == want.RandomFully &&
+		slices.Equal(have.ToPorts, want.ToPorts)
 }
 
 func sets(ipv6 bool) (s4, s6 *nftables.Set) {
@@ -290,14 +312,7 @@ func queueChain(nc *nftables.Conn, want Ruleset, s4, s6 *nftables.Set) error {
 			nc.FlushChain(others[len(others)-1])
 		}
 	}
-	type rule struct {
-		nfproto byte
-		s       *nftables.Set
-	}
-	rules := []rule{{unix.NFPROTO_IPV4, s4}}
-	if s6 != nil {
-		rules = append(rules, rule{unix.NFPROTO_IPV6, s6})
-	}
+	rules := chainRules(want, s4, s6)
 	keep := 0
 	if chain != nil {
 		kernel, err := nc.GetRules(table, chain)
@@ -305,8 +320,7 @@ func queueChain(nc *nftables.Conn, want Ruleset, s4, s6 *nftables.Set) error {
 			return fmt.Errorf("nftables: list rules of chain %s: %w", ChainName, err)
 		}
 		for i, r := range kernel {
-			fam, random, _, ok := parseRule(r.Exprs)
-			if keep == i && i < len(rules) && ok && fam == rules[i].nfproto && random == want.RandomFully {
+			if keep == i && i < len(rules) && sameRule(r.Exprs, rules[i]) {
 				keep++
 				continue
 			}
@@ -321,8 +335,8 @@ func queueChain(nc *nftables.Conn, want Ruleset, s4, s6 *nftables.Set) error {
 	if chain == nil {
 		chain = addChain(nc)
 	}
-	for _, r := range rules[keep:] {
-		nc.AddRule(&nftables.Rule{Table: table, Chain: chain, Exprs: ruleExprs(r.nfproto, r.s, want.RandomFully)})
+	for _, exprs := range rules[keep:] {
+		nc.AddRule(&nftables.Rule{Table: table, Chain: chain, Exprs: exprs})
 	}
 	return nil
 }
@@ -366,9 +380,8 @@ func queueTable(nc *nftables.Conn, want Ruleset) error {
 		}
 	}
 	chain := addChain(nc)
-	nc.AddRule(&nftables.Rule{Table: table, Chain: chain, Exprs: ruleExprs(unix.NFPROTO_IPV4, s4, want.RandomFully)})
-	if s6 != nil {
-		nc.AddRule(&nftables.Rule{Table: table, Chain: chain, Exprs: ruleExprs(unix.NFPROTO_IPV6, s6, want.RandomFully)})
+	for _, exprs := range chainRules(want, s4, s6) {
+		nc.AddRule(&nftables.Rule{Table: table, Chain: chain, Exprs: exprs})
 	}
 	return nil
 }
@@ -453,19 +466,34 @@ func elements(ivs []Interval) []nftables.SetElement {
 	return out
 }
 
-// ruleExprs is one family's rule: ip[6] daddr != @set fib daddr type != local counter masquerade.
-func ruleExprs(nfproto byte, s *nftables.Set, randomFully bool) []expr.Any {
+// chainRules is want's chain, rule by rule: for each family its --to-ports rules (ToPortsRules behind
+// familyMatch), then its catch-all rule. s4 and s6 are the sets the rules read; nil when only comparing.
+func chainRules(want Ruleset, s4, s6 *nftables.Set) [][]expr.Any {
+	ports := ToPortsRules(want.ToPorts, want.RandomFully)
+	var out [][]expr.Any
+	family := func(nfproto byte, s *nftables.Set) {
+		for _, p := range ports {
+			out = append(out, slices.Concat(familyMatch(nfproto, s), p.Exprs))
+		}
+		out = append(out, ruleExprs(nfproto, s, want.RandomFully))
+	}
+	family(unix.NFPROTO_IPV4, s4)
+	if want.IPv6 {
+		family(unix.NFPROTO_IPV6, s6)
+	}
+	return out
+}
+
+// familyMatch is what every rule of masqd's chain starts with: ip[6] daddr != @set fib daddr type != local.
+func familyMatch(nfproto byte, s *nftables.Set) []expr.Any {
 	off, n := uint32(16), uint32(4) // IPv4 daddr
-	if nfproto == unix.NFPROTO_IPV6 {
-		off, n = 24, 16
-	}
-	var setID uint32
-	if s != nil && s.ID != 0 {
-		setID = s.ID
-	}
 	name := Set4Name
 	if nfproto == unix.NFPROTO_IPV6 {
-		name = Set6Name
+		off, n, name = 24, 16, Set6Name
+	}
+	var setID uint32
+	if s != nil {
+		setID = s.ID
 	}
 	return []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
@@ -474,9 +502,45 @@ func ruleExprs(nfproto byte, s *nftables.Set, randomFully bool) []expr.Any {
 		&expr.Lookup{SourceRegister: 1, SetName: name, SetID: setID, Invert: true},
 		&expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)},
-		&expr.Counter{},
-		&expr.Masq{Random: randomFully, FullyRandom: randomFully},
 	}
+}
+
+// ruleExprs is one family's catch-all rule: familyMatch, then counter masquerade.
+func ruleExprs(nfproto byte, s *nftables.Set, randomFully bool) []expr.Any {
+	return append(familyMatch(nfproto, s), &expr.Counter{}, &expr.Masq{Random: randomFully, FullyRandom: randomFully})
+}
+
+// sameRule reports whether the kernel's rule does what want does, counters aside. Masquerades are compared
+// field by field: google/nftables encodes one with a port range without its flags, so their encodings would
+// not tell random,fully-random from plain. The port rules' byteorder expressions are left out of the
+// comparison: google/nftables v0.3.0 does not decode byteorder and drops it from the rules it reads (nft
+// lists it, and the golden tests compare nft's listing).
+func sameRule(kernel, want []expr.Any) bool {
+	isByteorder := func(e expr.Any) bool { _, ok := e.(*expr.Byteorder); return ok }
+	kernel = slices.DeleteFunc(slices.Clone(kernel), isByteorder)
+	want = slices.DeleteFunc(slices.Clone(want), isByteorder)
+	if len(kernel) != len(want) {
+		return false
+	}
+	for i := range kernel {
+		switch k := kernel[i].(type) {
+		case *expr.Counter:
+			if _, ok := want[i].(*expr.Counter); !ok {
+				return false
+			}
+		case *expr.Masq:
+			w, ok := want[i].(*expr.Masq)
+			if !ok || k.ToPorts != w.ToPorts || k.RegProtoMin != w.RegProtoMin || k.RegProtoMax != w.RegProtoMax ||
+				k.Random != w.Random || k.FullyRandom != w.FullyRandom || k.Persistent != w.Persistent {
+				return false
+			}
+		default:
+			if !sameExprs(kernel[i:i+1], want[i:i+1]) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -552,46 +616,115 @@ func (c *Conn) Read() (_ Ruleset, _ bool, err error) {
 	if err != nil {
 		return Ruleset{}, true, fmt.Errorf("nftables: list rules of chain %s: %w", ChainName, err)
 	}
-	var rule4, rule6 bool
-	for i, rule := range rules {
-		fam, random, cnt, ok := parseRule(rule.Exprs)
-		switch {
-		case ok && fam == unix.NFPROTO_IPV4 && !rule4 && i == 0:
-			rule4, r.RandomFully, r.Counter4 = true, random, cnt
-		case ok && fam == unix.NFPROTO_IPV6 && !rule6 && rule4 && i == 1 && random == r.RandomFully:
-			rule6, r.Counter6 = true, cnt
-		default:
-			foreign("rule %d (handle %d) in chain %s", i, rule.Handle, ChainName)
-		}
+	for _, f := range parseChain(&r, rules) {
+		foreign("%s", f)
 	}
-	if !rule4 {
-		foreign("IPv4 rule missing")
-	}
-	r.IPv6 = rule6
-	if rule6 != have6 {
-		foreign("IPv6 set and rule do not match (set present: %t, rule present: %t)", have6, rule6)
+	if r.IPv6 != have6 {
+		foreign("IPv6 set and rules do not match (set present: %t, rules present: %t)", have6, r.IPv6)
 	}
 	return r, true, nil
 }
 
-// parseRule recognises masqd's rule and returns its family, masquerade flags and counter.
-func parseRule(exprs []expr.Any) (nfproto byte, randomFully bool, cnt Counter, ok bool) {
+// parseChain reads masqd's chain into r: the shape its rules say masqd asked for (IPv6, RandomFully,
+// ToPorts), then every rule checked against the chain that shape gives, and the counters of the rules that
+// match. It returns what does not match.
+func parseChain(r *Ruleset, rules []*nftables.Rule) (foreign []string) {
+	catchAll4 := slices.IndexFunc(rules, func(rule *nftables.Rule) bool {
+		fam, _, ok := parseCatchAll(rule.Exprs)
+		return ok && fam == unix.NFPROTO_IPV4
+	})
+	if catchAll4 < 0 {
+		foreign = append(foreign, "IPv4 rule missing")
+	} else {
+		_, r.RandomFully, _ = parseCatchAll(rules[catchAll4].Exprs)
+		for _, rule := range rules[:catchAll4] {
+			if p, ok := parsePortRule(rule.Exprs); ok {
+				r.ToPorts = append(r.ToPorts, p)
+			}
+		}
+	}
+	r.IPv6 = slices.ContainsFunc(rules, func(rule *nftables.Rule) bool {
+		fam, _, ok := parseCatchAll(rule.Exprs)
+		return ok && fam == unix.NFPROTO_IPV6
+	})
+	want := chainRules(*r, nil, nil)
+	perFamily := len(want)
+	if r.IPv6 {
+		perFamily /= 2
+	}
+	for i, rule := range rules {
+		if i >= len(want) || !sameRule(rule.Exprs, want[i]) {
+			foreign = append(foreign, fmt.Sprintf("rule %d (handle %d) in chain %s", i, rule.Handle, ChainName))
+			continue
+		}
+		cnt := counterOf(rule.Exprs)
+		switch j := i % perFamily; {
+		case i < perFamily && j == perFamily-1:
+			r.Counter4 = cnt
+		case i < perFamily:
+			r.PortCounters4 = append(r.PortCounters4, cnt)
+		case j == perFamily-1:
+			r.Counter6 = cnt
+		default:
+			r.PortCounters6 = append(r.PortCounters6, cnt)
+		}
+	}
+	if len(rules) < len(want) {
+		foreign = append(foreign, fmt.Sprintf("%d of the %d rules of chain %s missing", len(want)-len(rules), len(want), ChainName))
+	}
+	return foreign
+}
+
+// parseCatchAll recognises masqd's catch-all rule and returns its family and masquerade flags.
+func parseCatchAll(exprs []expr.Any) (nfproto byte, randomFully bool, ok bool) {
 	if len(exprs) != 8 {
-		return 0, false, Counter{}, false
+		return 0, false, false
 	}
 	c, isCmp := exprs[1].(*expr.Cmp)
-	k, isCounter := exprs[6].(*expr.Counter)
 	m, isMasq := exprs[7].(*expr.Masq)
-	if !isCmp || !isCounter || !isMasq || len(c.Data) != 1 || m.Random != m.FullyRandom {
-		return 0, false, Counter{}, false
+	if !isCmp || !isMasq || len(c.Data) != 1 || m.Random != m.FullyRandom {
+		return 0, false, false
 	}
 	nfproto = c.Data[0]
-	want := ruleExprs(nfproto, nil, m.Random)
-	want[6] = k
-	if nfproto != unix.NFPROTO_IPV4 && nfproto != unix.NFPROTO_IPV6 || !sameExprs(exprs, want) {
-		return 0, false, Counter{}, false
+	if nfproto != unix.NFPROTO_IPV4 && nfproto != unix.NFPROTO_IPV6 || !sameRule(exprs, ruleExprs(nfproto, nil, m.Random)) {
+		return 0, false, false
 	}
-	return nfproto, m.Random, Counter{Packets: k.Packets, Bytes: k.Bytes}, true
+	return nfproto, m.Random, true
+}
+
+// parsePortRule returns the port range of an IPv4 TCP rule of ToPortsRules: the ranges in the order of these
+// rules are --to-ports. Whether the rule is exactly right is for sameRule to say.
+func parsePortRule(exprs []expr.Any) (PortRange, bool) {
+	head := familyMatch(unix.NFPROTO_IPV4, nil)
+	if len(exprs) < len(head)+5 || !sameExprs(exprs[:len(head)], head) {
+		return PortRange{}, false
+	}
+	if c, ok := exprs[len(head)+1].(*expr.Cmp); !ok || !slices.Equal(c.Data, []byte{unix.IPPROTO_TCP}) {
+		return PortRange{}, false
+	}
+	var p PortRange
+	for _, e := range exprs[len(head):] {
+		if imm, ok := e.(*expr.Immediate); ok && len(imm.Data) == 2 {
+			switch imm.Register {
+			case 1:
+				p.First = binaryutil.BigEndian.Uint16(imm.Data)
+				p.Last = p.First
+			case 2:
+				p.Last = binaryutil.BigEndian.Uint16(imm.Data)
+			}
+		}
+	}
+	return p, p.First != 0
+}
+
+// counterOf is a rule's counter.
+func counterOf(exprs []expr.Any) Counter {
+	for _, e := range exprs {
+		if k, ok := e.(*expr.Counter); ok {
+			return Counter{Packets: k.Packets, Bytes: k.Bytes}
+		}
+	}
+	return Counter{}
 }
 
 // sameExprs compares expressions by their netlink encoding, which is what the kernel runs.
@@ -682,13 +815,8 @@ func (c *Conn) Counters() (v4, v6 Counter, err error) {
 	if err != nil {
 		return v4, v6, fmt.Errorf("nftables: list rules of chain %s: %w", ChainName, err)
 	}
-	for _, rule := range rules {
-		switch fam, _, cnt, ok := parseRule(rule.Exprs); {
-		case ok && fam == unix.NFPROTO_IPV4:
-			v4 = cnt
-		case ok && fam == unix.NFPROTO_IPV6:
-			v6 = cnt
-		}
-	}
+	var r Ruleset
+	parseChain(&r, rules)
+	v4, v6 = r.Masqueraded()
 	return v4, v6, nil
 }

@@ -165,6 +165,63 @@ func TestApplyDelta(t *testing.T) {
 	checkKernel(t, n, plain)
 }
 
+// TestApplyToPorts walks the table through --to-ports changes: each is a rebuild of the chain that keeps the
+// leading rules still right (and their counters), each reads back as applied, and a port rule someone
+// changed is seen and repaired.
+func TestApplyToPorts(t *testing.T) {
+	n := newNetns(t)
+	cfg := config.Config{NonMasqueradeCIDRs: rfc1918, EnableIPv6: true}
+	two := []PortRange{{1024, 29999}, {32768, 65535}}
+	steps := []struct {
+		name string
+		opts Options
+		want Change
+	}{
+		{"none", Options{RandomFully: true}, Rebuilt},
+		{"two ranges", Options{RandomFully: true, ToPorts: two}, Rebuilt},
+		{"the same", Options{RandomFully: true, ToPorts: two}, Unchanged},
+		{"plain masquerade", Options{ToPorts: two}, Rebuilt},
+		{"one port", Options{ToPorts: []PortRange{{40000, 40000}}}, Rebuilt},
+		{"three ranges", Options{RandomFully: true, ToPorts: []PortRange{{1024, 1100}, {2000, 2300}, {5000, 5000}}}, Rebuilt},
+		{"none again", Options{RandomFully: true}, Rebuilt},
+	}
+	for _, s := range steps {
+		want := Compile(cfg, s.opts)
+		mustApply(t, n.conn, want, s.want)
+		checkKernel(t, n, want)
+		have, _, err := n.conn.Read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(have.PortCounters4) != 3*len(s.opts.ToPorts) || len(have.PortCounters6) != 3*len(s.opts.ToPorts) {
+			t.Errorf("%s: read %d and %d port rule counters, want %d per family", s.name,
+				len(have.PortCounters4), len(have.PortCounters6), 3*len(s.opts.ToPorts))
+		}
+	}
+
+	// A port rule changed behind masqd's back (here its range) is foreign, and the next Apply repairs it.
+	want := Compile(cfg, Options{RandomFully: true, ToPorts: two})
+	mustApply(t, n.conn, want, Rebuilt)
+	listed := n.nft(t, "-a", "list", "chain", "inet", TableName, ChainName)
+	handle := regexp.MustCompile(`meta l4proto udp counter .* # handle (\d+)`).FindStringSubmatch(listed)
+	if handle == nil {
+		t.Fatalf("no UDP catch-range rule in\n%s", listed)
+	}
+	n.nft(t, "replace", "rule", "inet", TableName, ChainName, "handle", handle[1],
+		"ip", "daddr", "!=", "@"+Set4Name, "fib", "daddr", "type", "!=", "local", "meta", "l4proto", "udp",
+		"counter", "masquerade", "to", ":32768-65000", "random,fully-random")
+	have, _, err := n.conn.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if have.SameRules(want) || len(have.Foreign) == 0 {
+		t.Fatalf("Read did not see the changed port rule: foreign %q", have.Foreign)
+	}
+	n.conn.Forget()
+	mustApply(t, n.conn, want, Rebuilt)
+	checkKernel(t, n, want)
+}
+
 func TestReadSeesForeignObjects(t *testing.T) {
 	n := newNetns(t)
 	want := Compile(config.Config{NonMasqueradeCIDRs: rfc1918}, Options{RandomFully: true})

@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"cmp"
 	"flag"
 	"os"
 	"path/filepath"
@@ -12,17 +13,22 @@ import (
 
 var update = flag.Bool("update", false, "rewrite testdata/*.nft from the compiler (review the diff!)")
 
-// goldenCases are the testdata configs with the flags each is compiled with.
+// goldenCases are the testdata configs with the flags each is compiled with: testdata/NAME.nft is what
+// testdata/CONFIG.yaml compiles to (CONFIG defaults to NAME).
 var goldenCases = []struct {
-	name string
-	opts config.Options
-	nft  Options
+	name   string
+	opts   config.Options
+	nft    Options
+	config string
 }{
-	{"default", config.Options{}, Options{RandomFully: true}},
-	{"all-reserved", config.Options{NoMasqAllReservedRanges: true}, Options{RandomFully: true}},
-	{"ipv6", config.Options{EnableIPv6: true}, Options{RandomFully: true}},
-	{"masquerade-cidrs", config.Options{}, Options{RandomFully: false}},
-	{"empty", config.Options{}, Options{RandomFully: true}},
+	{"default", config.Options{}, Options{RandomFully: true}, ""},
+	{"all-reserved", config.Options{NoMasqAllReservedRanges: true}, Options{RandomFully: true}, ""},
+	{"ipv6", config.Options{EnableIPv6: true}, Options{RandomFully: true}, ""},
+	{"masquerade-cidrs", config.Options{}, Options{RandomFully: false}, ""},
+	{"empty", config.Options{}, Options{RandomFully: true}, ""},
+	{"to-ports", config.Options{EnableIPv6: true}, Options{RandomFully: true,
+		ToPorts: []PortRange{{1024, 29999}, {32768, 65535}}}, "ipv6"},
+	{"to-ports-one-port", config.Options{}, Options{ToPorts: []PortRange{{40000, 40000}}}, "default"},
 }
 
 func compileGolden(t *testing.T, name string, opts config.Options, nopts Options) Ruleset {
@@ -43,7 +49,7 @@ func compileGolden(t *testing.T, name string, opts config.Options, nopts Options
 func TestGolden(t *testing.T) {
 	for _, tc := range goldenCases {
 		t.Run(tc.name, func(t *testing.T) {
-			got := compileGolden(t, tc.name, tc.opts, tc.nft).String()
+			got := compileGolden(t, cmp.Or(tc.config, tc.name), tc.opts, tc.nft).String()
 			path := filepath.Join("testdata", tc.name+".nft")
 			if *update {
 				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
@@ -70,7 +76,7 @@ func TestGoldenKernel(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			mustApply(t, n.conn, compileGolden(t, tc.name, tc.opts, tc.nft), Rebuilt)
+			mustApply(t, n.conn, compileGolden(t, cmp.Or(tc.config, tc.name), tc.opts, tc.nft), Rebuilt)
 			if got := n.nft(t, "list", "table", "inet", TableName); got != string(want) {
 				t.Errorf("nft list table, -want +got:\n%s", lineDiff(string(want), got))
 			}

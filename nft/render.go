@@ -21,11 +21,20 @@ func (r Ruleset) String() string {
 	if r.RandomFully {
 		masq += " random,fully-random"
 	}
-	fmt.Fprintf(&b, "\t\tip daddr != @%s fib daddr type != local counter packets %d bytes %d %s\n",
-		Set4Name, r.Counter4.Packets, r.Counter4.Bytes, masq)
+	ports := ToPortsRules(r.ToPorts, r.RandomFully)
+	family := func(match string, portCounters []Counter, catchAll Counter) {
+		for i, p := range ports {
+			var c Counter
+			if i < len(portCounters) {
+				c = portCounters[i]
+			}
+			fmt.Fprintf(&b, "\t\t%s %s\n", match, p.text(c))
+		}
+		fmt.Fprintf(&b, "\t\t%s counter packets %d bytes %d %s\n", match, catchAll.Packets, catchAll.Bytes, masq)
+	}
+	family("ip daddr != @"+Set4Name+" fib daddr type != local", r.PortCounters4, r.Counter4)
 	if r.IPv6 {
-		fmt.Fprintf(&b, "\t\tip6 daddr != @%s fib daddr type != local counter packets %d bytes %d %s\n",
-			Set6Name, r.Counter6.Packets, r.Counter6.Bytes, masq)
+		family("ip6 daddr != @"+Set6Name+" fib daddr type != local", r.PortCounters6, r.Counter6)
 	}
 	b.WriteString("\t}\n}\n")
 	return b.String()

@@ -25,6 +25,9 @@ var (
 type Options struct {
 	// RandomFully masquerades with "random,fully-random" port selection (--random-fully, default true).
 	RandomFully bool
+	// ToPorts restricts the source ports of masqueraded TCP, UDP and SCTP to these ranges (--to-ports),
+	// each range taking new connections in proportion to its size; nil: any port.
+	ToPorts []PortRange
 }
 
 // Counter is a rule's packet and byte count.
@@ -33,17 +36,24 @@ type Counter struct {
 }
 
 // Ruleset is masqd's table inet masqd as a value: one interval set of non-masquerade destinations and one
-// postrouting rule per family. A compiled Ruleset has normalized sets and zero counters; one read from the
-// kernel has the elements as the kernel holds them, the live counters, and Foreign listing anything in the
-// table that masqd would not have written.
+// postrouting rule per family (with --to-ports, the port rules of ToPortsRules in front of it). A compiled
+// Ruleset has normalized sets and zero counters; one read from the kernel has the elements as the kernel
+// holds them, the live counters, and Foreign listing anything in the table that masqd would not have
+// written.
 type Ruleset struct {
 	NonMasq4 []Interval
 	NonMasq6 []Interval
-	// IPv6 says whether the IPv6 set and rule exist (--enable-ipv6).
+	// IPv6 says whether the IPv6 set and rules exist (--enable-ipv6).
 	IPv6        bool
 	RandomFully bool
-	Counter4    Counter
-	Counter6    Counter
+	// ToPorts are --to-ports' ranges; nil when masquerading may use any port.
+	ToPorts []PortRange
+	// Counter4 and Counter6 are the catch-all rules' counts (every protocol the port rules leave).
+	Counter4 Counter
+	Counter6 Counter
+	// PortCounters4 and PortCounters6 are the port rules' counts, in chain order; nil when compiled.
+	PortCounters4 []Counter
+	PortCounters6 []Counter
 	// Foreign describes objects in the table that are not masqd's own; always empty when compiled.
 	Foreign []string
 }
@@ -75,6 +85,7 @@ func Compile(cfg config.Config, opts Options) Ruleset {
 		NonMasq4:    subtract(normalize(non[0]), normalize(masq[0])),
 		IPv6:        cfg.EnableIPv6,
 		RandomFully: opts.RandomFully,
+		ToPorts:     slices.Clone(opts.ToPorts),
 	}
 	if cfg.EnableIPv6 {
 		r.NonMasq6 = subtract(normalize(non[1]), normalize(masq[1]))
@@ -86,8 +97,20 @@ func Compile(cfg config.Config, opts Options) Ruleset {
 // rules and nothing foreign. Counters are ignored.
 func (r Ruleset) SameRules(want Ruleset) bool {
 	return len(r.Foreign) == 0 && len(want.Foreign) == 0 &&
-		r.IPv6 == want.IPv6 && r.RandomFully == want.RandomFully &&
+		r.IPv6 == want.IPv6 && r.RandomFully == want.RandomFully && slices.Equal(r.ToPorts, want.ToPorts) &&
 		slices.Equal(r.NonMasq4, want.NonMasq4) && slices.Equal(r.NonMasq6, want.NonMasq6)
+}
+
+// Masqueraded returns what each family's rules masqueraded, all of them together.
+func (r Ruleset) Masqueraded() (v4, v6 Counter) {
+	sum := func(c Counter, ports []Counter) Counter {
+		for _, p := range ports {
+			c.Packets += p.Packets
+			c.Bytes += p.Bytes
+		}
+		return c
+	}
+	return sum(r.Counter4, r.PortCounters4), sum(r.Counter6, r.PortCounters6)
 }
 
 // Masquerades reports whether traffic to dst leaves with the node's address under r, leaving aside

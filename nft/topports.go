@@ -17,6 +17,13 @@ type PortRule struct {
 	// Text is Exprs as `nft list` prints them, counter at zero:
 	// "meta l4proto tcp numgen random mod 378 < 77 counter packets 0 bytes 0 masquerade to :1024-1100".
 	Text string
+
+	match, action string // Text's parts before and after the counter
+}
+
+// text is Text with the counter at c.
+func (r PortRule) text(c Counter) string {
+	return fmt.Sprintf("%scounter packets %d bytes %d %s", r.match, c.Packets, c.Bytes, r.action)
 }
 
 // ToPortsRules is --to-ports for nftables: for each of TCP, UDP and SCTP, one rule per port range, in the
@@ -51,7 +58,7 @@ func ToPortsRules(ranges []PortRange, randomFully bool) []PortRule {
 				&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
 				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto.num}},
 			}
-			text := "meta l4proto " + proto.name + " "
+			match := "meta l4proto " + proto.name + " "
 			if r.Size() < remaining {
 				// numgen yields a number in host byte order; compare it big-endian, as nft does, because
 				// the kernel compares registers with memcmp.
@@ -60,22 +67,25 @@ func ToPortsRules(ranges []PortRange, randomFully bool) []PortRule {
 					&expr.Byteorder{SourceRegister: 1, DestRegister: 1, Op: expr.ByteorderHton, Len: 4, Size: 4},
 					&expr.Cmp{Op: expr.CmpOpLt, Register: 1, Data: binaryutil.BigEndian.PutUint32(uint32(r.Size()))},
 				)
-				text += fmt.Sprintf("numgen random mod %d < %d ", remaining, r.Size())
+				match += fmt.Sprintf("numgen random mod %d < %d ", remaining, r.Size())
 			}
 			remaining -= r.Size()
 			exprs = append(exprs, &expr.Counter{},
 				&expr.Immediate{Register: 1, Data: binaryutil.BigEndian.PutUint16(r.First)})
-			masq := &expr.Masq{ToPorts: true, RegProtoMin: 1, Random: randomFully, FullyRandom: randomFully}
+			// A single port reads both ends from register 1, as the kernel records it when given only one.
+			masq := &expr.Masq{ToPorts: true, RegProtoMin: 1, RegProtoMax: 1, Random: randomFully, FullyRandom: randomFully}
 			if r.Last != r.First {
 				exprs = append(exprs, &expr.Immediate{Register: 2, Data: binaryutil.BigEndian.PutUint16(r.Last)})
 				masq.RegProtoMax = 2
 			}
 			exprs = append(exprs, masq)
-			text += "counter packets 0 bytes 0 masquerade to :" + r.String()
+			action := "masquerade to :" + r.String()
 			if randomFully {
-				text += " random,fully-random"
+				action += " random,fully-random"
 			}
-			out = append(out, PortRule{Exprs: exprs, Text: text})
+			rule := PortRule{Exprs: exprs, match: match, action: action}
+			rule.Text = rule.text(Counter{})
+			out = append(out, rule)
 		}
 	}
 	return out

@@ -6,54 +6,15 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
-	"golang.org/x/sys/unix"
+	"github.com/masqd/masqd/config"
 )
 
-// applyPortsTable builds a table like masqd's with the --to-ports rules in front of each family's
-// catch-all rule, through a MasqPortsTransport, as the integration into Conn would.
-func applyPortsTable(t *testing.T, netnsFD int, ranges []PortRange, randomFully bool) {
-	t.Helper()
-	tr := NewMasqPortsTransport(netnsFD, randomFully)
-	defer tr.Close()
-	nc, err := nftables.New(tr.ConnOption())
-	if err != nil {
-		t.Fatal(err)
-	}
-	table := nc.AddTable(masqdTable())
-	s4, s6 := sets(true)
-	for _, s := range []*nftables.Set{s4, s6} {
-		if err := nc.AddSet(s, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := addElements(nc, s4, []Interval{PrefixInterval(linkLocal4)}); err != nil {
-		t.Fatal(err)
-	}
-	chain := nc.AddChain(&nftables.Chain{Name: ChainName, Table: table, Type: nftables.ChainTypeNAT,
-		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource, Policy: ptr(nftables.ChainPolicyAccept)})
-	for _, fam := range []struct {
-		proto byte
-		set   *nftables.Set
-	}{{unix.NFPROTO_IPV4, s4}, {unix.NFPROTO_IPV6, s6}} {
-		catchAll := ruleExprs(fam.proto, fam.set, randomFully)
-		for _, r := range ToPortsRules(ranges, randomFully) {
-			// masqd's matches: nfproto, daddr not in the set, fib daddr type not local.
-			exprs := append(append([]expr.Any{}, catchAll[:6]...), r.Exprs...)
-			nc.AddRule(&nftables.Rule{Table: table, Chain: chain, Exprs: exprs})
-		}
-		nc.AddRule(&nftables.Rule{Table: table, Chain: chain, Exprs: catchAll})
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatalf("apply: %v", err)
-	}
-}
-
-// TestToPortsRulesKernel applies the --to-ports rules and checks that nft lists exactly the rules' Text
+// TestToPortsRulesKernel applies a table with --to-ports and checks that nft lists exactly the rules' Text
 // behind masqd's matches, with the flags the transport restores, and that they read back through it.
 func TestToPortsRulesKernel(t *testing.T) {
 	n := newNetns(t)
 	ranges := []PortRange{{1024, 1100}, {2000, 2300}}
-	applyPortsTable(t, n.conn.netns, ranges, true)
+	mustApply(t, n.conn, Compile(config.Config{EnableIPv6: true}, Options{RandomFully: true, ToPorts: ranges}), Rebuilt)
 
 	var want []string
 	for _, family := range []string{"ip daddr != @nonmasq4", "ip6 daddr != @nonmasq6"} {

@@ -35,12 +35,6 @@ func parseChains(s string) ([]string, error) {
 	return out, nil
 }
 
-// toPortsNotSupported is the error for --to-ports with the nftables backend, until nft.Options can carry
-// the port ranges.
-func toPortsNotSupported(why string) error {
-	return fmt.Errorf("--to-ports is not yet supported with --mode=nftables%s; use --mode=iptables, or leave --to-ports out", why)
-}
-
 // chooseBackend resolves --mode from the node's facts; gather is nft.GatherFacts in production.
 func chooseBackend(mode string, gather func() (nft.Facts, error)) (nft.Backend, nft.Facts, error) {
 	facts, err := gather()
@@ -57,16 +51,13 @@ func chooseBackend(mode string, gather func() (nft.Facts, error)) (nft.Backend, 
 // newBackend makes the agent's backend for b, in the caller's network namespace.
 func newBackend(b nft.Backend, opts options, log *slog.Logger) (agent.Backend, error) {
 	if b.Kind == nft.KindNFTables {
-		if len(opts.toPorts) > 0 {
-			return nil, toPortsNotSupported(" (--mode=auto chose nftables on this node)")
-		}
 		return agent.NewNFTables(nft.NewConn(0)), nil
 	}
 	ipt, err := nft.NewIPTables(b.Variant, opts.masqChain, "")
 	if err != nil {
 		return nil, err
 	}
-	ipo := nft.IPTablesOptions{Chain: opts.masqChain, RandomFully: opts.nft.RandomFully, ToPorts: opts.toPorts}
+	ipo := nft.IPTablesOptions{Chain: opts.masqChain, RandomFully: opts.nft.RandomFully, ToPorts: opts.nft.ToPorts}
 	if ipo.RandomFully {
 		// As ip-masq-agent: --random-fully only where this iptables knows it (1.6.2 and later).
 		v, err := ipt.Version()

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -37,9 +36,9 @@ func TestBackendFlags(t *testing.T) {
 			t.Errorf("%q: %v", tc.args, err)
 			continue
 		}
-		if o.mode != tc.mode || !reflect.DeepEqual(o.toPorts, tc.toPorts) || !reflect.DeepEqual(o.migrateFrom, tc.migrateFrom) || o.masqChain != tc.masqChain {
+		if o.mode != tc.mode || !reflect.DeepEqual(o.nft.ToPorts, tc.toPorts) || !reflect.DeepEqual(o.migrateFrom, tc.migrateFrom) || o.masqChain != tc.masqChain {
 			t.Errorf("%q: mode %q, to-ports %v, migrate-from %q, masq-chain %q; want %q, %v, %q, %q",
-				tc.args, o.mode, o.toPorts, o.migrateFrom, o.masqChain, tc.mode, tc.toPorts, tc.migrateFrom, tc.masqChain)
+				tc.args, o.mode, o.nft.ToPorts, o.migrateFrom, o.masqChain, tc.mode, tc.toPorts, tc.migrateFrom, tc.masqChain)
 		}
 	}
 }
@@ -51,10 +50,9 @@ func TestBackendFlagErrors(t *testing.T) {
 		want []string
 	}{
 		{[]string{"--mode=ipfw"}, []string{`--mode="ipfw"`, "auto, nftables or iptables"}},
-		{[]string{"--to-ports=0-5"}, []string{`--to-ports="0-5"`, "1-65535", "1024-29999,32768-65535"}},
+		{[]string{"--to-ports=0-5"}, []string{`"0-5"`, "-to-ports", "1-65535", "1024-29999,32768-65535"}},
 		{[]string{"--to-ports=2000-1000"}, []string{"--to-ports", "write 1000-2000"}},
 		{[]string{"--to-ports=1000-2000,1500-2500"}, []string{"--to-ports", "overlaps"}},
-		{[]string{"--mode=nftables", "--to-ports=1024-65535"}, []string{"--to-ports", "not yet supported with --mode=nftables", "--mode=iptables"}},
 		{[]string{"--masq-chain=RETURN"}, []string{"--masq-chain", "built-in"}},
 		{[]string{"--masq-chain=THIS-CHAIN-NAME-IS-FAR-TOO-LONG"}, []string{"--masq-chain", "iptables allows 28"}},
 		{[]string{"--migrate-from-chain=IP-MASQ,OLD MASQ"}, []string{"--migrate-from-chain", `"OLD MASQ"`, "--migrate-from-chain= for none"}},
@@ -105,10 +103,15 @@ COMMIT
 		}
 	}
 
-	// auto shows the nftables table, which cannot yet say --to-ports.
-	code, out, errOut = runArgs(t, absent, "--dry-run", "--to-ports=1024-65535")
-	if code != 1 || out != "" || !strings.Contains(errOut, "not yet supported with --mode=nftables") {
-		t.Errorf("--dry-run --to-ports with auto: exit %d, stdout %q, stderr %q; want 1 and the error", code, out, errOut)
+	// auto shows the nftables table, with the port rules in front of each family's catch-all rule.
+	code, out, errOut = runArgs(t, absent, "--dry-run", "--to-ports=1024-29999,32768-65535")
+	for _, w := range []string{
+		"ip daddr != @nonmasq4 fib daddr type != local meta l4proto udp numgen random mod 61744 < 28976 counter packets 0 bytes 0 masquerade to :1024-29999 random,fully-random\n",
+		"ip daddr != @nonmasq4 fib daddr type != local meta l4proto sctp counter packets 0 bytes 0 masquerade to :32768-65535 random,fully-random\n",
+	} {
+		if code != 0 || !strings.Contains(out, w) {
+			t.Errorf("--dry-run --to-ports with auto: exit %d, stderr %q; stdout lacks %q:\n%s", code, errOut, w, out)
+		}
 	}
 }
 
@@ -147,13 +150,6 @@ func TestChooseBackendWiring(t *testing.T) {
 				t.Errorf("%s: error %q does not say %q", tc.name, err, w)
 			}
 		}
-	}
-
-	// --to-ports with the nftables backend (auto may choose it) is refused before anything is applied.
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	_, err := newBackend(nft.Backend{Kind: nft.KindNFTables}, options{toPorts: []nft.PortRange{{First: 1024, Last: 65535}}}, log)
-	if err == nil || !strings.Contains(err.Error(), "not yet supported with --mode=nftables") {
-		t.Errorf("nftables backend with --to-ports: %v, want not yet supported", err)
 	}
 }
 

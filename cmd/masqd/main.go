@@ -35,9 +35,8 @@ type options struct {
 	cfg         config.Options
 	nft         nft.Options
 	masqChain   string
-	mode        string          // --mode: auto, nftables or iptables
-	toPorts     []nft.PortRange // --to-ports
-	migrateFrom []string        // --migrate-from-chain
+	mode        string   // --mode: auto, nftables or iptables
+	migrateFrom []string // --migrate-from-chain
 	dryRun      bool
 	once        bool
 	cleanup     bool
@@ -170,14 +169,11 @@ func runMode(ctx context.Context, opts options, stdout io.Writer, log *slog.Logg
 // iptables-restore inputs, as if iptables supported --random-fully (1.6.2 and later).
 func dryRunOutput(w io.Writer, cfg config.Config, opts options) error {
 	if opts.mode != nft.KindIPTables {
-		if len(opts.toPorts) > 0 {
-			return toPortsNotSupported(" (--dry-run with --mode=auto shows the nftables table)")
-		}
 		_, err := io.WriteString(w, nft.Compile(cfg, opts.nft).String())
 		return err
 	}
 	rules := nft.CompileIPTables(cfg, nft.IPTablesOptions{Chain: opts.masqChain, RandomFully: opts.nft.RandomFully,
-		RandomFullySupported: true, ToPorts: opts.toPorts})
+		RandomFullySupported: true, ToPorts: opts.nft.ToPorts})
 	_, err := io.WriteString(w, rules.String())
 	return err
 }
@@ -210,7 +206,6 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	// ip-masq-agent's flags, with its names and defaults.
 	addConfigFlags(fs, &o.configPath, &o.cfg, &o.nft)
 	fs.StringVar(&o.masqChain, "masq-chain", nft.DefaultIPTablesChain, "iptables `chain` name for the iptables backend")
-	toPorts := fs.String("to-ports", "", "masquerade TCP, UDP and SCTP to these source `ports`, e.g. 1024-29999,32768-65535, each range in proportion to its size (iptables backend)")
 	// masqd's backends.
 	fs.StringVar(&o.mode, "mode", "auto", "`backend`: auto (nftables where the kernel can, else iptables), nftables or iptables")
 	migrateFrom := fs.String("migrate-from-chain", defaultMigrateFrom, "ip-masq-agent `chains` to remove from iptables (legacy and nft) once masqd's rules are verified; empty for none")
@@ -248,12 +243,6 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("--masq-chain: %w", err)
 	}
 	var err error
-	if o.toPorts, err = nft.ParsePortRanges(*toPorts); err != nil {
-		return o, fmt.Errorf("--to-ports=%q: %w (ports or ranges separated by commas, e.g. --to-ports=1024-29999,32768-65535)", *toPorts, err)
-	}
-	if len(o.toPorts) > 0 && o.mode == nft.KindNFTables {
-		return o, toPortsNotSupported("")
-	}
 	if o.migrateFrom, err = parseChains(*migrateFrom); err != nil {
 		return o, fmt.Errorf("--migrate-from-chain=%q: %w (chain names separated by commas; --migrate-from-chain= for none)", *migrateFrom, err)
 	}
@@ -270,13 +259,21 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 }
 
 // addConfigFlags registers ip-masq-agent's flags that say how the config is read and compiled: --config,
-// --nomasq-all-reserved-ranges, --enable-ipv6 and --random-fully. The agent and every command share them, so
+// --nomasq-all-reserved-ranges, --enable-ipv6, --random-fully and --to-ports. The agent and every command share them, so
 // that a command sees the config as the agent does when given the agent's flags.
 func addConfigFlags(fs *flag.FlagSet, path *string, cfg *config.Options, nopts *nft.Options) {
 	fs.StringVar(path, "config", config.DefaultPath, "config `file`, or a directory whose ip-masq* files are merged")
 	fs.BoolVar(&cfg.NoMasqAllReservedRanges, "nomasq-all-reserved-ranges", false, "by default, keep the pod source address for every reserved range, not only RFC 1918")
 	fs.BoolVar(&cfg.EnableIPv6, "enable-ipv6", false, "also masquerade IPv6 (adds fe80::/10 and the config's IPv6 prefixes)")
 	fs.BoolVar(&nopts.RandomFully, "random-fully", true, "masquerade with fully randomised source ports")
+	fs.Func("to-ports", "masquerade TCP, UDP and SCTP to these source `ports`, e.g. 1024-29999,32768-65535, each range taking new connections in proportion to its size", func(s string) error {
+		ports, err := nft.ParsePortRanges(s)
+		if err != nil {
+			return fmt.Errorf("%w (ports or ranges separated by commas, e.g. --to-ports=1024-29999,32768-65535)", err)
+		}
+		nopts.ToPorts = ports
+		return nil
+	})
 }
 
 // parseCommand parses a command's arguments with flags and operands in any order ("masqd explain 10.0.0.1

@@ -27,7 +27,8 @@ backend, whether the table is there, the non-masquerade intervals of each family
 in the kernel and how they differ, the rules' counters (packets and bytes masqueraded), and, when a
 masqd agent answers on --http-address, whether it is ready and when it last synced.
 
-Give it the agent's flags (--config, --enable-ipv6, --nomasq-all-reserved-ranges, --random-fully):
+Give it the agent's flags (--config, --enable-ipv6, --nomasq-all-reserved-ranges, --random-fully,
+--to-ports):
 it compiles the config with them, as the agent does. It compares with the config file; an agent
 that watches ConfigMaps through the API (--configmap) may hold a newer one. Reading the kernel
 needs CAP_NET_ADMIN: run it as root on the node (or in its network namespace). With no table inet
@@ -225,9 +226,10 @@ func newStatus(path string, cfgOpts config.Options, nftOpts nft.Options, addr, c
 		return r
 	}
 	want := nft.Compile(cfg, nftOpts)
+	masq4, masq6 := have.Masqueraded()
 	r.Families = []statusFamily{
-		compareFamily("ipv4", true, present, want.NonMasq4, have.NonMasq4, have.Counter4),
-		compareFamily("ipv6", want.IPv6, present && have.IPv6, want.NonMasq6, have.NonMasq6, have.Counter6),
+		compareFamily("ipv4", true, present, want.NonMasq4, have.NonMasq4, masq4),
+		compareFamily("ipv6", want.IPv6, present && have.IPv6, want.NonMasq6, have.NonMasq6, masq6),
 	}
 	if present {
 		r.RandomFully = &statusRandomFully{Config: want.RandomFully, Kernel: have.RandomFully}
@@ -319,6 +321,10 @@ func diagnose(cfg config.Config, cfgOpts config.Options, nftOpts nft.Options, wa
 	if want.RandomFully != have.RandomFully {
 		out = append(out, fmt.Sprintf("the kernel's rule says %q and this command assumed --random-fully=%t: "+
 			"give masqd status the agent's flags", masqueradeWords(have.RandomFully), want.RandomFully))
+	}
+	if !slices.Equal(want.ToPorts, have.ToPorts) {
+		out = append(out, fmt.Sprintf("the kernel's rules masquerade TCP, UDP and SCTP to %s and this command "+
+			"assumed %s: give masqd status the agent's flags (--to-ports)", portsWords(have.ToPorts), portsWords(want.ToPorts)))
 	}
 	if len(have.Foreign) > 0 {
 		out = append(out, "table inet masqd holds what masqd does not write (listed under foreign): a running "+
@@ -607,4 +613,16 @@ func abbreviate(items []string, n int) string {
 		return strings.Join(items, ", ")
 	}
 	return fmt.Sprintf("%s, … and %d more", strings.Join(items[:n], ", "), len(items)-n)
+}
+
+// portsWords says --to-ports' ranges: "ports 1024-29999,32768-65535", or "any port" for none.
+func portsWords(ports []nft.PortRange) string {
+	if len(ports) == 0 {
+		return "any port"
+	}
+	words := make([]string, len(ports))
+	for i, p := range ports {
+		words[i] = p.String()
+	}
+	return "ports " + strings.Join(words, ",")
 }
