@@ -1,9 +1,8 @@
 package nft
 
 import (
-	"cmp"
+	"math/bits"
 	"net/netip"
-	"slices"
 )
 
 // Interval is the closed address range [First, Last]; both ends are of the same family.
@@ -13,41 +12,41 @@ type Interval struct {
 
 // PrefixInterval returns the addresses of p as an Interval. p must be valid.
 func PrefixInterval(p netip.Prefix) Interval {
-	p = p.Masked()
-	return Interval{First: p.Addr(), Last: lastAddr(p)}
+	if !p.IsValid() {
+		return Interval{}
+	}
+	sp, is6 := prefixSpan(p)
+	return Interval{First: numAddr(sp.first, is6), Last: numAddr(sp.last, is6)}
 }
 
 // lastAddr is the highest address in p.
 func lastAddr(p netip.Prefix) netip.Addr {
-	b := p.Addr().AsSlice()
-	bits := p.Bits()
-	for i := range b {
-		switch {
-		case bits >= 8:
-			bits -= 8
-		case bits > 0:
-			b[i] |= 0xff >> bits
-			bits = 0
-		default:
-			b[i] = 0xff
-		}
+	if !p.Addr().IsValid() {
+		return netip.Addr{}
 	}
-	a, _ := netip.AddrFromSlice(b)
-	return a
+	sp, is6 := prefixSpan(p)
+	return numAddr(sp.last, is6)
 }
 
 // Prefix returns the interval as a prefix when it is exactly one.
 func (iv Interval) Prefix() (netip.Prefix, bool) {
-	for bits := 0; bits <= iv.First.BitLen(); bits++ {
-		p := netip.PrefixFrom(iv.First, bits)
-		if p.Masked().Addr() != iv.First {
-			continue
-		}
-		if lastAddr(p) == iv.Last {
-			return p, true
-		}
+	if !iv.First.IsValid() {
+		return netip.Prefix{}, !iv.Last.IsValid() // the zero Interval is the zero Prefix
 	}
-	return netip.Prefix{}, false
+	if iv.First.BitLen() != iv.Last.BitLen() {
+		return netip.Prefix{}, false
+	}
+	sp := intervalSpan(iv)
+	// A prefix of n host bits: first and last differ in exactly their low n bits, which are 0 in first.
+	host := u128{sp.first.hi ^ sp.last.hi, sp.first.lo ^ sp.last.lo}
+	n := 128 - bits.LeadingZeros64(host.hi)
+	if host.hi == 0 {
+		n = 64 - bits.LeadingZeros64(host.lo)
+	}
+	if host != hostMask(n) || sp.first.hi&host.hi != 0 || sp.first.lo&host.lo != 0 {
+		return netip.Prefix{}, false
+	}
+	return netip.PrefixFrom(iv.First, iv.First.BitLen()-n), true
 }
 
 // Contains reports whether a is inside iv.
@@ -69,52 +68,31 @@ func (iv Interval) String() string {
 }
 
 // normalize sorts intervals and merges the ones that overlap or touch. The result never has two intervals the
-// kernel would see as overlapping, and the same input set always gives the same slice. in is not modified.
+// kernel would see as overlapping, and the same input set always gives the same slice: the IPv4 intervals,
+// then the IPv6 ones. in is not modified.
 func normalize(in []Interval) []Interval {
-	s := slices.Clone(in)
-	slices.SortFunc(s, func(a, b Interval) int {
-		return cmp.Or(a.First.Compare(b.First), a.Last.Compare(b.Last))
-	})
-	out := s[:0]
-	for _, iv := range s {
-		if n := len(out); n > 0 {
-			prev := &out[n-1]
-			// Merge when iv starts at or before the address after prev.
-			if next := prev.Last.Next(); !next.IsValid() || iv.First.Compare(next) <= 0 {
-				if iv.Last.Compare(prev.Last) > 0 {
-					prev.Last = iv.Last
-				}
-				continue
-			}
-		}
-		out = append(out, iv)
+	var out []Interval
+	for _, is6 := range []bool{false, true} {
+		out = appendIntervals(out, normalizeSpans(sortSpans(familySpans(in, is6))), is6)
 	}
-	return slices.Clip(out)
+	return out
 }
 
 // subtract returns the addresses of a that are not in b. Both must be normalized; so is the result.
 func subtract(a, b []Interval) []Interval {
 	var out []Interval
-	j := 0
-	for _, iv := range a {
-		cur := iv
-		alive := true
-		for j < len(b) && b[j].Last.Compare(cur.First) < 0 {
-			j++
-		}
-		for k := j; alive && k < len(b) && b[k].First.Compare(cur.Last) <= 0; k++ {
-			cut := b[k]
-			if cut.First.Compare(cur.First) > 0 {
-				out = append(out, Interval{First: cur.First, Last: cut.First.Prev()})
-			}
-			if next := cut.Last.Next(); next.IsValid() && next.Compare(cur.Last) <= 0 {
-				cur.First = next
-			} else {
-				alive = false
-			}
-		}
-		if alive {
-			out = append(out, cur)
+	for _, is6 := range []bool{false, true} {
+		out = appendIntervals(out, subtractSpans(nil, familySpans(a, is6), familySpans(b, is6)), is6)
+	}
+	return out
+}
+
+// familySpans returns the intervals of family is6 in ivs as spans, in order.
+func familySpans(ivs []Interval, is6 bool) []span {
+	var out []span
+	for _, iv := range ivs {
+		if iv.First.Is6() == is6 {
+			out = append(out, intervalSpan(iv))
 		}
 	}
 	return out

@@ -61,36 +61,73 @@ type Ruleset struct {
 // Compile computes the desired ruleset. It is pure: the same config and options always give an equal
 // Ruleset, whatever the order of prefixes in the config.
 func Compile(cfg config.Config, opts Options) Ruleset {
-	var non, masq [2][]Interval // index 0: IPv4, 1: IPv6
-	add := func(dst *[2][]Interval, p netip.Prefix) {
-		i := 0
-		if p.Addr().Is6() {
-			i = 1
-		}
-		dst[i] = append(dst[i], PrefixInterval(p))
-	}
+	// One buffer holds the spans of both lists of both families, each in its own segment.
+	var nNon, nMasq [2]int // index 0: IPv4, 1: IPv6
 	if !cfg.MasqLinkLocal {
+		nNon[0]++
+	}
+	if !cfg.MasqLinkLocalIPv6 {
+		nNon[1]++
+	}
+	for _, c := range cfg.NonMasqueradeCIDRs {
+		nNon[family(c.Prefix)]++
+	}
+	for _, c := range cfg.MasqueradeCIDRs {
+		nMasq[family(c.Prefix)]++
+	}
+	buf := make([]span, nNon[0]+nNon[1]+nMasq[0]+nMasq[1])
+	var non, masq [2][]span
+	for i := range 2 {
+		non[i], buf = buf[:0:nNon[i]], buf[nNon[i]:]
+		masq[i], buf = buf[:0:nMasq[i]], buf[nMasq[i]:]
+	}
+
+	add := func(lists *[2][]span, p netip.Prefix) {
+		sp, _ := prefixSpan(p)
+		i := family(p)
+		lists[i] = append(lists[i], sp)
+	}
+	for _, c := range cfg.NonMasqueradeCIDRs {
+		add(&non, c.Prefix)
+	}
+	if !cfg.MasqLinkLocal { // last: a config in order stays in order when it is above 169.254.0.0/16
 		add(&non, linkLocal4)
 	}
 	if !cfg.MasqLinkLocalIPv6 {
 		add(&non, linkLocal6)
 	}
-	for _, c := range cfg.NonMasqueradeCIDRs {
-		add(&non, c.Prefix)
-	}
 	for _, c := range cfg.MasqueradeCIDRs {
 		add(&masq, c.Prefix)
 	}
 	r := Ruleset{
-		NonMasq4:    subtract(normalize(non[0]), normalize(masq[0])),
+		NonMasq4:    compileFamily(non[0], masq[0], false),
 		IPv6:        cfg.EnableIPv6,
 		RandomFully: opts.RandomFully,
 		ToPorts:     slices.Clone(opts.ToPorts),
 	}
 	if cfg.EnableIPv6 {
-		r.NonMasq6 = subtract(normalize(non[1]), normalize(masq[1]))
+		r.NonMasq6 = compileFamily(non[1], masq[1], true)
 	}
 	return r
+}
+
+// family is the index of p's family in Compile's lists: 0 for IPv4, 1 for IPv6.
+func family(p netip.Prefix) int {
+	if p.Addr().Is6() {
+		return 1
+	}
+	return 0
+}
+
+// compileFamily returns the addresses of the spans non that none of masq holds, as normalized Intervals of
+// family is6. It sorts and merges non and masq in place.
+func compileFamily(non, masq []span, is6 bool) []Interval {
+	non = normalizeSpans(sortSpans(non))
+	if len(masq) == 0 {
+		return spanIntervals(non, is6)
+	}
+	masq = normalizeSpans(sortSpans(masq))
+	return spanIntervals(subtractSpans(make([]span, 0, len(non)+len(masq)), non, masq), is6)
 }
 
 // SameRules reports whether the kernel's ruleset r does what want does: the same set elements, the same
