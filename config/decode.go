@@ -177,6 +177,10 @@ func isParserProblem(msg string) bool {
 // does not allow (the decoder would reject them without saying where).
 func (d *decoder) checkText(data []byte) error {
 	for i := 0; i < len(data); {
+		if c := data[i]; c >= 0x20 && c <= 0x7E || c == '\n' { // printable ASCII: most files are nothing else
+			i++
+			continue
+		}
 		r, size := utf8.DecodeRune(data[i:])
 		switch {
 		case r == utf8.RuneError && size == 1:

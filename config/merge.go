@@ -19,8 +19,19 @@ import "net/netip"
 // Merge does not modify cfgs. Merge() returns the zero Config.
 func Merge(cfgs ...Config) Config {
 	var out Config
-	nonMasq := make(map[netip.Prefix]bool)
-	masq := make(map[netip.Prefix]bool)
+	nNonMasq, nMasq := 0, 0
+	for _, c := range cfgs {
+		nNonMasq += len(c.NonMasqueradeCIDRs)
+		nMasq += len(c.MasqueradeCIDRs)
+	}
+	nonMasq := make(map[netip.Prefix]bool, nNonMasq)
+	masq := make(map[netip.Prefix]bool, nMasq)
+	if nNonMasq > 0 { // Merge of nothing keeps nil lists
+		out.NonMasqueradeCIDRs = make([]CIDR, 0, nNonMasq)
+	}
+	if nMasq > 0 {
+		out.MasqueradeCIDRs = make([]CIDR, 0, nMasq)
+	}
 	for _, c := range cfgs {
 		out.NonMasqueradeCIDRs = union(out.NonMasqueradeCIDRs, nonMasq, c.NonMasqueradeCIDRs)
 		out.MasqueradeCIDRs = union(out.MasqueradeCIDRs, masq, c.MasqueradeCIDRs)

@@ -148,26 +148,30 @@ func (b *builder) cidrs(f *rawField) ([]CIDR, error) {
 		return nil, b.errAt(valueLine(f), f.name, scalarValue(v),
 			fmt.Sprintf("must be a list of CIDRs, not %s", describe(v)), fix)
 	}
-	var out []CIDR
+	if len(v.Content) == 0 {
+		return nil, nil
+	}
+	out := make([]CIDR, len(v.Content))
 	for i, item := range v.Content {
-		c, err := b.cidr(fmt.Sprintf("%s[%d]", f.name, i), item)
+		c, err := b.cidr(f.name, i, item)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, c)
+		out[i] = c
 	}
 	return out, nil
 }
 
-// cidr decodes and validates one list item.
-func (b *builder) cidr(name string, n *yaml.Node) (CIDR, error) {
+// cidr decodes and validates item i of list.
+func (b *builder) cidr(list string, i int, n *yaml.Node) (CIDR, error) {
+	name := func() string { return fmt.Sprintf("%s[%d]", list, i) } // only errors need it
 	const example = "write a CIDR such as 10.0.0.0/8"
 	switch {
 	case isNull(n):
-		return CIDR{}, b.errAt(n.Line, name, n.Value, "empty list item",
+		return CIDR{}, b.errAt(n.Line, name(), n.Value, "empty list item",
 			`remove the empty "-" item or write a CIDR such as 10.0.0.0/8`)
 	case !isString(n):
-		return CIDR{}, b.errAt(n.Line, name, scalarValue(n),
+		return CIDR{}, b.errAt(n.Line, name(), scalarValue(n),
 			fmt.Sprintf("list item is %s, not a CIDR string", describe(n)), example)
 	}
 	p, err := netip.ParsePrefix(n.Value)
@@ -177,7 +181,7 @@ func (b *builder) cidr(name string, n *yaml.Node) (CIDR, error) {
 			fix = fmt.Sprintf("add a prefix length: %s/%d", n.Value, a.BitLen())
 		}
 		reason := strings.TrimPrefix(err.Error(), "netip.ParsePrefix("+strconv.Quote(n.Value)+"): ")
-		e := b.errAt(n.Line, name, n.Value, "not a valid CIDR: "+reason, fix)
+		e := b.errAt(n.Line, name(), n.Value, "not a valid CIDR: "+reason, fix)
 		e.Err = err
 		return CIDR{}, e
 	}
@@ -186,13 +190,13 @@ func (b *builder) cidr(name string, n *yaml.Node) (CIDR, error) {
 		if p.Bits() >= 96 {
 			fix = "write the IPv4 prefix instead: " + netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96).Masked().String()
 		}
-		return CIDR{}, b.errAt(n.Line, name, n.Value, "IPv4-mapped IPv6 prefixes are not supported", fix)
+		return CIDR{}, b.errAt(n.Line, name(), n.Value, "IPv4-mapped IPv6 prefixes are not supported", fix)
 	}
 	if m := p.Masked(); m != p {
-		return CIDR{}, b.errAt(n.Line, name, n.Value, "CIDR is not aligned to its prefix length", "write "+m.String())
+		return CIDR{}, b.errAt(n.Line, name(), n.Value, "CIDR is not aligned to its prefix length", "write "+m.String())
 	}
 	if p.Addr().Is6() && !b.cfg.EnableIPv6 {
-		return CIDR{}, b.errAt(n.Line, name, n.Value, "IPv6 prefix, but IPv6 is not enabled",
+		return CIDR{}, b.errAt(n.Line, name(), n.Value, "IPv6 prefix, but IPv6 is not enabled",
 			"pass --enable-ipv6, or set enableIPv6: true in the file")
 	}
 	return CIDR{Prefix: p, Source: b.at(n)}, nil
