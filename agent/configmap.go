@@ -15,11 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 
@@ -58,30 +54,6 @@ func ParseConfigMapRef(s string) (ConfigMapRef, error) {
 	return ConfigMapRef{Namespace: ns, Name: name}, nil
 }
 
-// NewKubeClient returns a client for the cluster: from the kubeconfig file when one is named, else from the
-// ServiceAccount a pod is given (rest.ErrNotInCluster outside a pod). userAgent names masqd to the apiserver.
-func NewKubeClient(kubeconfig, userAgent string) (kubernetes.Interface, error) {
-	var (
-		cfg *rest.Config
-		err error
-	)
-	if kubeconfig != "" {
-		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
-	} else {
-		cfg, err = rest.InClusterConfig()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes client: %w", err)
-	}
-	cfg.UserAgent = userAgent
-	cfg.ContentType = "application/vnd.kubernetes.protobuf"
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes client: %w", err)
-	}
-	return cs, nil
-}
-
 // ConfigMapSource is a ConfigSource that watches one or more ConfigMaps through the Kubernetes API and
 // reports what became of them as Events on the ConfigMaps. Each watch is a list and watch of a single object
 // (a field selector on metadata.name), so the RBAC it needs is get, list and watch on configmaps limited by
@@ -91,7 +63,8 @@ func NewKubeClient(kubeconfig, userAgent string) (kubernetes.Interface, error) {
 // watches' caches, which keep the last state seen while the API is unreachable. Create it with
 // NewConfigMapSource; its methods are safe for concurrent use.
 type ConfigMapSource struct {
-	client  kubernetes.Interface
+	client  KubeAPI
+	scheme  *runtime.Scheme // resolves a ConfigMap's kind for an Event's involvedObject
 	node    string
 	log     *slog.Logger
 	watches []*cmWatch
@@ -120,8 +93,12 @@ type loaded struct {
 
 // NewConfigMapSource returns a source for refs (at least one), merged in that order. node names this node in
 // the Events it records. It watches nothing until Run.
-func NewConfigMapSource(client kubernetes.Interface, refs []ConfigMapRef, node string, log *slog.Logger) *ConfigMapSource {
-	s := &ConfigMapSource{client: client, node: node, log: log, changed: make(chan struct{}, 1)}
+func NewConfigMapSource(client KubeAPI, refs []ConfigMapRef, node string, log *slog.Logger) (*ConfigMapSource, error) {
+	scheme, err := coreScheme()
+	if err != nil {
+		return nil, fmt.Errorf("configmap source: %w", err)
+	}
+	s := &ConfigMapSource{client: client, scheme: scheme, node: node, log: log, changed: make(chan struct{}, 1)}
 	notify := func() {
 		select {
 		case s.changed <- struct{}{}:
@@ -129,16 +106,15 @@ func NewConfigMapSource(client kubernetes.Interface, refs []ConfigMapRef, node s
 		}
 	}
 	for _, ref := range refs {
-		cms := client.CoreV1().ConfigMaps(ref.Namespace)
 		only := fields.OneTermEqualSelector("metadata.name", ref.Name).String()
 		lw := &cache.ListWatch{
 			ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 				o.FieldSelector = only
-				return cms.List(ctx, o)
+				return client.ListConfigMaps(ctx, ref.Namespace, o)
 			},
 			WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 				o.FieldSelector = only
-				return cms.Watch(ctx, o)
+				return client.WatchConfigMaps(ctx, ref.Namespace, o)
 			},
 		}
 		store, ctrl := cache.NewInformerWithOptions(cache.InformerOptions{
@@ -153,7 +129,7 @@ func NewConfigMapSource(client kubernetes.Interface, refs []ConfigMapRef, node s
 		})
 		s.watches = append(s.watches, &cmWatch{ref: ref, store: store, ctrl: ctrl})
 	}
-	return s
+	return s, nil
 }
 
 // Run watches the ConfigMaps until ctx is done, calling changed after the first complete list and after
@@ -164,9 +140,9 @@ func (s *ConfigMapSource) Run(ctx context.Context, changed func()) error {
 	ctx = klog.NewContext(ctx, logr.FromSlogHandler(s.log.Handler()))
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
 	defer broadcaster.Shutdown()
-	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: s.client.CoreV1().Events("")})
+	broadcaster.StartRecordingToSink(s.client)
 	s.mu.Lock()
-	s.recorder = broadcaster.NewRecorder(eventScheme, corev1.EventSource{Component: EventComponent, Host: s.node})
+	s.recorder = broadcaster.NewRecorder(s.scheme, corev1.EventSource{Component: EventComponent, Host: s.node})
 	s.mu.Unlock()
 
 	g, ctx := errgroup.WithContext(ctx)

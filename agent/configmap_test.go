@@ -14,7 +14,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/fake"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 
 	"github.com/masqd/masqd/config"
 	"github.com/masqd/masqd/nft"
@@ -200,7 +202,10 @@ func TestConfigMapSource(t *testing.T) {
 		configMap("kube-system", "other", "9", map[string]string{"config": "nonMasqueradeCIDRs: [1.0.0.0/8]\n"}),
 	)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	s := NewConfigMapSource(client, []ConfigMapRef{DefaultConfigMap}, "node-1", log)
+	s, err := NewConfigMapSource(fakeAPI{client}, []ConfigMapRef{DefaultConfigMap}, "node-1", log)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, _, ok, _ := s.Load(config.Options{}); ok {
 		t.Fatal("Load before Run: ok, want nothing to say")
 	}
@@ -270,6 +275,28 @@ func TestConfigMapSource(t *testing.T) {
 		t.Fatal(err)
 	}
 	load("deleted", []string{"10.0.0.0/8 @ default", "172.16.0.0/12 @ default", "192.168.0.0/16 @ default"})
+}
+
+// fakeAPI is the KubeAPI of client-go's fake clientset (which cannot stream a watch's initial list, and says
+// so with the IsWatchListSemanticsUnSupported it brings along).
+type fakeAPI struct{ *fake.Clientset }
+
+func (f fakeAPI) ListConfigMaps(ctx context.Context, ns string, o metav1.ListOptions) (*corev1.ConfigMapList, error) {
+	return f.CoreV1().ConfigMaps(ns).List(ctx, o)
+}
+
+func (f fakeAPI) WatchConfigMaps(ctx context.Context, ns string, o metav1.ListOptions) (watch.Interface, error) {
+	return f.CoreV1().ConfigMaps(ns).Watch(ctx, o)
+}
+
+func (f fakeAPI) Create(e *corev1.Event) (*corev1.Event, error) { return f.sink().Create(e) }
+func (f fakeAPI) Update(e *corev1.Event) (*corev1.Event, error) { return f.sink().Update(e) }
+func (f fakeAPI) Patch(e *corev1.Event, data []byte) (*corev1.Event, error) {
+	return f.sink().Patch(e, data)
+}
+
+func (f fakeAPI) sink() *typedcorev1.EventSinkImpl {
+	return &typedcorev1.EventSinkImpl{Interface: f.CoreV1().Events("")}
 }
 
 // waitEvents waits until the Events in kube-system, oldest first, are want ("TYPE REASON SOURCE: MESSAGE").

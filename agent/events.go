@@ -5,7 +5,6 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/kubernetes/scheme"
 
 	"github.com/masqd/masqd/nft"
 )
@@ -22,9 +21,6 @@ const (
 
 // maxEventMessage bounds an Event's message; the apiserver rejects longer ones for the events.k8s.io API.
 const maxEventMessage = 1024
-
-// eventScheme resolves a ConfigMap's kind for the Event's involvedObject.
-var eventScheme = scheme.Scheme
 
 // Report records what became of the config the last Load returned, as an Event on the ConfigMaps it came
 // from: Warning InvalidConfig on the ConfigMap whose data is invalid, Warning ApplyFailed when the kernel

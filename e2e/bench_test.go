@@ -18,6 +18,9 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/masqd/masqd/config"
 	"github.com/masqd/masqd/nft"
 )
@@ -314,7 +317,9 @@ func procStats(pid int) (rssKiB int, cpu time.Duration, switches int, err error)
 }
 
 // BenchmarkAgentCost: the agent's resident memory, CPU and wakeups over a quiet window and over a window
-// with one config edit per second, at N prefixes per family. Run with -benchtime=1x.
+// with one config edit per second, at N prefixes per family. impl=masqd reads a file; impl=masqd-configmap
+// watches the ConfigMap through a real kube-apiserver (the Kubernetes source on, as in a DaemonSet), and the
+// edits are ConfigMap updates. Run with -benchtime=1x.
 func BenchmarkAgentCost(b *testing.B) {
 	requireKernel(b)
 	window := 20 * time.Second
@@ -322,63 +327,90 @@ func BenchmarkAgentCost(b *testing.B) {
 		window = 5 * time.Second
 	}
 	for _, n := range []int{10, 100_000} {
-		b.Run(fmt.Sprintf("prefixes=%d/impl=masqd", n), func(b *testing.B) {
-			lab := newLab(b, labOptions{})
-			var cfg strings.Builder
-			cfg.WriteString("enableIPv6: true\ncidrLimit: 1000000\nnonMasqueradeCIDRs:\n")
-			v4, v6 := benchCIDRs(n)
-			for _, p := range slices.Concat(v4, v6) {
-				fmt.Fprintf(&cfg, "  - %s\n", p)
+		for _, impl := range []string{"masqd", "masqd-configmap"} {
+			if impl == "masqd-configmap" && n > 10 {
+				continue // a ConfigMap holds at most 1 MiB
 			}
-			path := filepath.Join(b.TempDir(), "ip-masq-agent")
-			mustWrite(b, path, cfg.String())
-			ch := commits(b, lab.Node)
-			a := startAgent(b, lab.Node, 9745, "--config="+path, "--log-level=warn")
-			nextCommit(b, ch, "first apply")
-			a.waitStatus("/readyz", 200)
-			pid := a.cmd.Process.Pid
-			for b.Loop() {
-				// Quiet: nothing changes.
-				_, cpu0, sw0, err := procStats(pid)
-				if err != nil {
-					b.Fatal(err)
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), window)
-				<-ctx.Done()
-				cancel()
-				rss, cpu1, sw1, err := procStats(pid)
-				if err != nil {
-					b.Fatal(err)
-				}
-				perMin := float64(time.Minute) / float64(window)
-				b.ReportMetric(float64(rss)/1024, "idle-RSS-MiB")
-				b.ReportMetric(float64((cpu1-cpu0).Milliseconds())*perMin, "idle-CPU-ms/min")
-				b.ReportMetric(float64(sw1-sw0)*perMin, "idle-wakeups/min")
-				// One edit per second: add and remove one prefix.
-				base := cfg.String()
-				tick := time.NewTicker(time.Second)
-				deadline := time.Now().Add(window)
-				edits := 0
-				for now := range tick.C {
-					if now.After(deadline) {
-						break
-					}
-					c := base
-					if edits%2 == 0 {
-						c += "  - 203.0.113.0/24\n"
-					}
-					mustWrite(b, path, c)
-					nextCommit(b, ch, "edit")
-					edits++
-				}
-				tick.Stop()
-				rss2, cpu2, _, err := procStats(pid)
-				if err != nil {
-					b.Fatal(err)
-				}
-				b.ReportMetric(float64(rss2)/1024, "busy-RSS-MiB")
-				b.ReportMetric(float64((cpu2-cpu1).Milliseconds())*perMin, "busy-CPU-ms/min")
+			b.Run(fmt.Sprintf("prefixes=%d/impl=%s", n, impl), func(b *testing.B) {
+				benchAgentCost(b, n, impl == "masqd-configmap", window)
+			})
+		}
+	}
+}
+
+func benchAgentCost(b *testing.B, n int, configMap bool, window time.Duration) {
+	lab := newLab(b, labOptions{})
+	var cfg strings.Builder
+	cfg.WriteString("enableIPv6: true\ncidrLimit: 1000000\nnonMasqueradeCIDRs:\n")
+	v4, v6 := benchCIDRs(n)
+	for _, p := range slices.Concat(v4, v6) {
+		fmt.Fprintf(&cfg, "  - %s\n", p)
+	}
+	path := filepath.Join(b.TempDir(), "ip-masq-agent")
+	write := func(c string) { mustWrite(b, path, c) }
+	args := []string{"--config=" + path, "--log-level=warn"}
+	if configMap {
+		cp := startControlPlane(b, lab.Node, kubeTools(b), lab.NodeIP.String())
+		cms := cp.Admin.CoreV1().ConfigMaps(cmNamespace)
+		cm, err := cms.Create(context.Background(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: cmName},
+			Data: map[string]string{"config": cfg.String()}}, metav1.CreateOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		write = func(c string) {
+			cm.Data["config"] = c
+			if cm, err = cms.Update(context.Background(), cm, metav1.UpdateOptions{}); err != nil {
+				b.Fatal(err)
 			}
-		})
+		}
+		args = append(args, "--kubeconfig="+cp.AdminKubeconfig)
+	}
+	write(cfg.String())
+	ch := commits(b, lab.Node)
+	a := startAgent(b, lab.Node, 9745, args...)
+	nextCommit(b, ch, "first apply")
+	a.waitStatus("/readyz", 200)
+	pid := a.cmd.Process.Pid
+	for b.Loop() {
+		// Quiet: nothing changes.
+		_, cpu0, sw0, err := procStats(pid)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), window)
+		<-ctx.Done()
+		cancel()
+		rss, cpu1, sw1, err := procStats(pid)
+		if err != nil {
+			b.Fatal(err)
+		}
+		perMin := float64(time.Minute) / float64(window)
+		b.ReportMetric(float64(rss)/1024, "idle-RSS-MiB")
+		b.ReportMetric(float64((cpu1-cpu0).Milliseconds())*perMin, "idle-CPU-ms/min")
+		b.ReportMetric(float64(sw1-sw0)*perMin, "idle-wakeups/min")
+		// One edit per second: add and remove one prefix.
+		base := cfg.String()
+		tick := time.NewTicker(time.Second)
+		deadline := time.Now().Add(window)
+		edits := 0
+		for now := range tick.C {
+			if now.After(deadline) {
+				break
+			}
+			c := base
+			if edits%2 == 0 {
+				c += "  - 203.0.113.0/24\n"
+			}
+			write(c)
+			nextCommit(b, ch, "edit")
+			edits++
+		}
+		tick.Stop()
+		rss2, cpu2, _, err := procStats(pid)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(rss2)/1024, "busy-RSS-MiB")
+		b.ReportMetric(float64((cpu2-cpu1).Milliseconds())*perMin, "busy-CPU-ms/min")
 	}
 }

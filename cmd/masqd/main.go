@@ -367,5 +367,9 @@ func newConfigMapSource(opts options, log *slog.Logger) (agent.ConfigSource, err
 		node, _ = os.Hostname() // an empty host is allowed in an Event's source
 	}
 	log.Info("watching ConfigMaps; they override the file once listed", "configmaps", opts.configMaps.String(), "node", node)
-	return agent.NewConfigMapSource(client, opts.configMaps.refs, node, log), nil
+	source, err := agent.NewConfigMapSource(client, opts.configMaps.refs, node, log)
+	if err != nil {
+		return nil, fmt.Errorf("--configmap: %w", err)
+	}
+	return source, nil
 }

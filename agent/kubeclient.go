@@ -1,0 +1,109 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/record"
+)
+
+// KubeAPI is what the ConfigMap source needs of the Kubernetes API: to list and watch the ConfigMaps of a
+// namespace, and to create and update Events (record.EventSink, with the Event's own namespace).
+// NewKubeClient returns one for a real cluster.
+type KubeAPI interface {
+	ListConfigMaps(ctx context.Context, namespace string, opts metav1.ListOptions) (*corev1.ConfigMapList, error)
+	WatchConfigMaps(ctx context.Context, namespace string, opts metav1.ListOptions) (watch.Interface, error)
+	record.EventSink
+}
+
+// KubeClient is a KubeAPI over HTTP: a REST client for the core/v1 API group that knows only the types masqd
+// reads and writes (ConfigMaps and Events). client-go's Clientset would register every API group's types and
+// clients, most of masqd's memory for nothing. It is safe for concurrent use.
+type KubeClient struct {
+	rest   *rest.RESTClient
+	params runtime.ParameterCodec
+}
+
+// NewKubeClient returns a client for the cluster: from the kubeconfig file when one is named, else from the
+// ServiceAccount a pod is given (rest.ErrNotInCluster outside a pod). userAgent names masqd to the apiserver.
+func NewKubeClient(kubeconfig, userAgent string) (*KubeClient, error) {
+	var (
+		cfg *rest.Config
+		err error
+	)
+	if kubeconfig != "" {
+		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
+	} else {
+		cfg, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	cfg.UserAgent = userAgent
+	cfg.ContentType = runtime.ContentTypeProtobuf
+	scheme, err := coreScheme()
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	cfg.APIPath = "/api"
+	cfg.GroupVersion = &corev1.SchemeGroupVersion
+	cfg.NegotiatedSerializer = serializer.NewCodecFactory(scheme).WithoutConversion()
+	rc, err := rest.RESTClientFor(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	return &KubeClient{rest: rc, params: runtime.NewParameterCodec(scheme)}, nil
+}
+
+// coreScheme knows the core/v1 types (ConfigMaps, Events) and the meta/v1 ones the API wraps them in (lists,
+// watch events, options, Status).
+func coreScheme() (*runtime.Scheme, error) {
+	s := runtime.NewScheme()
+	if err := corev1.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (c *KubeClient) ListConfigMaps(ctx context.Context, namespace string, opts metav1.ListOptions) (*corev1.ConfigMapList, error) {
+	list := &corev1.ConfigMapList{}
+	err := c.rest.Get().Namespace(namespace).Resource("configmaps").VersionedParams(&opts, c.params).
+		Do(ctx).Into(list)
+	return list, err
+}
+
+func (c *KubeClient) WatchConfigMaps(ctx context.Context, namespace string, opts metav1.ListOptions) (watch.Interface, error) {
+	opts.Watch = true
+	return c.rest.Get().Namespace(namespace).Resource("configmaps").VersionedParams(&opts, c.params).Watch(ctx)
+}
+
+// Create, Update and Patch are record.EventSink: Events in the namespace each Event names.
+
+func (c *KubeClient) Create(e *corev1.Event) (*corev1.Event, error) {
+	out := &corev1.Event{}
+	err := c.rest.Post().NamespaceIfScoped(e.Namespace, e.Namespace != "").Resource("events").Body(e).
+		Do(context.Background()).Into(out)
+	return out, err
+}
+
+func (c *KubeClient) Update(e *corev1.Event) (*corev1.Event, error) {
+	out := &corev1.Event{}
+	err := c.rest.Put().NamespaceIfScoped(e.Namespace, e.Namespace != "").Resource("events").Name(e.Name).Body(e).
+		Do(context.Background()).Into(out)
+	return out, err
+}
+
+func (c *KubeClient) Patch(e *corev1.Event, data []byte) (*corev1.Event, error) {
+	out := &corev1.Event{}
+	err := c.rest.Patch(types.StrategicMergePatchType).NamespaceIfScoped(e.Namespace, e.Namespace != "").
+		Resource("events").Name(e.Name).Body(data).Do(context.Background()).Into(out)
+	return out, err
+}
