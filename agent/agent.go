@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"reflect"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -203,7 +202,7 @@ func (a *Agent) reconcile(reason string) bool {
 		}
 		a.logWarnings(warnings)
 		want := nft.Compile(cfg, a.s.NFT)
-		cfgChanged = a.desired == nil || !reflect.DeepEqual(a.desired.Config, cfg)
+		cfgChanged = a.desired == nil || !a.desired.Config.Equal(cfg)
 		a.desired = &Desired{Config: cfg, Ruleset: want}
 		a.resync = cfg.ResyncInterval
 		m.Prefixes.WithLabelValues("ipv4").Set(float64(len(want.NonMasq4)))

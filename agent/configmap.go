@@ -20,6 +20,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/masqd/masqd/config"
+	"github.com/masqd/masqd/nft"
 )
 
 // Data keys read from a ConfigMap, in order of preference. "config" is the key ip-masq-agent's documentation
@@ -70,10 +71,11 @@ type ConfigMapSource struct {
 	watches []*cmWatch
 	changed chan struct{} // signalled by the watch handlers; Run forwards it to its caller
 
-	mu         sync.Mutex
-	recorder   record.EventRecorder // nil until Run starts; events before that are dropped
-	lastLoad   loaded
-	lastReport string // what the last Report sent, so that only changes become Events
+	mu          sync.Mutex
+	recorder    record.EventRecorder // nil until Run starts; events before that are dropped
+	lastLoad    loaded
+	lastReport  string       // what the last Report sent, so that only changes become Events
+	lastApplied *nft.Ruleset // the ruleset the last Report sent, if any
 }
 
 // cmWatch is the informer of one ConfigMap.

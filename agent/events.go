@@ -2,6 +2,7 @@ package agent
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -52,7 +53,7 @@ func (s *ConfigMapSource) Report(applied *nft.Ruleset, err error) {
 	case applied != nil:
 		typ, reason, targets = corev1.EventTypeNormal, ReasonApplied, l.objs
 		message = appliedMessage(l, applied)
-		key = applied.String()
+		key = message // and the ruleset itself, compared below
 	default:
 		return
 	}
@@ -60,10 +61,14 @@ func (s *ConfigMapSource) Report(applied *nft.Ruleset, err error) {
 	for _, o := range targets {
 		key += "\x00" + string(o.UID)
 	}
-	if key == s.lastReport {
+	if key == s.lastReport && sameRuleset(applied, s.lastApplied) {
 		return
 	}
-	s.lastReport = key
+	s.lastReport, s.lastApplied = key, nil
+	if applied != nil {
+		r := *applied
+		s.lastApplied = &r
+	}
 	if len(message) > maxEventMessage {
 		message = message[:maxEventMessage-3] + "..."
 	}
@@ -73,6 +78,16 @@ func (s *ConfigMapSource) Report(applied *nft.Ruleset, err error) {
 	for _, o := range targets {
 		s.recorder.Event(o, typ, reason, message)
 	}
+}
+
+// sameRuleset reports whether a and b (either nil) are the same ruleset, counters included: what its nft
+// text says, compared without rendering hundreds of thousands of intervals.
+func sameRuleset(a, b *nft.Ruleset) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.SameRules(*b) && a.Counter4 == b.Counter4 && a.Counter6 == b.Counter6 &&
+		slices.Equal(a.PortCounters4, b.PortCounters4) && slices.Equal(a.PortCounters6, b.PortCounters6)
 }
 
 // appliedMessage says what the kernel now holds, in the config's terms and in the kernel's.

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -65,6 +66,20 @@ type Config struct {
 	EnableIPv6 bool
 	// Files lists the files the config was read from; empty for pure defaults.
 	Files []string
+}
+
+// Equal reports whether c and d are the same configuration, where each prefix was written included. A nil
+// list and an empty one are equal. It is reflect.DeepEqual without the reflection, which costs tens of
+// milliseconds for a config of 100,000 prefixes.
+func (c Config) Equal(d Config) bool {
+	return slices.Equal(c.NonMasqueradeCIDRs, d.NonMasqueradeCIDRs) &&
+		slices.Equal(c.MasqueradeCIDRs, d.MasqueradeCIDRs) &&
+		c.CIDRLimit == d.CIDRLimit &&
+		c.MasqLinkLocal == d.MasqLinkLocal &&
+		c.MasqLinkLocalIPv6 == d.MasqLinkLocalIPv6 &&
+		c.ResyncInterval == d.ResyncInterval &&
+		c.EnableIPv6 == d.EnableIPv6 &&
+		slices.Equal(c.Files, d.Files)
 }
 
 // Warning is a problem that does not stop the config from being used, such as an unknown key.
