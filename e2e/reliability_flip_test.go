@@ -226,7 +226,7 @@ func TestReliabilityFlipKernel(t *testing.T) {
 	}
 	only := os.Getenv("MASQD_FLIP_VARIANT")
 	var b strings.Builder
-	fmt.Fprintf(&b, "The kernel alone: `nft -f` scripts moving 198.51.100.10 and 10.130.0.9 through all four classes (the states of the churn test's flip configs), %d edits per variant, while the pod sent a datagram from a fresh port to each every millisecond. A datagram is stale when it was sent after the `nft -f` that committed a state had returned and was classified by an earlier one; the lag is from that return to the stale datagram's send.\n\n", n)
+	fmt.Fprintf(&b, "The kernel alone: `nft -f` scripts moving 198.51.100.10 and 10.130.0.9 through all four classes (the states of the churn test's flip configs), %d edits per variant, while the pod sent a datagram from a fresh port to each every millisecond. A datagram is stale when it was sent after the `nft -f` that committed a state had returned and was classified by an earlier one; the lag is from that return to the stale datagram's send (a stale datagram may have crossed the node during the next `nft -f`).\n\n", n)
 	b.WriteString("| change | masqd relies on it | edits | datagrams | stale | runs of stale | longest run | max lag |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
 	for _, v := range flipVariants() {
 		if only != "" && !strings.Contains(v.name, only) || only == "" && !soak && !v.relied {
