@@ -158,8 +158,15 @@ func (k *kubeTest) manifests(t *testing.T) {
 	}
 
 	// For real: the ServiceAccount, Role and RoleBinding.
+	k.token = applyRBAC(t, k.cp, baseObjs)
+}
+
+// applyRBAC creates the ServiceAccount, Role and RoleBinding of objs (deploy/kubernetes rendered by kustomize)
+// and returns a token of the ServiceAccount, as a pod of the DaemonSet gets it.
+func applyRBAC(t *testing.T, cp *controlPlane, objs []manifest) string {
+	t.Helper()
 	var rbac bytes.Buffer
-	for _, m := range baseObjs {
+	for _, m := range objs {
 		switch m.obj.(type) {
 		case *corev1.ServiceAccount, *rbacv1.Role, *rbacv1.RoleBinding:
 			rbac.Write(m.raw)
@@ -170,10 +177,10 @@ func (k *kubeTest) manifests(t *testing.T) {
 	if err := os.WriteFile(file, rbac.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := k.cp.Kubectl("apply", "--server-side", "--field-manager=masqd-e2e", "-f", file); err != nil {
+	if _, err := cp.Kubectl("apply", "--server-side", "--field-manager=masqd-e2e", "-f", file); err != nil {
 		t.Fatalf("apply RBAC: %v", err)
 	}
-	k.token = k.cp.ServiceAccountToken(cmNamespace, "masqd")
+	return cp.ServiceAccountToken(cmNamespace, "masqd")
 }
 
 // checkDaemonSet checks the DaemonSet's pod against the list.

@@ -145,7 +145,15 @@ func (cp *controlPlane) KillAPIServer() { cp.api.stop(syscall.SIGKILL) }
 // client returns a client that authenticates with token.
 func (cp *controlPlane) client(token string) kubernetes.Interface {
 	cp.t.Helper()
+	return cp.clientAs(token, "")
+}
+
+// clientAs is client with a content type for requests ("" for JSON, or application/vnd.kubernetes.protobuf,
+// which carries a string's bytes as they are).
+func (cp *controlPlane) clientAs(token, contentType string) kubernetes.Interface {
+	cp.t.Helper()
 	cfg := &rest.Config{
+		ContentConfig:   rest.ContentConfig{ContentType: contentType},
 		Host:            cp.server,
 		BearerToken:     token,
 		TLSClientConfig: rest.TLSClientConfig{CAData: cp.caPEM},

@@ -41,6 +41,19 @@ func requireKernel(t testing.TB) {
 	t.Skip(msg + " (set MASQD_E2E=required to make this a failure)")
 }
 
+// requireCommand skips the test unless cmd is on PATH (install pkg); with MASQD_E2E=required it fails instead.
+func requireCommand(t testing.TB, cmd, pkg string) {
+	t.Helper()
+	if _, err := exec.LookPath(cmd); err == nil {
+		return
+	}
+	msg := fmt.Sprintf("e2e: test needs %q on PATH (install %s)", cmd, pkg)
+	if os.Getenv("MASQD_E2E") == "required" {
+		t.Fatal(msg + " (failing because MASQD_E2E=required)")
+	}
+	t.Skip(msg + " (set MASQD_E2E=required to make this a failure)")
+}
+
 // NS is a named network namespace, as created by `ip netns add`, pinned at /run/netns/Name.
 type NS struct {
 	Name string

@@ -54,7 +54,7 @@ func reportFigures(t *testing.T, section, markdown string) {
 }
 
 // kernelCommit is one nftables transaction as watchCommits sees it: who committed it, when the monitor read
-// it, and which messages of it named table inet masqd.
+// it, and which messages of it named table inet masqd (or the tables watchTableCommits was given).
 type kernelCommit struct {
 	Gen     uint32
 	PID     uint32
@@ -83,7 +83,7 @@ func (w *commitWatch) Err() error {
 	return w.err
 }
 
-// next waits for the next commit that touched masqd's table.
+// next waits for the next commit that touched masqd's table (the watched tables).
 func (w *commitWatch) next(t *testing.T, what string, timeout time.Duration) kernelCommit {
 	t.Helper()
 	select {
@@ -121,6 +121,15 @@ var nftMsgNames = map[uint16]string{
 // watchCommits subscribes to nftables notifications in ns and sends each commit that touched table inet
 // masqd. It returns once the subscription is known to be live, and stops when the test ends.
 func watchCommits(t *testing.T, ns *NS) *commitWatch {
+	t.Helper()
+	return watchTableCommits(t, ns, func(family byte, table string) bool {
+		return family == unix.NFPROTO_INET && table == "masqd"
+	})
+}
+
+// watchTableCommits is watchCommits for the tables that match says (by family, NFPROTO_*, and name): Ops counts
+// their messages.
+func watchTableCommits(t *testing.T, ns *NS, match func(family byte, table string) bool) *commitWatch {
 	t.Helper()
 	var nl *netlink.Conn
 	if err := ns.Do(func() error {
@@ -185,7 +194,7 @@ func watchCommits(t *testing.T, ns *NS) *commitWatch {
 					}
 					continue
 				}
-				if name, ok := nftMsgNames[typ]; ok && m.Data[0] == unix.NFPROTO_INET && firstAttr(m.Data[4:]) == "masqd" {
+				if name, ok := nftMsgNames[typ]; ok && match(m.Data[0], firstAttr(m.Data[4:])) {
 					cur[name]++
 				}
 			}

@@ -365,7 +365,7 @@ func TestReliabilityHostileAgent(t *testing.T) {
 	if strings.Contains(a.Logs(), "panic:") {
 		t.Errorf("agent logged a panic")
 	}
-	reportFigures(t, "hostile-agent", fmt.Sprintf("The same inputs, those that are a single file (%d), put one by one at the running agent's config path (rename; hard or symbolic link for the generated ones), the good config restored in between: each was logged with its error, `masqd_config_valid` went to 0 and back to 1, the agent stayed alive, healthy and ready, and made no commit. Then a valid 1 MiB file of unknown keys (the most expensive valid input: a warning each). With GOMEMLIMIT=128MiB as in the DaemonSet, the agent's peak RSS (VmHWM): **%s** after the hostile inputs, **%s** after the unknown keys too (bound: the DaemonSet's memory limit, %s). The ConfigMap path (issue 4) is not covered here.\n",
+	reportFigures(t, "hostile-agent", fmt.Sprintf("The same inputs, those that are a single file (%d), put one by one at the running agent's config path (rename; hard or symbolic link for the generated ones), the good config restored in between: each was logged with its error, `masqd_config_valid` went to 0 and back to 1, the agent stayed alive, healthy and ready, and made no commit. Then a valid 1 MiB file of unknown keys (the most expensive valid input: a warning each). With GOMEMLIMIT=128MiB as in the DaemonSet, the agent's peak RSS (VmHWM): **%s** after the hostile inputs, **%s** after the unknown keys too (bound: the DaemonSet's memory limit, %s). The same inputs through the ConfigMap: next section.\n",
 		tried, inMiB(hostileRSS), inMiB(rss), inMiB(agentRSSBound)))
 }
 
