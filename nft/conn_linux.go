@@ -20,11 +20,10 @@ import (
 //
 // Reading a large set back from the kernel is slow (a dump of 100,000 intervals per family takes seconds of
 // kernel time), so Conn remembers what its last commit left in the kernel, with the ruleset generation that
-// followed it. While the generation has not moved, nobody has committed anything and Apply computes its
-// changes from memory; after anyone's commit it reads the table again. A commit by someone else in the
-// instant between masqd's commit and its reading of the generation goes unseen by this check: the agent's
-// drift monitor and periodic resync (which calls Read) cover it. A change computed from memory is sent
-// with that generation, and the kernel refuses it if anyone has committed since.
+// commit made (the kernel reports it with the commit). While the generation has not moved, nobody has
+// committed anything and Apply computes its changes from memory; after anyone's commit it reads the table
+// again. A change is sent with the generation it was computed at, and the kernel refuses it (and Apply
+// reads the table and tries again) if anyone has committed since.
 //
 // Apply keeps a netlink socket open from one Apply to the next (closing one right after a commit makes
 // the kernel wait for the commit's cleanup); Close closes it.
@@ -439,10 +438,16 @@ func queueElementDelta(tx *txn, s *nftables.Set, from, to []Interval) {
 }
 
 // diffIntervals returns the intervals only in have (to delete) and only in want (to add). Both inputs are
-// sorted by First and Last; one merge pass finds both.
+// sorted by First and Last; one merge pass finds both. Equal intervals, nearly all of them in an edit, are
+// skipped with a plain comparison before any ordering is needed.
 func diffIntervals(have, want []Interval) (del, add []Interval) {
 	i, j := 0, 0
 	for i < len(have) && j < len(want) {
+		if have[i] == want[j] {
+			i++
+			j++
+			continue
+		}
 		switch c := compareInterval(have[i], want[j]); {
 		case c == 0:
 			i++
