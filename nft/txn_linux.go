@@ -79,7 +79,7 @@ func (t *txn) deleteElements(s *nftables.Set, ivs []Interval) {
 
 // commit sends everything queued since the last commit as one batch, which the kernel applies as one
 // transaction or not at all, and returns the ruleset generation the transaction made. With nothing
-// queued it sends nothing and returns 0.
+// queued it sends nothing and returns the current generation.
 func (t *txn) commit() (uint32, error) {
 	if err := t.nc.Flush(); err != nil { // only hands nc's messages to roundTrip
 		return 0, fmt.Errorf("encode batch: %w", err)
@@ -88,7 +88,7 @@ func (t *txn) commit() (uint32, error) {
 	t.captured, t.acks, t.elems = nil, nil, elemWriter{}
 	elems.flush()
 	if len(captured) == 0 && len(elems.msgs) == 0 {
-		return 0, nil
+		return t.sock.generation()
 	}
 	s := t.sock
 	what := make(map[uint32]string, len(captured)+len(elems.msgs))
@@ -154,9 +154,14 @@ func (t *txn) commit() (uint32, error) {
 	err := s.receive(func(m syscall.NetlinkMessage) bool {
 		switch m.Header.Type {
 		case unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_NEWGEN:
-			gen = genID(m.Data)
+			if m.Header.Seq == beginSeq {
+				gen = genID(m.Data)
+			}
 		case unix.NLMSG_ERROR:
 			seq, err := ackError(m)
+			if seq < beginSeq || seq > lastSeq {
+				return false // left over from something that failed earlier
+			}
 			if err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", what[seq], err))
 			}
