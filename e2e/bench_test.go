@@ -146,6 +146,7 @@ func newApplier(b *testing.B, ns *NS, impl string) applier {
 	}
 	b.Cleanup(func() { f.Close() })
 	conn := nft.NewConn(int(f.Fd()))
+	b.Cleanup(func() { conn.Close() })
 	return applier{
 		apply: func(v4, v6 []netip.Prefix) error { _, err := conn.Apply(benchRuleset(v4, v6)); return err },
 		reset: func() error { conn.Forget(); return conn.Delete() },

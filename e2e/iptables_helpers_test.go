@@ -70,6 +70,7 @@ func (b backend) apply(t *testing.T, lab *Lab, cfg config.Config, ports []nft.Po
 		}
 		return func() {
 			defer f.Close()
+			defer c.Close()
 			if err := c.Delete(); err != nil {
 				t.Errorf("nftables delete: %v", err)
 			}

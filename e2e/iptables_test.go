@@ -131,6 +131,7 @@ func TestMigrationUnderTraffic(t *testing.T) {
 			}
 			defer f.Close()
 			conn := nft.NewConn(int(f.Fd()))
+			defer conn.Close()
 			want := nft.Compile(config.Default(config.Options{EnableIPv6: true}), nft.Options{RandomFully: true})
 			if _, err := conn.Apply(want); err != nil {
 				t.Fatal(err)

@@ -15,26 +15,25 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// maxElemsPerMsg bounds the elements in one netlink message. google/nftables puts a call's elements in one
-// nested attribute whose length is 16 bits: past 64 KiB the kernel silently gets a truncated list. An IPv6
-// interval end is 36 bytes encoded, so 1024 elements stay well under the limit.
-const maxElemsPerMsg = 1024
-
 // Conn applies and reads masqd's table. It is safe for concurrent use; Applies are serialised. Every method
 // needs CAP_NET_ADMIN in the target network namespace.
 //
 // Reading a large set back from the kernel is slow (a dump of 100,000 intervals per family takes seconds of
 // kernel time), so Conn remembers what its last commit left in the kernel, with the ruleset generation that
-// followed it. While the generation has not moved, nobody has committed anything and Apply computes its
-// changes from memory; after anyone's commit it reads the table again. A commit by someone else in the
-// instant between masqd's commit and its reading of the generation goes unseen by this check: the agent's
-// drift monitor and periodic resync (which calls Read) cover it.
+// commit made (the kernel reports it with the commit). While the generation has not moved, nobody has
+// committed anything and Apply computes its changes from memory; after anyone's commit it reads the table
+// again. A change is sent with the generation it was computed at, and the kernel refuses it (and Apply
+// reads the table and tries again) if anyone has committed since.
+//
+// Apply keeps a netlink socket open from one Apply to the next (closing one right after a commit makes
+// the kernel wait for the commit's cleanup); Close closes it.
 type Conn struct {
 	netns int // network namespace fd; 0 means the caller's
 
 	mu      sync.Mutex
 	last    *Ruleset // the kernel's table after our last commit; nil when unknown
 	lastGen uint32   // the generation at which last was true
+	sock    *nlSock  // Apply's socket; nil until an Apply opens it
 }
 
 // NewConn returns a Conn for the network namespace behind netnsFD, or the caller's namespace when it is 0.
@@ -64,22 +63,6 @@ func (c *Conn) dial(elems int) (*nftables.Conn, error) {
 		opts = append(opts, nftables.WithNetNSFd(c.netns))
 	}
 	return nftables.New(opts...)
-}
-
-// dialFor is dial for a batch that writes want's rules: with --to-ports the connection goes through a
-// MasqPortsTransport, which gives the port rules' masquerades the flags google/nftables leaves out. Call
-// done when finished with the connection.
-func (c *Conn) dialFor(want Ruleset, elems int) (nc *nftables.Conn, done func(), err error) {
-	if len(want.ToPorts) == 0 {
-		nc, err = c.dial(elems)
-		return nc, func() {}, err
-	}
-	tr := NewMasqPortsTransport(c.netns, want.RandomFully, bufferOption(elems))
-	if nc, err = nftables.New(tr.ConnOption()); err != nil {
-		tr.Close()
-		return nil, nil, err
-	}
-	return nc, func() { tr.Close() }, nil
 }
 
 // bufferOption sizes a netlink socket's buffers for a batch of about elems set elements.
@@ -119,12 +102,45 @@ func (c *Conn) Apply(want Ruleset) (Change, error) {
 	defer c.mu.Unlock()
 	change, err := c.apply(want)
 	if err != nil && !errors.Is(err, unix.EPERM) {
-		// What we remember may be what made the batch fail (someone removed an element we meant to delete):
-		// forget it and try once more from a fresh read.
+		// What we remember may be what made the batch fail (someone removed an element we meant to delete,
+		// or committed since we looked): forget it and try once more from a fresh read, on a fresh socket.
 		c.last = nil
+		c.closeSock()
 		change, err = c.apply(want)
 	}
+	if err != nil {
+		c.closeSock()
+	}
 	return change, privilege(err)
+}
+
+// Close closes the netlink socket Conn keeps open between Applies (and with it Conn's hold on the network
+// namespace). The Conn stays usable: the next Apply opens another socket.
+func (c *Conn) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closeSock()
+}
+
+func (c *Conn) closeSock() error {
+	if c.sock == nil {
+		return nil
+	}
+	err := c.sock.close()
+	c.sock = nil
+	return err
+}
+
+// socket returns Apply's socket, opening it if need be.
+func (c *Conn) socket() (*nlSock, error) {
+	if c.sock == nil {
+		s, err := dialSock(c.netns)
+		if err != nil {
+			return nil, err
+		}
+		c.sock = s
+	}
+	return c.sock, nil
 }
 
 // privilege says what is missing when the kernel refused masqd for want of privilege.
@@ -144,43 +160,49 @@ func (c *Conn) Forget() {
 }
 
 func (c *Conn) apply(want Ruleset) (Change, error) {
-	gen, err := c.generation()
+	s, err := c.socket()
+	if err != nil {
+		return Unchanged, err
+	}
+	gen, err := s.generation()
 	if err != nil {
 		return Unchanged, err
 	}
 	have, present := Ruleset{}, true
-	if c.last != nil && c.lastGen == gen {
+	switch {
+	case c.last != nil && c.lastGen == gen:
 		have = *c.last
-	} else if have, present, err = c.Read(); err != nil {
-		return Unchanged, err
+	default:
+		// Reading the table is slow when it is large; first see whether there is one.
+		if present, err = s.tableExists(); err != nil {
+			return Unchanged, err
+		}
+		if present {
+			if have, present, err = c.Read(); err != nil {
+				return Unchanged, err
+			}
+		}
 	}
 	if present && have.SameRules(want) {
 		c.remember(want, gen)
 		return Unchanged, nil
 	}
-	n := 2 * (len(want.NonMasq4) + len(want.NonMasq6) + len(have.NonMasq4) + len(have.NonMasq6))
-	nc, done, err := c.dialFor(want, n)
+	tx, err := c.begin(s, want.RandomFully)
 	if err != nil {
-		return Unchanged, fmt.Errorf("nftables: %w", err)
+		return Unchanged, err
 	}
-	defer done()
 	change := Updated
 	if present && sameShape(have, want) {
-		if err := queueDelta(nc, have, want); err != nil {
-			return Unchanged, err
-		}
-		if err := nc.Flush(); err != nil {
+		tx.genID = gen
+		queueDelta(tx, have, want)
+		if gen, err = tx.commit(); err != nil {
 			return Unchanged, fmt.Errorf("nftables: apply table inet %s (%s): %w", TableName, change, err)
 		}
 	} else {
 		change = Rebuilt
-		if err := c.rebuild(nc, present, want); err != nil {
+		if gen, err = c.rebuild(tx, present, want); err != nil {
 			return Unchanged, err
 		}
-	}
-	if gen, err = c.generation(); err != nil {
-		c.last = nil
-		return change, nil // applied; the next Apply reads the table again
 	}
 	c.remember(want, gen)
 	return change, nil
@@ -215,14 +237,17 @@ func sets(ipv6 bool) (s4, s6 *nftables.Set) {
 // atomic for packets. When there is no table (masqd's first start, or someone deleted it) it is made in one
 // transaction: nothing was masqueraded before, so there is no old ruleset to keep. Only when a set of
 // masqd's name has the wrong type is a table that is there replaced whole, in one transaction.
-func (c *Conn) rebuild(nc *nftables.Conn, present bool, want Ruleset) error {
+//
+// It returns the ruleset generation of its last commit.
+func (c *Conn) rebuild(tx *txn, present bool, want Ruleset) (uint32, error) {
 	if !present {
-		return c.replaceTable(nc, want)
+		return c.replaceTable(tx, want)
 	}
+	nc := tx.nc
 	table := masqdTable()
 	kernelSets, err := nc.GetSets(table)
 	if err != nil {
-		return fmt.Errorf("nftables: list sets of table inet %s: %w", TableName, err)
+		return 0, fmt.Errorf("nftables: list sets of table inet %s: %w", TableName, err)
 	}
 	s4, s6 := sets(want.IPv6)
 	wants := map[string][]Interval{s4.Name: want.NonMasq4}
@@ -237,7 +262,7 @@ func (c *Conn) rebuild(nc *nftables.Conn, present bool, want Ruleset) error {
 		case !ok:
 			obsolete = append(obsolete, k.Name)
 		case !k.Interval || k.IsMap || k.KeyType.Name != ourSet(k.Name, s4, s6).KeyType.Name:
-			return c.replaceTable(nc, want)
+			return c.replaceTable(tx, want)
 		default:
 			exists[k.Name] = true
 		}
@@ -246,33 +271,32 @@ func (c *Conn) rebuild(nc *nftables.Conn, present bool, want Ruleset) error {
 	if len(exists) < len(wants) {
 		for _, s := range []*nftables.Set{s4, s6} {
 			if s != nil && !exists[s.Name] {
-				if err := addSet(nc, s, wants[s.Name]); err != nil {
-					return err
+				if err := addSet(tx, s, wants[s.Name]); err != nil {
+					return 0, err
 				}
 			}
 		}
-		if err := nc.Flush(); err != nil {
-			return fmt.Errorf("nftables: apply table inet %s (new sets): %w", TableName, err)
+		if _, err := tx.commit(); err != nil {
+			return 0, fmt.Errorf("nftables: apply table inet %s (new sets): %w", TableName, err)
 		}
 	}
 
 	for name := range exists {
 		s := ourSet(name, s4, s6)
 		nc.FlushSet(s)
-		if err := addElements(nc, s, wants[name]); err != nil {
-			return err
-		}
+		tx.addElements(s, wants[name])
 	}
 	if err := queueChain(nc, want, s4, s6); err != nil {
-		return err
+		return 0, err
 	}
 	for _, name := range obsolete {
 		nc.DelSet(&nftables.Set{Table: table, Name: name})
 	}
-	if err := nc.Flush(); err != nil {
-		return fmt.Errorf("nftables: apply table inet %s (rules): %w", TableName, err)
+	gen, err := tx.commit()
+	if err != nil {
+		return 0, fmt.Errorf("nftables: apply table inet %s (rules): %w", TableName, err)
 	}
-	return nil
+	return gen, nil
 }
 
 func ourSet(name string, s4, s6 *nftables.Set) *nftables.Set {
@@ -352,30 +376,32 @@ func addChain(nc *nftables.Conn) *nftables.Chain {
 	})
 }
 
-// replaceTable makes or replaces the whole table in one transaction.
-func (c *Conn) replaceTable(nc *nftables.Conn, want Ruleset) error {
-	if err := queueTable(nc, want); err != nil {
-		return err
+// replaceTable makes or replaces the whole table in one transaction, and returns its generation.
+func (c *Conn) replaceTable(tx *txn, want Ruleset) (uint32, error) {
+	if err := queueTable(tx, want); err != nil {
+		return 0, err
 	}
-	if err := nc.Flush(); err != nil {
-		return fmt.Errorf("nftables: replace table inet %s: %w", TableName, err)
+	gen, err := tx.commit()
+	if err != nil {
+		return 0, fmt.Errorf("nftables: replace table inet %s: %w", TableName, err)
 	}
-	return nil
+	return gen, nil
 }
 
 // queueTable queues the whole table, replacing any table of that name: add (a no-op if it exists), delete,
 // add again, all inside the same batch.
-func queueTable(nc *nftables.Conn, want Ruleset) error {
+func queueTable(tx *txn, want Ruleset) error {
+	nc := tx.nc
 	table := masqdTable()
 	nc.AddTable(table)
 	nc.DelTable(table)
 	nc.AddTable(table)
 	s4, s6 := sets(want.IPv6)
-	if err := addSet(nc, s4, want.NonMasq4); err != nil {
+	if err := addSet(tx, s4, want.NonMasq4); err != nil {
 		return err
 	}
 	if s6 != nil {
-		if err := addSet(nc, s6, want.NonMasq6); err != nil {
+		if err := addSet(tx, s6, want.NonMasq6); err != nil {
 			return err
 		}
 	}
@@ -386,51 +412,42 @@ func queueTable(nc *nftables.Conn, want Ruleset) error {
 	return nil
 }
 
-func addSet(nc *nftables.Conn, s *nftables.Set, ivs []Interval) error {
-	if err := nc.AddSet(s, nil); err != nil {
+func addSet(tx *txn, s *nftables.Set, ivs []Interval) error {
+	if err := tx.nc.AddSet(s, nil); err != nil { // gives s its ID in the batch
 		return fmt.Errorf("nftables: add set %s: %w", s.Name, err)
 	}
-	return addElements(nc, s, ivs)
-}
-
-func addElements(nc *nftables.Conn, s *nftables.Set, ivs []Interval) error {
-	for chunk := range slices.Chunk(elements(ivs), maxElemsPerMsg) {
-		if err := nc.SetAddElements(s, chunk); err != nil {
-			return fmt.Errorf("nftables: add elements to set %s: %w", s.Name, err)
-		}
-	}
+	tx.addElements(s, ivs)
 	return nil
 }
 
 // queueDelta queues the element changes that turn have's sets into want's.
-func queueDelta(nc *nftables.Conn, have, want Ruleset) error {
+func queueDelta(tx *txn, have, want Ruleset) {
 	s4, s6 := sets(want.IPv6)
-	if err := queueElementDelta(nc, s4, have.NonMasq4, want.NonMasq4); err != nil {
-		return err
+	queueElementDelta(tx, s4, have.NonMasq4, want.NonMasq4)
+	if s6 != nil {
+		queueElementDelta(tx, s6, have.NonMasq6, want.NonMasq6)
 	}
-	if s6 == nil {
-		return nil
-	}
-	return queueElementDelta(nc, s6, have.NonMasq6, want.NonMasq6)
 }
 
 // queueElementDelta queues the element changes that turn one set's intervals from into to: deletions
 // first, as an added interval may overlap one that is going away.
-func queueElementDelta(nc *nftables.Conn, s *nftables.Set, from, to []Interval) error {
+func queueElementDelta(tx *txn, s *nftables.Set, from, to []Interval) {
 	del, add := diffIntervals(from, to)
-	for chunk := range slices.Chunk(elements(del), maxElemsPerMsg) {
-		if err := nc.SetDeleteElements(s, chunk); err != nil {
-			return fmt.Errorf("nftables: delete elements from set %s: %w", s.Name, err)
-		}
-	}
-	return addElements(nc, s, add)
+	tx.deleteElements(s, del)
+	tx.addElements(s, add)
 }
 
 // diffIntervals returns the intervals only in have (to delete) and only in want (to add). Both inputs are
-// sorted by First and Last; one merge pass finds both.
+// sorted by First and Last; one merge pass finds both. Equal intervals, nearly all of them in an edit, are
+// skipped with a plain comparison before any ordering is needed.
 func diffIntervals(have, want []Interval) (del, add []Interval) {
 	i, j := 0, 0
 	for i < len(have) && j < len(want) {
+		if have[i] == want[j] {
+			i++
+			j++
+			continue
+		}
 		switch c := compareInterval(have[i], want[j]); {
 		case c == 0:
 			i++
@@ -451,19 +468,6 @@ func compareInterval(a, b Interval) int {
 		return c
 	}
 	return a.Last.Compare(b.Last)
-}
-
-// elements encodes intervals as the kernel stores them: a start key, and an interval-end key at the address
-// after the last one (none when the interval runs to the end of the address space).
-func elements(ivs []Interval) []nftables.SetElement {
-	out := make([]nftables.SetElement, 0, 2*len(ivs))
-	for _, iv := range ivs {
-		out = append(out, nftables.SetElement{Key: iv.First.AsSlice()})
-		if end := iv.Last.Next(); end.IsValid() {
-			out = append(out, nftables.SetElement{Key: end.AsSlice(), IntervalEnd: true})
-		}
-	}
-	return out
 }
 
 // chainRules is want's chain, rule by rule: for each family its --to-ports rules (ToPortsRules behind

@@ -46,13 +46,15 @@ func newNetns(t testing.TB) *netns {
 	if err != nil {
 		t.Fatal(err)
 	}
+	conn := NewConn(int(f.Fd()))
 	t.Cleanup(func() {
+		conn.Close()
 		f.Close()
 		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
 			t.Errorf("ip netns del %s: %v: %s", name, err, out)
 		}
 	})
-	return &netns{name: name, conn: NewConn(int(f.Fd()))}
+	return &netns{name: name, conn: conn}
 }
 
 // nft runs the nft command inside the namespace.
