@@ -194,12 +194,17 @@ func TestAgentMigrationUnderTraffic(t *testing.T) {
 					t.Errorf("%s: %d of %d probes left with the pod address and %d failed (first: %v)", fam, p.podIP, p.total, p.failed, p.firstErr)
 				}
 			}
-			logs := a.Logs()
-			for _, fam := range []string{"iptables", "ip6tables"} {
-				if removed := fmt.Sprintf(`"removed":"%s-%s nat IP-MASQ-AGENT"`, fam, variant); !strings.Contains(logs, removed) {
-					t.Errorf("the agent's log does not say %s", removed)
+			// The agent logs the removals once all are done, which can be after iptables-save shows them.
+			var logs string
+			waitFor(t, 10*time.Second, "the agent's log of the removals", func() error {
+				logs = a.Logs()
+				for _, fam := range []string{"iptables", "ip6tables"} {
+					if removed := fmt.Sprintf(`"removed":"%s-%s nat IP-MASQ-AGENT"`, fam, variant); !strings.Contains(logs, removed) {
+						return fmt.Errorf("the agent's log does not say %s", removed)
+					}
 				}
-			}
+				return nil
+			})
 			if applied, removed := strings.Index(logs, `"msg":"applied"`), strings.Index(logs, `"removed":`); applied < 0 || applied > removed {
 				t.Errorf("the old chains were removed before masqd's rules were applied:\n%s", logs)
 			}

@@ -11,8 +11,9 @@ import (
 	"testing"
 )
 
-// masqdBin is the masqd binary built once for the whole package by TestMain.
-var masqdBin string
+// masqdBin is the masqd binary built once for the whole package by TestMain; peakRSSBin is
+// e2e/internal/peakrss, which runChild starts its children through to measure their peak memory.
+var masqdBin, peakRSSBin string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "masqd-e2e-")
@@ -20,10 +21,12 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	masqdBin = filepath.Join(dir, "masqd")
-	if out, err := exec.Command("go", "build", "-o", masqdBin, "../cmd/masqd").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "e2e: build masqd: %v\n%s", err, out)
-		os.Exit(1)
+	masqdBin, peakRSSBin = filepath.Join(dir, "masqd"), filepath.Join(dir, "peakrss")
+	for bin, pkg := range map[string]string{masqdBin: "../cmd/masqd", peakRSSBin: "./internal/peakrss"} {
+		if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: build %s: %v\n%s", pkg, err, out)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)

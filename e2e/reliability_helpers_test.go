@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -298,13 +297,15 @@ type childRun struct {
 	elapsed        time.Duration
 }
 
-// runChild runs argv inside ns (`ip netns exec` execs argv in the same process, so the rusage is argv's) with a
-// deadline, and returns what happened. A process still running at the deadline fails the test.
+// runChild runs argv inside ns (`ip netns exec` execs argv in the same process) with a deadline, and returns
+// what happened. A process still running at the deadline fails the test. argv runs under peakrss, which
+// reports argv's own peak memory: the ru_maxrss the test would see itself includes the test process's.
 func runChild(t *testing.T, ns *NS, timeout time.Duration, argv ...string) childRun {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns.Name}, argv...)...)
+	rssFile := filepath.Join(t.TempDir(), "peak-rss")
+	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns.Name, peakRSSBin, rssFile}, argv...)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()
@@ -320,9 +321,15 @@ func runChild(t *testing.T, ns *NS, timeout time.Duration, argv ...string) child
 	case err != nil:
 		t.Fatalf("%v: %v", argv, err)
 	}
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		r.maxRSS = ru.Maxrss << 10 // kilobytes on Linux
+	kib, err := os.ReadFile(rssFile)
+	if err != nil {
+		t.Fatalf("%v: no peak memory from peakrss (exit %d, stderr %s): %v", argv, r.code, clipText(r.stderr, 2000), err)
 	}
+	n, err := strconv.ParseInt(strings.TrimSpace(string(kib)), 10, 64)
+	if err != nil {
+		t.Fatalf("%v: peakrss wrote %q: %v", argv, kib, err)
+	}
+	r.maxRSS = n << 10
 	return r
 }
 

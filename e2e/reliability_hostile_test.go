@@ -269,7 +269,7 @@ func TestReliabilityHostileOnce(t *testing.T) {
 		}
 	}
 	checkSources(t, lab, []expect{{lab.VPC, lab.PodIP}, {lab.Internet, lab.NodeIP}})
-	reportFigures(t, "hostile-once", fmt.Sprintf("%d hostile inputs (%d files in `e2e/testdata/hostile`, listed with the error each must give in `expectations.tsv`, and %d generated: 100 MB, 10 MiB of nesting, a million prefixes, 1 MiB inputs of every expensive kind, a 1,000,000-character CIDR, /dev/zero, a FIFO, a symlink loop, directories) through `masqd --once` in a namespace holding a good ruleset: every one exited 1 with its error, nothing on stdout, no panic, at most %d bytes on stderr, and `nft list ruleset` unchanged. Peak RSS (ru_maxrss): **%s**, for %q (bound %s).\n",
+	reportFigures(t, "hostile-once", fmt.Sprintf("%d hostile inputs (%d files in `e2e/testdata/hostile`, listed with the error each must give in `expectations.tsv`, and %d generated: 100 MB, 10 MiB of nesting, a million prefixes, 1 MiB inputs of every expensive kind, a 1,000,000-character CIDR, /dev/zero, a FIFO, a symlink loop, directories) through `masqd --once` in a namespace holding a good ruleset: every one exited 1 with its error, nothing on stdout, no panic, at most %d bytes on stderr, and `nft list ruleset` unchanged. Peak RSS (masqd's own ru_maxrss, through e2e/internal/peakrss): **%s**, for %q (bound %s).\n",
 		len(inputs), len(inputs)-countGenerated(inputs), countGenerated(inputs), stderrBound, inMiB(peak), peakName, inMiB(onceRSSBound)))
 }
 
