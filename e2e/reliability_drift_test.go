@@ -183,7 +183,17 @@ func TestReliabilityDriftIPTables(t *testing.T) {
 			if monitored {
 				// The tamper's commit, then masqd's repair: the last commit before the table listed right again.
 				// iptables-save reads without committing, so nothing else commits meanwhile.
-				cs := w.drain()
+				// The monitor may not have read the repair's notifications yet: wait for the generation the
+				// kernel is at now.
+				gen := kernelGeneration(t, lab.Node)
+				var cs []kernelCommit
+				waitFor(t, 5*time.Second, "the monitor to read the repair's commits", func() error {
+					cs = append(cs, w.drain()...)
+					if len(cs) == 0 || cs[len(cs)-1].Gen < gen {
+						return fmt.Errorf("commits %v, want up to generation %d", cs, gen)
+					}
+					return nil
+				})
 				if len(cs) < 2 || !strings.HasPrefix(cs[0].Process, "iptables") {
 					t.Fatalf("%s (%d): commits %v, want the tamper's and then masqd's repair", tamper.name, rep, cs)
 				}

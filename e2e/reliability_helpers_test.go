@@ -94,6 +94,35 @@ func (w *commitWatch) next(t *testing.T, what string, timeout time.Duration) ker
 	return kernelCommit{}
 }
 
+// kernelGeneration is ns's nftables ruleset generation now: the Gen of the last commit.
+func kernelGeneration(t *testing.T, ns *NS) uint32 {
+	t.Helper()
+	var gen uint32
+	err := ns.Do(func() error {
+		nl, err := netlink.Dial(unix.NETLINK_NETFILTER, nil)
+		if err != nil {
+			return err
+		}
+		defer nl.Close()
+		msgs, err := nl.Execute(netlink.Message{
+			Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETGEN), Flags: netlink.Request},
+			Data:   []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0},
+		})
+		if err != nil {
+			return err
+		}
+		if len(msgs) != 1 || len(msgs[0].Data) < 4 {
+			return fmt.Errorf("GETGEN: %d replies", len(msgs))
+		}
+		gen, _, _ = genAttrs(msgs[0].Data[4:])
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("nftables generation in %s: %v", ns.Name, err)
+	}
+	return gen
+}
+
 // drain returns the commits received so far without waiting.
 func (w *commitWatch) drain() []kernelCommit {
 	var out []kernelCommit
