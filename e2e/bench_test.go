@@ -45,7 +45,7 @@ func benchCIDRs(n int) (v4, v6 []netip.Prefix) {
 }
 
 func benchRuleset(v4, v6 []netip.Prefix) nft.Ruleset {
-	cfg := config.Config{EnableIPv6: true}
+	cfg := config.Config{EnableIPv6: true, NonMasqueradeCIDRs: make([]config.CIDR, 0, len(v4)+len(v6))}
 	for _, p := range slices.Concat(v4, v6) {
 		cfg.NonMasqueradeCIDRs = append(cfg.NonMasqueradeCIDRs, config.CIDR{Prefix: p})
 	}
