@@ -18,7 +18,7 @@ func benchFiles(n int) [][]byte {
 		b.WriteString("enableIPv6: true\ncidrLimit: 1000000\nnonMasqueradeCIDRs:\n")
 		for i := start; i < min(n, start+perFile); i++ {
 			v4 := netip.AddrFrom4([4]byte{byte(1 + i>>14), byte(i >> 6), byte(i << 2), 0})
-			v6 := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0xa0, byte(i >> 16), byte(i >> 8), byte(i)})
+			v6 := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0xa0, byte(i >> 15), byte(i >> 7), byte(i << 1)})
 			fmt.Fprintf(&b, "  - %s\n  - %s\n", netip.PrefixFrom(v4, 31), netip.PrefixFrom(v6, 64))
 		}
 		b.WriteString("masqLinkLocal: false\nresyncInterval: 60s\n")

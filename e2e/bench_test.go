@@ -35,11 +35,12 @@ var benchPrefixes = []int{10, 1_000, 10_000, 100_000}
 
 const benchChain = "IP-MASQ-AGENT"
 
-// benchCIDRs returns n disjoint IPv4 /31s and n disjoint IPv6 /64s, none covering the lab's addresses.
+// benchCIDRs returns n IPv4 /31s and n IPv6 /64s, none covering the lab's addresses and none adjacent to
+// another, so that each is an interval of its own in masqd's sets (adjacent prefixes would merge).
 func benchCIDRs(n int) (v4, v6 []netip.Prefix) {
 	for i := range n {
 		v4 = append(v4, netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(1 + i>>14), byte(i >> 6), byte(i << 2), 0}), 31))
-		v6 = append(v6, netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0xa0, byte(i >> 16), byte(i >> 8), byte(i)}), 64))
+		v6 = append(v6, netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0xa0, byte(i >> 15), byte(i >> 7), byte(i << 1)}), 64))
 	}
 	return v4, v6
 }
@@ -450,5 +451,16 @@ func benchAgentCost(b *testing.B, n int, configMap bool, window time.Duration) {
 		}
 		b.ReportMetric(float64(rss2)/1024, "busy-RSS-MiB")
 		b.ReportMetric(float64((cpu2-cpu1).Milliseconds())*perMin, "busy-CPU-ms/min")
+	}
+}
+
+// TestBenchCIDRsStaySeparate: the benchmarks' prefixes compile to one interval each (plus link-local per
+// family), so that "N prefixes" is N intervals in masqd's sets as it is N rules in the iptables chain.
+func TestBenchCIDRsStaySeparate(t *testing.T) {
+	const n = 100_000
+	r := benchRuleset(benchCIDRs(n))
+	if len(r.NonMasq4) != n+1 || len(r.NonMasq6) != n+1 {
+		t.Fatalf("%d prefixes per family compile to %d IPv4 and %d IPv6 intervals, want %d each",
+			n, len(r.NonMasq4), len(r.NonMasq6), n+1)
 	}
 }
