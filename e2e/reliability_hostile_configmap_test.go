@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -124,17 +123,7 @@ func TestReliabilityHostileConfigMap(t *testing.T) {
 		if got := cm.Data["config"]; got != string(content) {
 			t.Errorf("%s: the ConfigMap holds %d bytes that differ from the %d sent", in.name, len(got), len(content))
 		}
-		waitFor(t, 10*time.Second, in.name+" read and rejected", func() error {
-			if reloads() <= r0 || a.metric("masqd_config_valid") != 0 {
-				return fmt.Errorf("not yet")
-			}
-			if len(agentConfigErrors(t, a)) <= logged0 {
-				return fmt.Errorf("error not logged yet")
-			}
-			return nil
-		})
-		errs := agentConfigErrors(t, a)
-		msg := errs[len(errs)-1]
+		msg := waitRejected(t, a, in.name, r0, logged0)
 		checkHostileOutput(t, in, msg)
 		if !strings.Contains(msg, "configmap "+cmNamespace+"/"+cmName+" key config") {
 			t.Errorf("%s: the error does not name the ConfigMap and key: %s", in.name, clipText(msg, 300))
@@ -146,21 +135,11 @@ func TestReliabilityHostileConfigMap(t *testing.T) {
 				t.Errorf("%s: Event message of %d bytes", in.name, len(e.Message))
 			}
 		}
-		r1 := reloads()
-		if err := put(cfgVPCOnly); err != nil {
-			t.Fatal(err)
-		}
-		waitFor(t, 10*time.Second, "good config back after "+in.name, func() error {
-			if reloads() <= r1 || a.metric("masqd_config_valid") != 1 {
-				return fmt.Errorf("not yet")
+		restoreGood(t, a, in.name, func() {
+			if err := put(cfgVPCOnly); err != nil {
+				t.Fatal(err)
 			}
-			return nil
 		})
-		select {
-		case <-a.exited:
-			t.Fatalf("agent exited after %s:\n%s", in.name, clipText(a.Logs(), 4000))
-		default:
-		}
 	}
 	rss := peakRSS(t, a.cmd.Process.Pid)
 	if rss > agentRSSBound {

@@ -309,30 +309,8 @@ func TestReliabilityHostileAgent(t *testing.T) {
 		tried++
 		r0, logged0 := reloads(), len(agentConfigErrors(t, a))
 		in.install(t, path)
-		waitFor(t, 10*time.Second, in.name+" read and rejected", func() error {
-			if reloads() <= r0 || a.metric("masqd_config_valid") != 0 {
-				return fmt.Errorf("not yet")
-			}
-			if len(agentConfigErrors(t, a)) <= logged0 {
-				return fmt.Errorf("error not logged yet")
-			}
-			return nil
-		})
-		errs := agentConfigErrors(t, a)
-		checkHostileOutput(t, in, errs[len(errs)-1])
-		r1 := reloads()
-		replaceAtomically(t, path, []byte(cfgVPCOnly))
-		waitFor(t, 10*time.Second, "good config back after "+in.name, func() error {
-			if reloads() <= r1 || a.metric("masqd_config_valid") != 1 {
-				return fmt.Errorf("not yet")
-			}
-			return nil
-		})
-		select {
-		case <-a.exited:
-			t.Fatalf("agent exited after %s:\n%s", in.name, clipText(a.Logs(), 4000))
-		default:
-		}
+		checkHostileOutput(t, in, waitRejected(t, a, in.name, r0, logged0))
+		restoreGood(t, a, in.name, func() { replaceAtomically(t, path, []byte(cfgVPCOnly)) })
 	}
 	hostileRSS := peakRSS(t, a.cmd.Process.Pid)
 	// Not hostile but the most expensive valid file: 1 MiB of unknown keys (each one a warning) that otherwise
@@ -382,4 +360,41 @@ func agentConfigErrors(t *testing.T, a *agentProc) []string {
 		}
 	}
 	return out
+}
+
+// waitRejected waits until the running agent has read the hostile input named what and rejected it: one more
+// config reload than r0, masqd_config_valid 0, and more config errors logged than logged0. It returns the last
+// error logged.
+func waitRejected(t *testing.T, a *agentProc, what string, r0 float64, logged0 int) string {
+	t.Helper()
+	waitFor(t, 10*time.Second, what+" read and rejected", func() error {
+		if a.metric("masqd_config_reloads_total") <= r0 || a.metric("masqd_config_valid") != 0 {
+			return fmt.Errorf("not yet")
+		}
+		if len(agentConfigErrors(t, a)) <= logged0 {
+			return fmt.Errorf("error not logged yet")
+		}
+		return nil
+	})
+	errs := agentConfigErrors(t, a)
+	return errs[len(errs)-1]
+}
+
+// restoreGood puts the good config back with put, waits until the agent has read it and found it valid, and
+// fails the test if the agent is gone: after what, it must still be running.
+func restoreGood(t *testing.T, a *agentProc, what string, put func()) {
+	t.Helper()
+	r1 := a.metric("masqd_config_reloads_total")
+	put()
+	waitFor(t, 10*time.Second, "good config back after "+what, func() error {
+		if a.metric("masqd_config_reloads_total") <= r1 || a.metric("masqd_config_valid") != 1 {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	select {
+	case <-a.exited:
+		t.Fatalf("agent exited after %s:\n%s", what, clipText(a.Logs(), 4000))
+	default:
+	}
 }
