@@ -150,7 +150,7 @@ Fixed (each has the test that found it):
 Open:
 
 9. **The DaemonSet's memory limit leaves little room** (no failing test: the bound holds). With
-   GOMEMLIMIT=128MiB the agent (VmHWM, which is the process's own) peaked between 90 and 117 MiB in the runs so
+   GOMEMLIMIT=128MiB the agent (VmHWM, which is the process's own) peaked between 69 and 117 MiB in the runs so
    far, over the hostile inputs and a 1 MiB file of unknown keys, against a 128Mi limit (this run: the
    figures above). Fix 5 lowers the peak; re-measure before changing the limit.
 10. **Not for masqd: two sets swapped in one transaction are not atomic** (TestReliabilityFlipKernel with
