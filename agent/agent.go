@@ -73,6 +73,7 @@ type Agent struct {
 	retryDelay  time.Duration
 	everApplied bool
 	migrated    bool
+	loader      config.Loader // parses only the config files that changed
 
 	ready atomic.Bool // the kernel holds desired, as of the last apply or check
 	drift atomic.Bool // someone else changed masqd's table since the last apply
@@ -285,7 +286,7 @@ func (a *Agent) load() (cfg config.Config, warnings []config.Warning, fromSource
 			return cfg, warnings, true, err
 		}
 	}
-	cfg, warnings, err = config.Load(a.s.ConfigPath, a.s.ConfigOptions)
+	cfg, warnings, err = a.loader.Load(a.s.ConfigPath, a.s.ConfigOptions)
 	return cfg, warnings, false, err
 }
 

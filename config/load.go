@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +24,51 @@ import (
 // Errors are *Error; a read error wraps the cause (errors.Is(err, fs.ErrPermission) works). Load needs
 // permission to read path and nothing else.
 func Load(path string, opts Options) (Config, []Warning, error) {
+	var l Loader
+	return l.Load(path, opts)
+}
+
+// A Loader is Load with a memory: a file whose content is the same as when the Loader last parsed it (in its
+// last Load) is not parsed again. The agent loads its config on every change of any file, and a large config
+// is a directory of 1 MiB files of which an edit changes one. The zero Loader is ready; it is not safe for
+// concurrent use.
+type Loader struct {
+	parsed map[string]parsedFile // the files of the last Load, by path
+	next   map[string]parsedFile // the files of the Load in progress
+}
+
+// parsedFile is one file Parse accepted, with what it gave. The content is kept as its SHA-256 only: a
+// directory of 1 MiB files need not be held twice.
+type parsedFile struct {
+	sum      [sha256.Size]byte
+	opts     Options
+	cfg      Config
+	warnings []Warning
+}
+
+// Load is the package's Load, parsing only the files that changed since the Loader's last Load.
+func (l *Loader) Load(path string, opts Options) (Config, []Warning, error) {
+	l.next = map[string]parsedFile{}
+	cfg, warnings, err := l.load(path, opts)
+	l.parsed, l.next = l.next, nil
+	return cfg, warnings, err
+}
+
+// parse is Parse, or what Parse gave for the same path, content and options in the last Load.
+func (l *Loader) parse(path string, data []byte, opts Options) (Config, []Warning, error) {
+	sum := sha256.Sum256(data)
+	if p, ok := l.parsed[path]; ok && p.opts == opts && p.sum == sum {
+		l.next[path] = p
+		return p.cfg, p.warnings, nil
+	}
+	cfg, warnings, err := Parse(path, data, opts)
+	if err == nil {
+		l.next[path] = parsedFile{sum: sum, opts: opts, cfg: cfg, warnings: warnings}
+	}
+	return cfg, warnings, err
+}
+
+func (l *Loader) load(path string, opts Options) (Config, []Warning, error) {
 	fi, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return Default(opts), nil, nil
@@ -31,7 +77,7 @@ func Load(path string, opts Options) (Config, []Warning, error) {
 		return Config{}, nil, readError(path, err)
 	}
 	if fi.IsDir() {
-		return loadDir(path, opts)
+		return l.loadDir(path, opts)
 	}
 	if !fi.Mode().IsRegular() {
 		return Config{}, nil, &Error{Source: Source{File: path}, Msg: "not a regular file",
@@ -44,11 +90,11 @@ func Load(path string, opts Options) (Config, []Warning, error) {
 	if err != nil {
 		return Config{}, nil, err
 	}
-	return Parse(path, data, opts)
+	return l.parse(path, data, opts)
 }
 
 // loadDir reads and merges the ip-masq* files of dir.
-func loadDir(dir string, opts Options) (Config, []Warning, error) {
+func (l *Loader) loadDir(dir string, opts Options) (Config, []Warning, error) {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return Default(opts), nil, nil
@@ -83,7 +129,7 @@ func loadDir(dir string, opts Options) (Config, []Warning, error) {
 		if err != nil {
 			return Config{}, nil, err
 		}
-		cfg, w, err := Parse(path, data, opts)
+		cfg, w, err := l.parse(path, data, opts)
 		if err != nil {
 			return Config{}, nil, err
 		}

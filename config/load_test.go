@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -231,5 +232,55 @@ func TestLoadDirEmptyFile(t *testing.T) {
 	want := Config{NonMasqueradeCIDRs: rfc1918(), CIDRLimit: 64, ResyncInterval: 60 * time.Second, Files: []string{path}}
 	if d := diff(want, got); d != "" {
 		t.Errorf("Load (-want +got):\n%s", d)
+	}
+}
+
+// TestLoaderReparsesOnlyChangedFiles: a Loader gives what Load gives through a series of edits to a
+// directory (a file changed, made invalid, fixed, removed; other options), and keeps the parse of every file
+// whose content did not change.
+func TestLoaderReparsesOnlyChangedFiles(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "ip-masq-agent"), filepath.Join(dir, "ip-masq-agent-2")
+	write(t, a, "nonMasqueradeCIDRs: [10.0.0.0/8]\nbar: 1\n")
+	write(t, b, "nonMasqueradeCIDRs: [192.168.0.0/16]\n")
+	var l Loader
+	same := func(step string, opts Options) {
+		t.Helper()
+		wantCfg, wantWarns, wantErr := Load(dir, opts)
+		cfg, warns, err := l.Load(dir, opts)
+		if fmt.Sprint(err) != fmt.Sprint(wantErr) {
+			t.Fatalf("%s: Loader error %v, Load error %v", step, err, wantErr)
+		}
+		if d := diff(wantCfg, cfg); d != "" {
+			t.Errorf("%s: Loader (-Load +Loader):\n%s", step, d)
+		}
+		if d := diff(wantWarns, warns); d != "" {
+			t.Errorf("%s: Loader warnings (-Load +Loader):\n%s", step, d)
+		}
+	}
+	// kept is the parse of path the Loader holds now, to tell whether the next Load reuses it.
+	kept := func(path string) *CIDR { return &l.parsed[path].cfg.NonMasqueradeCIDRs[0] }
+
+	same("first load", Options{})
+	before := kept(a)
+	write(t, b, "nonMasqueradeCIDRs: [192.168.0.0/16, 172.16.0.0/12]\n")
+	same("one file changed", Options{})
+	if kept(a) != before {
+		t.Errorf("the unchanged file was parsed again")
+	}
+	if l.parsed[b].cfg.NonMasqueradeCIDRs[1].Prefix.String() != "172.16.0.0/12" {
+		t.Errorf("the changed file's parse is not its new content: %v", l.parsed[b].cfg.NonMasqueradeCIDRs)
+	}
+	write(t, b, "nonMasqueradeCIDRs: [not-a-cidr]\n")
+	same("one file invalid", Options{})
+	write(t, b, "nonMasqueradeCIDRs: [192.168.0.0/16]\n")
+	same("fixed", Options{})
+	same("other options", Options{EnableIPv6: true, NoMasqAllReservedRanges: true})
+	if err := os.Remove(b); err != nil {
+		t.Fatal(err)
+	}
+	same("one file removed", Options{})
+	if _, ok := l.parsed[b]; ok {
+		t.Errorf("the Loader still holds the parse of a removed file")
 	}
 }
