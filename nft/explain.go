@@ -2,7 +2,6 @@ package nft
 
 import (
 	"net/netip"
-	"slices"
 
 	"github.com/masqd/masqd/config"
 )
@@ -119,15 +118,7 @@ func (r Ruleset) Element(dst netip.Addr) (iv Interval, ok bool) {
 		}
 		set = r.NonMasq6
 	}
-	i, found := slices.BinarySearchFunc(set, dst, func(iv Interval, a netip.Addr) int {
-		switch {
-		case iv.Last.Compare(a) < 0:
-			return -1
-		case iv.First.Compare(a) > 0:
-			return 1
-		}
-		return 0
-	})
+	i, found := search(set, dst)
 	if !found {
 		return Interval{}, false
 	}

@@ -161,7 +161,13 @@ func (r Ruleset) Masquerades(dst netip.Addr) bool {
 		}
 		set = r.NonMasq6
 	}
-	_, found := slices.BinarySearchFunc(set, dst, func(iv Interval, a netip.Addr) int {
+	_, found := search(set, dst)
+	return !found
+}
+
+// search finds the interval of set (sorted, disjoint) that holds a.
+func search(set []Interval, a netip.Addr) (int, bool) {
+	return slices.BinarySearchFunc(set, a, func(iv Interval, a netip.Addr) int {
 		switch {
 		case iv.Last.Compare(a) < 0:
 			return -1
@@ -170,5 +176,4 @@ func (r Ruleset) Masquerades(dst netip.Addr) bool {
 		}
 		return 0
 	})
-	return !found
 }
