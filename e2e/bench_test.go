@@ -45,12 +45,24 @@ func benchCIDRs(n int) (v4, v6 []netip.Prefix) {
 	return v4, v6
 }
 
-func benchRuleset(v4, v6 []netip.Prefix) nft.Ruleset {
+// benchInput is one config as each implementation starts from: the prefix lists ip-masq-agent formats into
+// its chain, and the parsed config masqd compiles. Both are made before the clock starts; turning them into
+// a chain or a ruleset is timed.
+type benchInput struct {
+	v4, v6 []netip.Prefix
+	cfg    config.Config
+}
+
+func newBenchInput(v4, v6 []netip.Prefix) benchInput {
 	cfg := config.Config{EnableIPv6: true, NonMasqueradeCIDRs: make([]config.CIDR, 0, len(v4)+len(v6))}
 	for _, p := range slices.Concat(v4, v6) {
 		cfg.NonMasqueradeCIDRs = append(cfg.NonMasqueradeCIDRs, config.CIDR{Prefix: p})
 	}
-	return nft.Compile(cfg, nft.Options{RandomFully: true})
+	return benchInput{v4, v6, cfg}
+}
+
+func (in benchInput) compile() nft.Ruleset {
+	return nft.Compile(in.cfg, nft.Options{RandomFully: true})
 }
 
 // ipMasqAgentPayload is the iptables-restore input ip-masq-agent writes for prefixes: the chain flushed
@@ -83,12 +95,12 @@ func (w iptablesWay) run(stdin []byte, bin string, args ...string) error {
 	})
 }
 
-func (w iptablesWay) apply(v4, v6 []netip.Prefix) error {
+func (w iptablesWay) apply(in benchInput) error {
 	for _, fam := range []struct {
 		tool      string
 		prefixes  []netip.Prefix
 		linkLocal string
-	}{{"iptables", v4, "169.254.0.0/16"}, {"ip6tables", v6, "fe80::/10"}} {
+	}{{"iptables", in.v4, "169.254.0.0/16"}, {"ip6tables", in.v6, "fe80::/10"}} {
 		tool := fam.tool + "-" + w.variant
 		// Ensure the chain and the jump, as ip-masq-agent does: check, then append.
 		_ = w.run(nil, tool, "-w", "5", "-t", "nat", "-N", benchChain)
@@ -132,7 +144,7 @@ func impls(b *testing.B) []string {
 
 // applier is one implementation's apply and reset inside ns.
 type applier struct {
-	apply func(v4, v6 []netip.Prefix) error
+	apply func(benchInput) error
 	reset func() error
 }
 
@@ -149,7 +161,7 @@ func newApplier(b *testing.B, ns *NS, impl string) applier {
 	conn := nft.NewConn(int(f.Fd()))
 	b.Cleanup(func() { conn.Close() })
 	return applier{
-		apply: func(v4, v6 []netip.Prefix) error { _, err := conn.Apply(benchRuleset(v4, v6)); return err },
+		apply: func(in benchInput) error { _, err := conn.Apply(in.compile()); return err },
 		reset: func() error { conn.Forget(); return conn.Delete() },
 	}
 }
@@ -158,7 +170,7 @@ func newApplier(b *testing.B, ns *NS, impl string) applier {
 func BenchmarkFullApply(b *testing.B) {
 	requireKernel(b)
 	for _, n := range benchPrefixes {
-		v4, v6 := benchCIDRs(n)
+		in := newBenchInput(benchCIDRs(n))
 		for _, impl := range impls(b) {
 			b.Run(fmt.Sprintf("prefixes=%d/impl=%s", n, impl), func(b *testing.B) {
 				ns := newNS(b, "bench")
@@ -169,7 +181,7 @@ func BenchmarkFullApply(b *testing.B) {
 						b.Fatal(err)
 					}
 					b.StartTimer()
-					if err := a.apply(v4, v6); err != nil {
+					if err := a.apply(in); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -185,22 +197,22 @@ func BenchmarkOnePrefixChange(b *testing.B) {
 	extra := netip.MustParsePrefix("203.0.113.0/24")
 	for _, n := range benchPrefixes {
 		v4, v6 := benchCIDRs(n)
-		more := append(slices.Clone(v4), extra)
+		base, more := newBenchInput(v4, v6), newBenchInput(append(slices.Clone(v4), extra), v6)
 		for _, impl := range impls(b) {
 			b.Run(fmt.Sprintf("prefixes=%d/impl=%s", n, impl), func(b *testing.B) {
 				ns := newNS(b, "bench")
 				a := newApplier(b, ns, impl)
-				if err := a.apply(v4, v6); err != nil {
+				if err := a.apply(base); err != nil {
 					b.Fatal(err)
 				}
 				i := 0
 				for b.Loop() {
-					cur := v4
+					cur := base
 					if i%2 == 0 {
 						cur = more
 					}
 					i++
-					if err := a.apply(cur, v6); err != nil {
+					if err := a.apply(cur); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -215,13 +227,13 @@ func BenchmarkOnePrefixChange(b *testing.B) {
 func BenchmarkConnect(b *testing.B) {
 	requireKernel(b)
 	for _, n := range []int{10, 10_000} {
-		v4, v6 := benchCIDRs(n)
+		in := newBenchInput(benchCIDRs(n))
 		for _, impl := range impls(b) {
 			b.Run(fmt.Sprintf("prefixes=%d/impl=%s", n, impl), func(b *testing.B) {
 				lab := newLab(b, labOptions{})
 				// Many short connections: let the pod reuse ports quickly.
 				lab.Pod.Run(b, "sysctl", "-q", "-w", "net.ipv4.ip_local_port_range=1024 65535", "net.ipv4.tcp_tw_reuse=1")
-				if err := newApplier(b, lab.Node, impl).apply(v4, v6); err != nil {
+				if err := newApplier(b, lab.Node, impl).apply(in); err != nil {
 					b.Fatal(err)
 				}
 				dst := net.JoinHostPort(lab.Internet.String(), strconv.Itoa(lab.outsideEcho.tcp))
@@ -458,7 +470,7 @@ func benchAgentCost(b *testing.B, n int, configMap bool, window time.Duration) {
 // family), so that "N prefixes" is N intervals in masqd's sets as it is N rules in the iptables chain.
 func TestBenchCIDRsStaySeparate(t *testing.T) {
 	const n = 100_000
-	r := benchRuleset(benchCIDRs(n))
+	r := newBenchInput(benchCIDRs(n)).compile()
 	if len(r.NonMasq4) != n+1 || len(r.NonMasq6) != n+1 {
 		t.Fatalf("%d prefixes per family compile to %d IPv4 and %d IPv6 intervals, want %d each",
 			n, len(r.NonMasq4), len(r.NonMasq6), n+1)

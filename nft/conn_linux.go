@@ -443,12 +443,12 @@ func queueElementDelta(tx *txn, s *nftables.Set, from, to []Interval) {
 func diffIntervals(have, want []Interval) (del, add []Interval) {
 	i, j := 0, 0
 	for i < len(have) && j < len(want) {
-		if have[i] == want[j] {
+		if have[i].equal(want[j]) {
 			i++
 			j++
 			continue
 		}
-		switch c := compareInterval(have[i], want[j]); {
+		switch c := have[i].compare(want[j]); {
 		case c == 0:
 			i++
 			j++
@@ -461,13 +461,6 @@ func diffIntervals(have, want []Interval) (del, add []Interval) {
 		}
 	}
 	return append(del, have[i:]...), append(add, want[j:]...)
-}
-
-func compareInterval(a, b Interval) int {
-	if c := a.First.Compare(b.First); c != 0 {
-		return c
-	}
-	return a.Last.Compare(b.Last)
 }
 
 // chainRules is want's chain, rule by rule: for each family its --to-ports rules (ToPortsRules behind
@@ -774,7 +767,7 @@ func intervals(elems []nftables.SetElement) ([]Interval, error) {
 		case !e.IntervalEnd && !open.IsValid():
 			open = k
 		case e.IntervalEnd && open.IsValid():
-			out = append(out, Interval{First: open, Last: k.Prev()})
+			out = append(out, IntervalFrom(open, k.Prev()))
 			open = netip.Addr{}
 		case e.IntervalEnd && k.IsUnspecified():
 			// nft marks the range below the first interval with an end element at address zero.
@@ -783,7 +776,7 @@ func intervals(elems []nftables.SetElement) ([]Interval, error) {
 		}
 	}
 	if open.IsValid() {
-		out = append(out, Interval{First: open, Last: lastAddr(netip.PrefixFrom(open, 0))})
+		out = append(out, IntervalFrom(open, lastAddr(netip.PrefixFrom(open, 0))))
 	}
 	return out, bad
 }

@@ -2,7 +2,6 @@ package nft
 
 import (
 	"encoding/binary"
-	"net/netip"
 
 	"golang.org/x/sys/unix"
 )
@@ -60,10 +59,13 @@ func (w *elemWriter) writeIntervals(set string, setID uint32, del bool, ivs []In
 	w.flush()
 	w.msgType, w.msgFlags, w.set, w.setID = unix.NFNL_SUBSYS_NFTABLES<<8|msgType, flags, set, setID
 	w.grow(intervalsLen(ivs))
+	keyLen := int(ivs[0].bitLen) / 8
 	for _, iv := range ivs {
-		w.elem(iv.First, false)
-		if end := iv.Last.Next(); end.IsValid() {
-			w.elem(end, true)
+		w.elem(iv.first, keyLen, false)
+		// The end element is the address after the interval; an interval that reaches the family's last
+		// address has none.
+		if iv.last != hostMask(int(iv.bitLen)) {
+			w.elem(iv.last.next(), keyLen, true)
 		}
 	}
 	w.flush()
@@ -71,18 +73,19 @@ func (w *elemWriter) writeIntervals(set string, setID uint32, del bool, ivs []In
 
 // intervalsLen is about the encoded size of ivs' elements and message headers.
 func intervalsLen(ivs []Interval) int {
-	per := 2*(nlaHdrLen+elemKeyLen(ivs[0].First)) + nlaHdrLen + 4 // a start and an end element
+	per := 2*(nlaHdrLen+elemKeyLen(int(ivs[0].bitLen)/8)) + nlaHdrLen + 4 // a start and an end element
 	n := len(ivs) * per
 	return n + (n/maxNestLen+1)*(nlmsgHdrLen+4+64)
 }
 
 // elemKeyLen is the encoded length of a start element's attributes (without the element's own header):
 // NFTA_SET_ELEM_KEY holding NFTA_DATA_VALUE.
-func elemKeyLen(a netip.Addr) int { return 2*nlaHdrLen + a.BitLen()/8 }
+func elemKeyLen(keyLen int) int { return 2*nlaHdrLen + keyLen }
 
-// elem appends one element, starting a message when none is open or the open one is full.
-func (w *elemWriter) elem(key netip.Addr, end bool) {
-	size := nlaHdrLen + elemKeyLen(key)
+// elem appends one element whose key is the keyLen (4 or 16) low bytes of key, starting a message when none
+// is open or the open one is full.
+func (w *elemWriter) elem(key u128, keyLen int, end bool) {
+	size := nlaHdrLen + elemKeyLen(keyLen)
 	if end {
 		size += nlaHdrLen + 4
 	}
@@ -100,14 +103,13 @@ func (w *elemWriter) elem(key netip.Addr, end bool) {
 		b = appendAttrHdr(b, nlaHdrLen+4, unix.NFTA_SET_ELEM_FLAGS|unix.NLA_F_NESTED)
 		b = binary.BigEndian.AppendUint32(b, unix.NFT_SET_ELEM_INTERVAL_END)
 	}
-	b = appendAttrHdr(b, elemKeyLen(key), unix.NFTA_SET_ELEM_KEY|unix.NLA_F_NESTED)
-	b = appendAttrHdr(b, nlaHdrLen+key.BitLen()/8, unix.NFTA_DATA_VALUE)
-	if key.Is4() {
-		k := key.As4()
-		b = append(b, k[:]...)
+	b = appendAttrHdr(b, elemKeyLen(keyLen), unix.NFTA_SET_ELEM_KEY|unix.NLA_F_NESTED)
+	b = appendAttrHdr(b, nlaHdrLen+keyLen, unix.NFTA_DATA_VALUE)
+	if keyLen == 4 {
+		b = binary.BigEndian.AppendUint32(b, uint32(key.lo))
 	} else {
-		k := key.As16()
-		b = append(b, k[:]...)
+		b = binary.BigEndian.AppendUint64(b, key.hi)
+		b = binary.BigEndian.AppendUint64(b, key.lo)
 	}
 	w.buf = b
 }

@@ -21,8 +21,8 @@ import (
 func elements(ivs []Interval) []nftables.SetElement {
 	out := make([]nftables.SetElement, 0, 2*len(ivs))
 	for _, iv := range ivs {
-		out = append(out, nftables.SetElement{Key: iv.First.AsSlice()})
-		if end := iv.Last.Next(); end.IsValid() {
+		out = append(out, nftables.SetElement{Key: iv.First().AsSlice()})
+		if end := iv.Last().Next(); end.IsValid() {
 			out = append(out, nftables.SetElement{Key: end.AsSlice(), IntervalEnd: true})
 		}
 	}
@@ -184,8 +184,8 @@ func TestApplyManyElements(t *testing.T) {
 			next.NonMasq4 = append(next.NonMasq4, iv)
 		}
 		if i%5 == 1 && i < len(want.NonMasq4)-1 {
-			a := iv.Last.Next().Next()
-			next.NonMasq4 = append(next.NonMasq4, Interval{First: a, Last: a.Next()})
+			a := iv.Last().Next().Next()
+			next.NonMasq4 = append(next.NonMasq4, IntervalFrom(a, a.Next()))
 		}
 	}
 	for i, iv := range want.NonMasq6 {

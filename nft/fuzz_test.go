@@ -143,15 +143,15 @@ var edges = []netip.Addr{
 func checkNormalized(t *testing.T, what string, ivs []Interval, bits int) {
 	t.Helper()
 	for i, iv := range ivs {
-		if iv.First.BitLen() != bits || iv.Last.BitLen() != bits || iv.First.Is4In6() {
+		if iv.First().BitLen() != bits || iv.Last().BitLen() != bits || iv.First().Is4In6() {
 			t.Fatalf("%s[%d] = %v: not a %d-bit interval", what, i, iv, bits)
 		}
-		if iv.First.Compare(iv.Last) > 0 {
+		if iv.First().Compare(iv.Last()) > 0 {
 			t.Fatalf("%s[%d] = %v: First after Last", what, i, iv)
 		}
 		if i > 0 {
-			next := ivs[i-1].Last.Next()
-			if !next.IsValid() || next.Compare(iv.First) >= 0 {
+			next := ivs[i-1].Last().Next()
+			if !next.IsValid() || next.Compare(iv.First()) >= 0 {
 				t.Fatalf("%s[%d] = %v overlaps or touches %v: not normalized", what, i, iv, ivs[i-1])
 			}
 		}
@@ -165,7 +165,7 @@ func checkString(t *testing.T, iv Interval) {
 	var got Interval
 	switch first, last, ok := strings.Cut(s, "-"); {
 	case ok:
-		got = Interval{First: netip.MustParseAddr(first), Last: netip.MustParseAddr(last)}
+		got = IntervalFrom(netip.MustParseAddr(first), netip.MustParseAddr(last))
 	case strings.Contains(s, "/"):
 		p, err := netip.ParsePrefix(s)
 		if err != nil || p.Masked() != p {
@@ -174,7 +174,7 @@ func checkString(t *testing.T, iv Interval) {
 		got = PrefixInterval(p)
 	default:
 		a := netip.MustParseAddr(s)
-		got = Interval{First: a, Last: a}
+		got = IntervalFrom(a, a)
 	}
 	if got != iv {
 		t.Fatalf("%v renders as %q, which is %v", iv, s, got)
@@ -214,7 +214,7 @@ func FuzzCompile(f *testing.F) {
 		}
 		for _, c := range slices.Concat(cfg.NonMasqueradeCIDRs, cfg.MasqueradeCIDRs) {
 			iv := PrefixInterval(c.Prefix)
-			probes = around(around(probes, iv.First), iv.Last)
+			probes = around(around(probes, iv.First()), iv.Last())
 		}
 		for _, a := range probes {
 			if a.Is4In6() {
@@ -265,7 +265,7 @@ func smallIntervals(data []byte, ipv6 bool) []Interval {
 		if a.Compare(b) > 0 {
 			a, b = b, a
 		}
-		out = append(out, Interval{First: a, Last: b})
+		out = append(out, IntervalFrom(a, b))
 	}
 	return out
 }
@@ -295,7 +295,7 @@ func smallProbes(ipv6 bool, sets ...[]Interval) []netip.Addr {
 	}
 	for _, s := range sets {
 		for _, iv := range s {
-			probes = around(around(probes, iv.First), iv.Last)
+			probes = around(around(probes, iv.First()), iv.Last())
 		}
 	}
 	return probes

@@ -5,9 +5,59 @@ import (
 	"net/netip"
 )
 
-// Interval is the closed address range [First, Last]; both ends are of the same family.
+// Interval is the closed address range [First, Last] of one family. It holds its ends as plain numbers, not
+// netip.Addrs (which hold a pointer), so the hundreds of thousands of intervals of a large Ruleset are memory
+// the garbage collector never scans, and comparing two is a few integer compares. The zero Interval is
+// empty: First and Last are the zero netip.Addr.
 type Interval struct {
-	First, Last netip.Addr
+	first, last u128
+	bitLen      uint8 // 32 or 128; 0 in the zero Interval
+}
+
+// IntervalFrom returns the interval [first, last]. Both must be valid and of the same bit length, first ≤
+// last; otherwise it returns the zero Interval.
+func IntervalFrom(first, last netip.Addr) Interval {
+	if !first.IsValid() || first.BitLen() != last.BitLen() || first.Compare(last) > 0 {
+		return Interval{}
+	}
+	f := addrNum(first)
+	l := addrNum(last)
+	return Interval{first: f, last: l, bitLen: uint8(first.BitLen())}
+}
+
+// First is the lowest address in iv.
+func (iv Interval) First() netip.Addr { return iv.addr(iv.first) }
+
+// Last is the highest address in iv.
+func (iv Interval) Last() netip.Addr { return iv.addr(iv.last) }
+
+// Is6 reports whether iv holds IPv6 addresses.
+func (iv Interval) Is6() bool { return iv.bitLen == 128 }
+
+func (iv Interval) addr(n u128) netip.Addr {
+	switch iv.bitLen {
+	case 32:
+		return num4(n)
+	case 128:
+		return num6(n)
+	}
+	return netip.Addr{}
+}
+
+// equal is iv == o, written out so that it compiles to integer compares rather than a call to memequal.
+func (iv Interval) equal(o Interval) bool {
+	return iv.first == o.first && iv.last == o.last && iv.bitLen == o.bitLen
+}
+
+// compare orders intervals by First, then Last; IPv4 before IPv6.
+func (iv Interval) compare(o Interval) int {
+	switch {
+	case iv.bitLen != o.bitLen:
+		return int(iv.bitLen) - int(o.bitLen)
+	case iv.first != o.first:
+		return iv.first.compare(o.first)
+	}
+	return iv.last.compare(o.last)
 }
 
 // PrefixInterval returns the addresses of p as an Interval. p must be valid.
@@ -15,8 +65,7 @@ func PrefixInterval(p netip.Prefix) Interval {
 	if !p.IsValid() {
 		return Interval{}
 	}
-	sp, is6 := prefixSpan(p)
-	return Interval{First: numAddr(sp.first, is6), Last: numAddr(sp.last, is6)}
+	return prefixInterval(p)
 }
 
 // lastAddr is the highest address in p.
@@ -24,34 +73,33 @@ func lastAddr(p netip.Prefix) netip.Addr {
 	if !p.Addr().IsValid() {
 		return netip.Addr{}
 	}
-	sp, is6 := prefixSpan(p)
-	return numAddr(sp.last, is6)
+	return prefixInterval(p).Last()
 }
 
 // Prefix returns the interval as a prefix when it is exactly one.
 func (iv Interval) Prefix() (netip.Prefix, bool) {
-	if !iv.First.IsValid() {
-		return netip.Prefix{}, !iv.Last.IsValid() // the zero Interval is the zero Prefix
+	if iv.bitLen == 0 {
+		return netip.Prefix{}, true // the zero Interval is the zero Prefix
 	}
-	if iv.First.BitLen() != iv.Last.BitLen() {
-		return netip.Prefix{}, false
-	}
-	sp := intervalSpan(iv)
 	// A prefix of n host bits: first and last differ in exactly their low n bits, which are 0 in first.
-	host := u128{sp.first.hi ^ sp.last.hi, sp.first.lo ^ sp.last.lo}
+	host := u128{iv.first.hi ^ iv.last.hi, iv.first.lo ^ iv.last.lo}
 	n := 128 - bits.LeadingZeros64(host.hi)
 	if host.hi == 0 {
 		n = 64 - bits.LeadingZeros64(host.lo)
 	}
-	if host != hostMask(n) || sp.first.hi&host.hi != 0 || sp.first.lo&host.lo != 0 {
+	if host != hostMask(n) || iv.first.hi&host.hi != 0 || iv.first.lo&host.lo != 0 {
 		return netip.Prefix{}, false
 	}
-	return netip.PrefixFrom(iv.First, iv.First.BitLen()-n), true
+	return netip.PrefixFrom(iv.First(), int(iv.bitLen)-n), true
 }
 
 // Contains reports whether a is inside iv.
 func (iv Interval) Contains(a netip.Addr) bool {
-	return a.BitLen() == iv.First.BitLen() && iv.First.Compare(a) <= 0 && a.Compare(iv.Last) <= 0
+	if !a.IsValid() || a.BitLen() != int(iv.bitLen) {
+		return false
+	}
+	n := addrNum(a)
+	return !n.less(iv.first) && !iv.last.less(n)
 }
 
 // String is the nft notation: "10.0.0.0/8", "10.0.0.1" for a single address, "10.0.0.1-10.0.0.6" otherwise.
@@ -63,7 +111,7 @@ func (iv Interval) String() string {
 	case ok:
 		return p.String()
 	default:
-		return iv.First.String() + "-" + iv.Last.String()
+		return iv.First().String() + "-" + iv.Last().String()
 	}
 }
 
@@ -71,28 +119,21 @@ func (iv Interval) String() string {
 // kernel would see as overlapping, and the same input set always gives the same slice: the IPv4 intervals,
 // then the IPv6 ones. in is not modified.
 func normalize(in []Interval) []Interval {
-	var out []Interval
-	for _, is6 := range []bool{false, true} {
-		out = appendIntervals(out, normalizeSpans(sortSpans(familySpans(in, is6))), is6)
-	}
-	return out
+	return append(normalizeInPlace(ofFamily(in, false)), normalizeInPlace(ofFamily(in, true))...)
 }
 
 // subtract returns the addresses of a that are not in b. Both must be normalized; so is the result.
 func subtract(a, b []Interval) []Interval {
-	var out []Interval
-	for _, is6 := range []bool{false, true} {
-		out = appendIntervals(out, subtractSpans(nil, familySpans(a, is6), familySpans(b, is6)), is6)
-	}
-	return out
+	out := subtractSorted(nil, ofFamily(a, false), ofFamily(b, false))
+	return subtractSorted(out, ofFamily(a, true), ofFamily(b, true))
 }
 
-// familySpans returns the intervals of family is6 in ivs as spans, in order.
-func familySpans(ivs []Interval, is6 bool) []span {
-	var out []span
+// ofFamily returns a copy of the intervals of family is6 in ivs, in order.
+func ofFamily(ivs []Interval, is6 bool) []Interval {
+	var out []Interval
 	for _, iv := range ivs {
-		if iv.First.Is6() == is6 {
-			out = append(out, intervalSpan(iv))
+		if iv.bitLen != 0 && iv.Is6() == is6 {
+			out = append(out, iv)
 		}
 	}
 	return out

@@ -12,12 +12,12 @@ func ivs(t *testing.T, s string) []Interval {
 	var out []Interval
 	for _, f := range strings.Fields(s) {
 		if a, b, ok := strings.Cut(f, "-"); ok {
-			out = append(out, Interval{First: netip.MustParseAddr(a), Last: netip.MustParseAddr(b)})
+			out = append(out, IntervalFrom(netip.MustParseAddr(a), netip.MustParseAddr(b)))
 			continue
 		}
 		if !strings.Contains(f, "/") {
 			a := netip.MustParseAddr(f)
-			out = append(out, Interval{First: a, Last: a})
+			out = append(out, IntervalFrom(a, a))
 			continue
 		}
 		out = append(out, PrefixInterval(netip.MustParsePrefix(f)))
@@ -55,6 +55,29 @@ func TestIntervalString(t *testing.T) {
 	}
 }
 
+func TestIntervalFrom(t *testing.T) {
+	a := netip.MustParseAddr
+	for _, tc := range []struct {
+		first, last netip.Addr
+		want        string
+	}{
+		{a("10.0.0.0"), a("10.255.255.255"), "10.0.0.0/8"},
+		{a("2001:db8::"), a("2001:db8::ff"), "2001:db8::/120"},
+		{a("::ffff:10.0.0.0"), a("::ffff:10.0.0.255"), "::ffff:10.0.0.0/120"}, // IPv4-mapped stays IPv6
+		{a("10.0.0.1"), a("10.0.0.0"), "invalid Prefix"},                       // reversed: the zero Interval
+		{a("10.0.0.0"), a("2001:db8::"), "invalid Prefix"},                     // two families
+		{netip.Addr{}, netip.Addr{}, "invalid Prefix"},
+	} {
+		iv := IntervalFrom(tc.first, tc.last)
+		if got := iv.String(); got != tc.want {
+			t.Errorf("IntervalFrom(%v, %v) = %s, want %s", tc.first, tc.last, got, tc.want)
+		}
+		if tc.want != "invalid Prefix" && (iv.First() != tc.first || iv.Last() != tc.last || iv.Is6() != tc.first.Is6()) {
+			t.Errorf("IntervalFrom(%v, %v) gives back %v, %v (IPv6 %t)", tc.first, tc.last, iv.First(), iv.Last(), iv.Is6())
+		}
+	}
+}
+
 func TestNormalize(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{"", ""},
@@ -70,6 +93,8 @@ func TestNormalize(t *testing.T) {
 		{"240.0.0.0/4 255.255.255.255", "240.0.0.0/4"}, // top of the space
 		{"0.0.0.0/0 10.0.0.0/8", "0.0.0.0/0"},
 		{"fe80::/10 2001:db8::/32 2001:db8:1::/48", "2001:db8::/32 fe80::/10"},
+		// In order and merged, then one out of order: what is merged so far is sorted again with the rest.
+		{"1.0.0.1-1.0.0.5 1.0.0.6-1.0.0.9 2.0.0.0/8 0.0.0.0/8 1.0.0.10", "0.0.0.0/8 1.0.0.1-1.0.0.10 2.0.0.0/8"},
 	} {
 		if got := show(normalize(ivs(t, tc.in))); got != tc.want {
 			t.Errorf("normalize(%s) = %s, want %s", tc.in, got, tc.want)
@@ -103,7 +128,7 @@ func TestSubtract(t *testing.T) {
 // TestSubtractReference checks subtract and normalize against a per-address reference over a small space.
 func TestSubtractReference(t *testing.T) {
 	addr := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}) }
-	iv := func(a, b int) Interval { return Interval{First: addr(a), Last: addr(b)} }
+	iv := func(a, b int) Interval { return IntervalFrom(addr(a), addr(b)) }
 	for seed := range 300 {
 		var a, b []Interval
 		in := func(set []Interval, x int) bool {
@@ -121,7 +146,7 @@ func TestSubtractReference(t *testing.T) {
 		}
 		got := subtract(normalize(a), normalize(b))
 		for i := 1; i < len(got); i++ {
-			if got[i-1].Last.Next().Compare(got[i].First) >= 0 {
+			if got[i-1].Last().Next().Compare(got[i].First()) >= 0 {
 				t.Fatalf("seed %d: result not normalized: %s", seed, show(got))
 			}
 		}

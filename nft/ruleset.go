@@ -61,73 +61,72 @@ type Ruleset struct {
 // Compile computes the desired ruleset. It is pure: the same config and options always give an equal
 // Ruleset, whatever the order of prefixes in the config.
 func Compile(cfg config.Config, opts Options) Ruleset {
-	// One buffer holds the spans of both lists of both families, each in its own segment.
-	var nNon, nMasq [2]int // index 0: IPv4, 1: IPv6
+	var ll4, ll6 netip.Prefix // the link-local ranges that are not masqueraded
 	if !cfg.MasqLinkLocal {
-		nNon[0]++
+		ll4 = linkLocal4
 	}
 	if !cfg.MasqLinkLocalIPv6 {
-		nNon[1]++
+		ll6 = linkLocal6
 	}
-	for _, c := range cfg.NonMasqueradeCIDRs {
-		nNon[family(c.Prefix)]++
-	}
-	for _, c := range cfg.MasqueradeCIDRs {
-		nMasq[family(c.Prefix)]++
-	}
-	buf := make([]span, nNon[0]+nNon[1]+nMasq[0]+nMasq[1])
-	var non, masq [2][]span
-	for i := range 2 {
-		non[i], buf = buf[:0:nNon[i]], buf[nNon[i]:]
-		masq[i], buf = buf[:0:nMasq[i]], buf[nMasq[i]:]
-	}
-
-	add := func(lists *[2][]span, p netip.Prefix) {
-		sp, _ := prefixSpan(p)
-		i := family(p)
-		lists[i] = append(lists[i], sp)
-	}
-	for _, c := range cfg.NonMasqueradeCIDRs {
-		add(&non, c.Prefix)
-	}
-	if !cfg.MasqLinkLocal { // last: a config in order stays in order when it is above 169.254.0.0/16
-		add(&non, linkLocal4)
-	}
-	if !cfg.MasqLinkLocalIPv6 {
-		add(&non, linkLocal6)
-	}
-	for _, c := range cfg.MasqueradeCIDRs {
-		add(&masq, c.Prefix)
-	}
+	non4, non6 := byFamily(cfg.NonMasqueradeCIDRs, ll4, ll6, cfg.EnableIPv6)
+	masq4, masq6 := byFamily(cfg.MasqueradeCIDRs, netip.Prefix{}, netip.Prefix{}, cfg.EnableIPv6)
 	r := Ruleset{
-		NonMasq4:    compileFamily(non[0], masq[0], false),
+		NonMasq4:    compileFamily(non4, masq4),
 		IPv6:        cfg.EnableIPv6,
 		RandomFully: opts.RandomFully,
 		ToPorts:     slices.Clone(opts.ToPorts),
 	}
 	if cfg.EnableIPv6 {
-		r.NonMasq6 = compileFamily(non[1], masq[1], true)
+		r.NonMasq6 = compileFamily(non6, masq6)
 	}
 	return r
 }
 
-// family is the index of p's family in Compile's lists: 0 for IPv4, 1 for IPv6.
-func family(p netip.Prefix) int {
-	if p.Addr().Is6() {
-		return 1
+// byFamily returns the intervals of cidrs, and of ll4 and ll6 when they are valid, by family, in config
+// order with ll4 and ll6 last (a config in order stays in order when it is above 169.254.0.0/16), in one
+// new buffer read in one pass. IPv6 ones are left out unless with6.
+func byFamily(cidrs []config.CIDR, ll4, ll6 netip.Prefix, with6 bool) (v4, v6 []Interval) {
+	if len(cidrs) == 0 && !ll4.IsValid() && !ll6.IsValid() {
+		return nil, nil
 	}
-	return 0
+	// IPv4 intervals fill the buffer from the front, IPv6 ones from the back; then the IPv6 ones are put back
+	// in order.
+	buf := make([]Interval, len(cidrs)+2)
+	n4, n6 := 0, len(buf)
+	for _, c := range cidrs {
+		switch iv := prefixInterval(c.Prefix); {
+		case !iv.Is6():
+			buf[n4] = iv
+			n4++
+		case with6:
+			n6--
+			buf[n6] = iv
+		}
+	}
+	if ll4.IsValid() {
+		buf[n4] = prefixInterval(ll4)
+		n4++
+	}
+	if ll6.IsValid() && with6 {
+		n6--
+		buf[n6] = prefixInterval(ll6)
+	}
+	v4, v6 = buf[:n4:n4], buf[n6:]
+	slices.Reverse(v6)
+	return v4, v6
 }
 
-// compileFamily returns the addresses of the spans non that none of masq holds, as normalized Intervals of
-// family is6. It sorts and merges non and masq in place.
-func compileFamily(non, masq []span, is6 bool) []Interval {
-	non = normalizeSpans(sortSpans(non))
-	if len(masq) == 0 {
-		return spanIntervals(non, is6)
+// compileFamily returns the addresses of non that none of masq holds, normalized; nil when there are none.
+// It sorts and merges non and masq in place, and may return a part of non.
+func compileFamily(non, masq []Interval) []Interval {
+	non = normalizeInPlace(non)
+	if len(masq) > 0 {
+		non = subtractSorted(make([]Interval, 0, len(non)+len(masq)), non, normalizeInPlace(masq))
 	}
-	masq = normalizeSpans(sortSpans(masq))
-	return spanIntervals(subtractSpans(make([]span, 0, len(non)+len(masq)), non, masq), is6)
+	if len(non) == 0 {
+		return nil
+	}
+	return non[:len(non):len(non)]
 }
 
 // SameRules reports whether the kernel's ruleset r does what want does: the same set elements, the same
@@ -165,13 +164,14 @@ func (r Ruleset) Masquerades(dst netip.Addr) bool {
 	return !found
 }
 
-// search finds the interval of set (sorted, disjoint) that holds a.
+// search finds the interval of set (sorted, disjoint, of a's family) that holds a.
 func search(set []Interval, a netip.Addr) (int, bool) {
-	return slices.BinarySearchFunc(set, a, func(iv Interval, a netip.Addr) int {
+	n := addrNum(a)
+	return slices.BinarySearchFunc(set, n, func(iv Interval, n u128) int {
 		switch {
-		case iv.Last.Compare(a) < 0:
+		case iv.last.less(n):
 			return -1
-		case iv.First.Compare(a) > 0:
+		case n.less(iv.first):
 			return 1
 		}
 		return 0

@@ -293,7 +293,7 @@ func diagnose(cfg config.Config, cfgOpts config.Options, nftOpts nft.Options, wa
 	var out []string
 	onlyLinkLocal := func(ivs []nft.Interval) bool {
 		for _, iv := range ivs {
-			if !linkLocal4.Contains(iv.First) || !linkLocal4.Contains(iv.Last) {
+			if !linkLocal4.Contains(iv.First()) || !linkLocal4.Contains(iv.Last()) {
 				return false
 			}
 		}

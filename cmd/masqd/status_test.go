@@ -45,7 +45,7 @@ func interval(s string) nft.Interval { return nft.PrefixInterval(netip.MustParse
 
 // sortIntervals keeps a tampered set in the kernel's order.
 func sortIntervals(ivs []nft.Interval) []nft.Interval {
-	slices.SortFunc(ivs, func(a, b nft.Interval) int { return a.First.Compare(b.First) })
+	slices.SortFunc(ivs, func(a, b nft.Interval) int { return a.First().Compare(b.First()) })
 	return ivs
 }
 

@@ -4,18 +4,27 @@ import (
 	"encoding/binary"
 	"math/bits"
 	"net/netip"
-	"slices"
 )
 
-// Compile's arithmetic works on spans: intervals whose ends are plain 128-bit numbers rather than netip.Addrs.
-// A span holds no pointer (a netip.Addr does), so sorting and merging hundreds of thousands of them moves
-// memory the garbage collector never scans, and comparing two ends is two integer compares. All spans of one
-// slice are of one family; an IPv4 address is a number below 2³².
+// Set arithmetic on Intervals: sorting, merging and subtracting lists of one family. An Interval's ends are
+// plain 128-bit numbers (an IPv4 address is a number below 2³²), so sorting and merging hundreds of thousands
+// of them moves memory the garbage collector never scans, and comparing two ends is two integer compares.
 
 // u128 is an address as a number.
 type u128 struct{ hi, lo uint64 }
 
 func (a u128) less(b u128) bool { return a.hi < b.hi || a.hi == b.hi && a.lo < b.lo }
+
+// compare is -1, 0 or +1 as a is less than, equal to or greater than b.
+func (a u128) compare(b u128) int {
+	switch {
+	case a == b:
+		return 0
+	case a.less(b):
+		return -1
+	}
+	return 1
+}
 
 // next is a+1, wrapping at 2¹²⁸.
 func (a u128) next() u128 {
@@ -45,24 +54,17 @@ func hostMask(n int) u128 {
 	return u128{0, ^uint64(0) >> (64 - n)} // n = 0 shifts by 64, which gives 0
 }
 
-// addrNum is a as a number; is6 says which family it is. a must be valid.
-func addrNum(a netip.Addr) (n u128, is6 bool) {
+// addrNum is a as a number. a must be valid.
+func addrNum(a netip.Addr) u128 {
 	if a.Is4() {
 		b := a.As4()
-		return u128{0, uint64(binary.BigEndian.Uint32(b[:]))}, false
+		return u128{0, uint64(binary.BigEndian.Uint32(b[:]))}
 	}
 	b := a.As16()
-	return u128{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])}, true
+	return u128{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])}
 }
 
-// numAddr is the address of family is6 whose number is n.
-func numAddr(n u128, is6 bool) netip.Addr {
-	if !is6 {
-		return num4(n)
-	}
-	return num6(n)
-}
-
+// num4 and num6 are the IPv4 and the IPv6 address whose number is n.
 func num4(n u128) netip.Addr {
 	return netip.AddrFrom4([4]byte{byte(n.lo >> 24), byte(n.lo >> 16), byte(n.lo >> 8), byte(n.lo)})
 }
@@ -74,60 +76,27 @@ func num6(n u128) netip.Addr {
 	return netip.AddrFrom16(b)
 }
 
-// span is the closed range [first, last] of one family, first ≤ last.
-type span struct{ first, last u128 }
-
-// prefixSpan is the addresses of p and its family. p.Addr() must be valid; an invalid length counts as 0.
-func prefixSpan(p netip.Prefix) (s span, is6 bool) {
-	first, is6 := addrNum(p.Addr())
-	host := hostMask(p.Addr().BitLen() - max(p.Bits(), 0))
+// prefixInterval is the addresses of p. p.Addr() must be valid; an invalid length counts as 0.
+func prefixInterval(p netip.Prefix) Interval {
+	first := addrNum(p.Addr())
+	bitLen := p.Addr().BitLen()
+	host := hostMask(bitLen - max(p.Bits(), 0))
 	first = u128{first.hi &^ host.hi, first.lo &^ host.lo}
-	return span{first, u128{first.hi | host.hi, first.lo | host.lo}}, is6
+	return Interval{first, u128{first.hi | host.hi, first.lo | host.lo}, uint8(bitLen)}
 }
 
-func intervalSpan(iv Interval) span {
-	first, _ := addrNum(iv.First)
-	last, _ := addrNum(iv.Last)
-	return span{first, last}
-}
-
-// appendIntervals appends the spans of family is6 to dst as Intervals.
-func appendIntervals(dst []Interval, spans []span, is6 bool) []Interval {
-	n := len(dst)
-	dst = slices.Grow(dst, len(spans))[:n+len(spans)]
-	out := dst[n:]
-	if is6 {
-		for i, s := range spans {
-			out[i] = Interval{First: num6(s.first), Last: num6(s.last)}
-		}
-	} else {
-		for i, s := range spans {
-			out[i] = Interval{First: num4(s.first), Last: num4(s.last)}
-		}
-	}
-	return dst
-}
-
-// spanIntervals returns the spans of family is6 as Intervals, nil when there are none.
-func spanIntervals(spans []span, is6 bool) []Interval {
-	if len(spans) == 0 {
-		return nil
-	}
-	return appendIntervals(make([]Interval, 0, len(spans)), spans, is6)
-}
-
-// maxRuns is the most sorted runs sortSpans merges; more are radix sorted.
+// maxRuns is the most sorted runs sortIntervals merges; more are radix sorted.
 const maxRuns = 16
 
-// sortSpans sorts s by first address and returns it, in s or in a new slice. Spans with the same first
-// address may end up in any order: normalizeSpans does not mind.
+// sortIntervals sorts s by first address and returns it, in s or in a new slice. Intervals with the same
+// first address may end up in any order: normalizeInPlace does not mind.
 //
 // Configs are often written in order, or nearly: a sorted s costs one pass and no allocation, and one made of
 // a few sorted runs (a prefix added out of order, the link-local ranges) is merged run by run. Anything else
 // is radix sorted: a least-significant-digit radix sort by first address, a byte per pass, that leaves out
 // the bytes in which every first address is the same (most of them: IPv4 addresses are 4 bytes of 16, and
 // prefixes end in zeros).
-func sortSpans(s []span) []span {
+func sortIntervals(s []Interval) []Interval {
 	and, or := u128{^uint64(0), ^uint64(0)}, u128{}
 	runs := make([]int, 1, maxRuns+2) // where each sorted run starts, while there are at most maxRuns
 	for i, x := range s {
@@ -144,7 +113,7 @@ func sortSpans(s []span) []span {
 		return mergeRuns(s, append(runs, len(s)))
 	}
 	differ := u128{and.hi ^ or.hi, and.lo ^ or.lo} // the bits in which some first addresses differ
-	src, dst := s, make([]span, len(s))
+	src, dst := s, make([]Interval, len(s))
 	for d := range 16 { // the least significant byte first
 		if differ.digit(d) == 0 {
 			continue
@@ -171,13 +140,13 @@ func sortSpans(s []span) []span {
 // mergeRuns sorts s, made of sorted runs that start at bounds[0] = 0, bounds[1], … and end at
 // bounds[len(bounds)-1] = len(s), by merging pairs of neighbouring runs until one is left. It returns s or a
 // new slice.
-func mergeRuns(s []span, bounds []int) []span {
-	src, dst := s, make([]span, len(s))
+func mergeRuns(s []Interval, bounds []int) []Interval {
+	src, dst := s, make([]Interval, len(s))
 	for len(bounds) > 2 {
 		merged := []int{0}
 		for i := 0; i+1 < len(bounds); i += 2 {
 			lo, mid, hi := bounds[i], bounds[i+1], bounds[min(i+2, len(bounds)-1)]
-			mergeSpans(dst[lo:hi], src[lo:mid], src[mid:hi])
+			mergeSorted(dst[lo:hi], src[lo:mid], src[mid:hi])
 			merged = append(merged, hi)
 		}
 		bounds = merged
@@ -186,8 +155,8 @@ func mergeRuns(s []span, bounds []int) []span {
 	return src
 }
 
-// mergeSpans merges a and b, each sorted by first address, into dst (len(a)+len(b)).
-func mergeSpans(dst, a, b []span) {
+// mergeSorted merges a and b, each sorted by first address, into dst (len(a)+len(b)).
+func mergeSorted(dst, a, b []Interval) {
 	i, j := 0, 0
 	for k := range dst {
 		if j == len(b) || i < len(a) && !b[j].first.less(a[i].first) {
@@ -200,13 +169,20 @@ func mergeSpans(dst, a, b []span) {
 	}
 }
 
-// normalizeSpans merges the spans of s, sorted by first address, that overlap or touch, in place, and returns
-// the merged prefix of s: sorted, and no two spans overlapping or touching.
-func normalizeSpans(s []span) []span {
+// normalizeInPlace sorts s by first address and merges the intervals that overlap or touch, and returns the
+// result: sorted, and no two overlapping or touching, in s or in a new slice.
+//
+// A config in order costs one pass: the intervals are merged as they come, and only when one starts before
+// the one merged last does the rest go through sortIntervals, together with what is merged so far (merging
+// again what is already merged changes nothing).
+func normalizeInPlace(s []Interval) []Interval {
 	out := s[:0]
-	for _, x := range s {
+	for i, x := range s {
 		if n := len(out); n > 0 {
 			prev := &out[n-1]
+			if x.first.less(prev.first) {
+				return normalizeInPlace(sortIntervals(append(out, s[i:]...)))
+			}
 			// x starts at most one past prev: merge. When prev ends at the family's last address, every x
 			// starts inside it, so prev.last.next() cannot wrap to a false match.
 			if !prev.last.less(x.first) || x.first == prev.last.next() {
@@ -221,9 +197,9 @@ func normalizeSpans(s []span) []span {
 	return out
 }
 
-// subtractSpans appends to dst the addresses of a that are not in b and returns it. a and b must be normalized;
+// subtractSorted appends to dst the addresses of a that are not in b and returns it. a and b must be normalized;
 // so is what is appended. dst must not share memory with a or b.
-func subtractSpans(dst, a, b []span) []span {
+func subtractSorted(dst, a, b []Interval) []Interval {
 	j := 0
 	for _, cur := range a {
 		alive := true
@@ -233,7 +209,7 @@ func subtractSpans(dst, a, b []span) []span {
 		for k := j; alive && k < len(b) && !cur.last.less(b[k].first); k++ {
 			cut := b[k]
 			if cur.first.less(cut.first) { // cut.first > cur.first ≥ 0: prev() cannot wrap
-				dst = append(dst, span{cur.first, cut.first.prev()})
+				dst = append(dst, Interval{cur.first, cut.first.prev(), cur.bitLen})
 			}
 			if cut.last.less(cur.last) { // cut.last < cur.last: next() cannot wrap
 				cur.first = cut.last.next()
