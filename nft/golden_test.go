@@ -5,8 +5,9 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
+
+	gocmp "github.com/google/go-cmp/cmp"
 
 	"github.com/masqd/masqd/config"
 )
@@ -84,21 +85,5 @@ func TestGoldenKernel(t *testing.T) {
 	}
 }
 
-// lineDiff is a minimal line diff: enough to see where two renderings part.
-func lineDiff(want, got string) string {
-	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
-	var b strings.Builder
-	for i := range max(len(w), len(g)) {
-		var a, c string
-		if i < len(w) {
-			a = w[i]
-		}
-		if i < len(g) {
-			c = g[i]
-		}
-		if a != c {
-			b.WriteString("-" + a + "\n+" + c + "\n")
-		}
-	}
-	return b.String()
-}
+// lineDiff shows where two renderings part, line by line.
+func lineDiff(want, got string) string { return gocmp.Diff(want, got) }

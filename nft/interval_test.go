@@ -64,8 +64,8 @@ func TestIntervalFrom(t *testing.T) {
 		{a("10.0.0.0"), a("10.255.255.255"), "10.0.0.0/8"},
 		{a("2001:db8::"), a("2001:db8::ff"), "2001:db8::/120"},
 		{a("::ffff:10.0.0.0"), a("::ffff:10.0.0.255"), "::ffff:10.0.0.0/120"}, // IPv4-mapped stays IPv6
-		{a("10.0.0.1"), a("10.0.0.0"), "invalid Prefix"},                       // reversed: the zero Interval
-		{a("10.0.0.0"), a("2001:db8::"), "invalid Prefix"},                     // two families
+		{a("10.0.0.1"), a("10.0.0.0"), "invalid Prefix"},                      // reversed: the zero Interval
+		{a("10.0.0.0"), a("2001:db8::"), "invalid Prefix"},                    // two families
 		{netip.Addr{}, netip.Addr{}, "invalid Prefix"},
 	} {
 		iv := IntervalFrom(tc.first, tc.last)

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/masqd/masqd/config"
 	"github.com/masqd/masqd/nft"
 )
@@ -43,27 +45,8 @@ func checkGolden(t *testing.T, golden, name string, cmd command, args ...string)
 		t.Fatalf("%v (run go test -update to create it, then review it)", err)
 	}
 	if got != string(want) {
-		t.Errorf("%s: -want +got:\n%s", path, lineDiff(string(want), got))
+		t.Errorf("%s: -want +got:\n%s", path, cmp.Diff(string(want), got))
 	}
-}
-
-// lineDiff shows the lines where want and got part.
-func lineDiff(want, got string) string {
-	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
-	var b strings.Builder
-	for i := range max(len(w), len(g)) {
-		var a, c string
-		if i < len(w) {
-			a = w[i]
-		}
-		if i < len(g) {
-			c = g[i]
-		}
-		if a != c {
-			fmt.Fprintf(&b, "line %d:\n-%s\n+%s\n", i+1, a, c)
-		}
-	}
-	return b.String()
 }
 
 // fakeKernel is table inet masqd as a test wants the kernel to hold it.
