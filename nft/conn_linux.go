@@ -776,7 +776,7 @@ func intervals(elems []nftables.SetElement) ([]Interval, error) {
 		}
 	}
 	if open.IsValid() {
-		out = append(out, IntervalFrom(open, lastAddr(netip.PrefixFrom(open, 0))))
+		out = append(out, IntervalFrom(open, PrefixInterval(netip.PrefixFrom(open, 0)).Last()))
 	}
 	return out, bad
 }

@@ -68,14 +68,6 @@ func PrefixInterval(p netip.Prefix) Interval {
 	return prefixInterval(p)
 }
 
-// lastAddr is the highest address in p.
-func lastAddr(p netip.Prefix) netip.Addr {
-	if !p.Addr().IsValid() {
-		return netip.Addr{}
-	}
-	return prefixInterval(p).Last()
-}
-
 // Prefix returns the interval as a prefix when it is exactly one.
 func (iv Interval) Prefix() (netip.Prefix, bool) {
 	if iv.bitLen == 0 {
