@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/masqd/masqd/config"
 )
 
 func ivs(t *testing.T, s string) []Interval {
@@ -98,6 +100,56 @@ func TestNormalize(t *testing.T) {
 	} {
 		if got := show(normalize(ivs(t, tc.in))); got != tc.want {
 			t.Errorf("normalize(%s) = %s, want %s", tc.in, got, tc.want)
+		}
+	}
+}
+
+// TestCompileMergesAsItReads: Compile merges each family as the config lists it, and sorts what follows the
+// first prefix out of order; IPv4 and IPv6 mixed in any order give the normalized sets.
+func TestCompileMergesAsItReads(t *testing.T) {
+	for _, tc := range []struct{ in, want4, want6 string }{
+		{"10.0.0.0/9 10.128.0.0/9 11.0.0.0/8", "10.0.0.0/7 169.254.0.0/16", "fe80::/10"},
+		{"2001:db8::/33 10.0.0.0/8 2001:db8:8000::/33 2001:db9::/32", "10.0.0.0/8 169.254.0.0/16", "2001:db8::/31 fe80::/10"},
+		// Merged, then one out of order in each family, then more in order.
+		{"10.0.0.0/9 2001:db8::/33 10.128.0.0/9 2001:db8:8000::/33 8.0.0.0/8 2001:db6::/32 11.0.0.0/8 2001:db9::/32",
+			"8.0.0.0/8 10.0.0.0/7 169.254.0.0/16", "2001:db6::/32 2001:db8::/31 fe80::/10"},
+		// The link-local ranges go in among the rest, merging with what they touch.
+		{"192.168.0.0/16 fec0::/10", "169.254.0.0/16 192.168.0.0/16", "fe80::/9"},
+		{"169.254.0.0/15 fe80::/9", "169.254.0.0/15", "fe80::/9"},
+		{"", "169.254.0.0/16", "fe80::/10"},
+	} {
+		var cfg config.Config
+		cfg.EnableIPv6 = true
+		for _, iv := range ivs(t, tc.in) {
+			p, _ := iv.Prefix()
+			cfg.NonMasqueradeCIDRs = append(cfg.NonMasqueradeCIDRs, config.CIDR{Prefix: p})
+		}
+		r := Compile(cfg, Options{})
+		if got4, got6 := show(r.NonMasq4), show(r.NonMasq6); got4 != tc.want4 || got6 != tc.want6 {
+			t.Errorf("Compile(%s) = %s | %s, want %s | %s", tc.in, got4, got6, tc.want4, tc.want6)
+		}
+	}
+}
+
+func TestInsertInterval(t *testing.T) {
+	for _, tc := range []struct{ s, x, want string }{
+		{"", "169.254.0.0/16", "169.254.0.0/16"},
+		{"10.0.0.0/8 192.168.0.0/16", "169.254.0.0/16", "10.0.0.0/8 169.254.0.0/16 192.168.0.0/16"},
+		{"192.168.0.0/16", "169.254.0.0/16", "169.254.0.0/16 192.168.0.0/16"},
+		{"10.0.0.0/8", "169.254.0.0/16", "10.0.0.0/8 169.254.0.0/16"},
+		{"169.254.169.254", "169.254.0.0/16", "169.254.0.0/16"},                            // inside
+		{"0.0.0.0/0", "169.254.0.0/16", "0.0.0.0/0"},                                       // covered
+		{"169.253.0.0/16 169.255.0.0/16", "169.254.0.0/16", "169.253.0.0-169.255.255.255"}, // touches both
+		{"169.253.0.0/16 170.0.0.0/8", "169.254.0.0/16", "169.253.0.0-169.254.255.255 170.0.0.0/8"},
+		{"1.0.0.0/8 169.254.1.0/24 169.254.3.0/24 169.255.0.1 200.0.0.0/8", "169.254.0.0/16",
+			"1.0.0.0/8 169.254.0.0/16 169.255.0.1 200.0.0.0/8"}, // several inside, one just past without touching
+		{"fe80::/10", "fe80::/10", "fe80::/10"},
+		{"::/1 ff00::/8", "fe80::/10", "::/1 fe80::/10 ff00::/8"},
+		{"fec0::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "fe80::/10", "fe80::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"}, // up to the last address
+	} {
+		s := ivs(t, tc.s)
+		if got := show(insertInterval(s, ivs(t, tc.x)[0])); got != tc.want {
+			t.Errorf("insertInterval(%s, %s) = %s, want %s", tc.s, tc.x, got, tc.want)
 		}
 	}
 }

@@ -61,6 +61,8 @@ type Ruleset struct {
 // Compile computes the desired ruleset. It is pure: the same config and options always give an equal
 // Ruleset, whatever the order of prefixes in the config.
 func Compile(cfg config.Config, opts Options) Ruleset {
+	non4, non6 := byFamily(cfg.NonMasqueradeCIDRs, cfg.EnableIPv6)
+	masq4, masq6 := byFamily(cfg.MasqueradeCIDRs, cfg.EnableIPv6)
 	var ll4, ll6 netip.Prefix // the link-local ranges that are not masqueraded
 	if !cfg.MasqLinkLocal {
 		ll4 = linkLocal4
@@ -68,65 +70,105 @@ func Compile(cfg config.Config, opts Options) Ruleset {
 	if !cfg.MasqLinkLocalIPv6 {
 		ll6 = linkLocal6
 	}
-	non4, non6 := byFamily(cfg.NonMasqueradeCIDRs, ll4, ll6, cfg.EnableIPv6)
-	masq4, masq6 := byFamily(cfg.MasqueradeCIDRs, netip.Prefix{}, netip.Prefix{}, cfg.EnableIPv6)
 	r := Ruleset{
-		NonMasq4:    compileFamily(non4, masq4),
+		NonMasq4:    compileFamily(non4, ll4, masq4),
 		IPv6:        cfg.EnableIPv6,
 		RandomFully: opts.RandomFully,
 		ToPorts:     slices.Clone(opts.ToPorts),
 	}
 	if cfg.EnableIPv6 {
-		r.NonMasq6 = compileFamily(non6, masq6)
+		r.NonMasq6 = compileFamily(non6, ll6, masq6)
 	}
 	return r
 }
 
-// byFamily returns the intervals of cidrs, and of ll4 and ll6 when they are valid, by family, in config
-// order with ll4 and ll6 last (a config in order stays in order when it is above 169.254.0.0/16), in one
-// new buffer read in one pass. IPv6 ones are left out unless with6.
-func byFamily(cidrs []config.CIDR, ll4, ll6 netip.Prefix, with6 bool) (v4, v6 []Interval) {
-	if len(cidrs) == 0 && !ll4.IsValid() && !ll6.IsValid() {
-		return nil, nil
+// family is one family's intervals from a prefix list: normalized when the list had them in order;
+// otherwise merged up to the first one out of order, and in list order after it.
+type family struct {
+	ivs    []Interval
+	sorted bool
+}
+
+// normalized returns f's intervals normalized, sorting and merging them in place if need be.
+func (f family) normalized() []Interval {
+	if f.sorted {
+		return f.ivs
 	}
-	// IPv4 intervals fill the buffer from the front, IPv6 ones from the back; then the IPv6 ones are put back
-	// in order.
+	return normalizeInPlace(f.ivs)
+}
+
+// byFamily returns the intervals of cidrs by family, in one new buffer read in one pass; IPv6 ones are
+// left out unless with6. Each family is merged as it comes: while its intervals come in order, one that
+// overlaps or touches the one before it is merged into it. Each family's slice has room for one more
+// interval (a link-local range).
+func byFamily(cidrs []config.CIDR, with6 bool) (v4, v6 family) {
+	if len(cidrs) == 0 {
+		return family{sorted: true}, family{sorted: true}
+	}
+	// IPv4 intervals fill the buffer from the front, IPv6 ones from the back but for one free slot; then the
+	// IPv6 ones are put back in order. buf[n4] and buf[n6-1] are where the next ones go.
 	buf := make([]Interval, len(cidrs)+2)
-	n4, n6 := 0, len(buf)
-	for _, c := range cidrs {
-		switch iv := prefixInterval(c.Prefix); {
-		case !iv.Is6():
-			buf[n4] = iv
-			n4++
+	n4, n6 := 0, len(buf)-1
+	v4.sorted, v6.sorted = true, true
+	for i := range cidrs {
+		p := &cidrs[i].Prefix
+		switch {
+		case p.Addr().Is4():
+			buf[n4].setPrefix(*p)
+			if n4 == 0 || !merge(&buf[n4-1], &buf[n4], &v4.sorted) {
+				n4++
+			}
 		case with6:
-			n6--
-			buf[n6] = iv
+			buf[n6-1].setPrefix(*p)
+			if n6 == len(buf)-1 || !merge(&buf[n6], &buf[n6-1], &v6.sorted) {
+				n6--
+			}
 		}
 	}
-	if ll4.IsValid() {
-		buf[n4] = prefixInterval(ll4)
-		n4++
-	}
-	if ll6.IsValid() && with6 {
-		n6--
-		buf[n6] = prefixInterval(ll6)
-	}
-	v4, v6 = buf[:n4:n4], buf[n6:]
-	slices.Reverse(v6)
+	v4.ivs, v6.ivs = buf[:n4:n4+1], buf[n6:len(buf)-1]
+	reverse(v6.ivs)
 	return v4, v6
 }
 
-// compileFamily returns the addresses of non that none of masq holds, normalized; nil when there are none.
-// It sorts and merges non and masq in place, and may return a part of non.
-func compileFamily(non, masq []Interval) []Interval {
-	non = normalizeInPlace(non)
-	if len(masq) > 0 {
-		non = subtractSorted(make([]Interval, 0, len(non)+len(masq)), non, normalizeInPlace(masq))
+// reverse reverses s, swapping field by field: slices.Reverse's copies of whole 40-byte Intervals overlap
+// in a way that stalls the CPU on every swap, which made it a third of byFamily's time.
+func reverse(s []Interval) {
+	for i, j := 0, len(s)-1; i < j; i, j = i+1, j-1 {
+		a, b := &s[i], &s[j]
+		a.first, b.first = b.first, a.first
+		a.last, b.last = b.last, a.last
+		a.bitLen, b.bitLen = b.bitLen, a.bitLen
 	}
-	if len(non) == 0 {
+}
+
+// merge merges x into prev, the interval before it, when the intervals have come in order (*sorted) and x
+// starts inside prev or just after it, and reports whether it did. When x starts before prev, *sorted
+// becomes false.
+func merge(prev, x *Interval, sorted *bool) bool {
+	switch {
+	case !*sorted:
+		return false
+	case x.first.less(prev.first):
+		*sorted = false
+		return false
+	}
+	return absorb(prev, x)
+}
+
+// compileFamily returns the addresses of non and of the link-local range ll (when valid) that none of masq
+// holds, normalized; nil when there are none. It works in non's memory and may return a part of it.
+func compileFamily(non family, ll netip.Prefix, masq family) []Interval {
+	ivs := non.normalized()
+	if ll.IsValid() {
+		ivs = insertInterval(ivs, prefixInterval(ll))
+	}
+	if len(masq.ivs) > 0 {
+		ivs = subtractSorted(make([]Interval, 0, len(ivs)+len(masq.ivs)), ivs, masq.normalized())
+	}
+	if len(ivs) == 0 {
 		return nil
 	}
-	return non[:len(non):len(non)]
+	return ivs[:len(ivs):len(ivs)]
 }
 
 // SameRules reports whether the kernel's ruleset r does what want does: the same set elements, the same

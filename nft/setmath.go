@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"math/bits"
 	"net/netip"
+	"slices"
+	"sort"
 )
 
 // Set arithmetic on Intervals: sorting, merging and subtracting lists of one family. An Interval's ends are
@@ -77,12 +79,28 @@ func num6(n u128) netip.Addr {
 }
 
 // prefixInterval is the addresses of p. p.Addr() must be valid; an invalid length counts as 0.
-func prefixInterval(p netip.Prefix) Interval {
-	first := addrNum(p.Addr())
-	bitLen := p.Addr().BitLen()
-	host := hostMask(bitLen - max(p.Bits(), 0))
-	first = u128{first.hi &^ host.hi, first.lo &^ host.lo}
-	return Interval{first, u128{first.hi | host.hi, first.lo | host.lo}, uint8(bitLen)}
+func prefixInterval(p netip.Prefix) (iv Interval) {
+	iv.setPrefix(p)
+	return iv
+}
+
+// setPrefix sets iv to the addresses of p. p.Addr() must be valid; an invalid length counts as 0. It writes
+// iv in place, field by field: Compile calls it for every prefix of the config.
+func (iv *Interval) setPrefix(p netip.Prefix) {
+	a := p.Addr()
+	if a.Is4() {
+		b := a.As4()
+		n := uint64(binary.BigEndian.Uint32(b[:]))
+		host := uint64(1)<<(32-max(p.Bits(), 0)) - 1
+		iv.first, iv.last, iv.bitLen = u128{0, n &^ host}, u128{0, n | host}, 32
+		return
+	}
+	b := a.As16()
+	hi, lo := binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])
+	host := hostMask(128 - max(p.Bits(), 0))
+	iv.first = u128{hi &^ host.hi, lo &^ host.lo}
+	iv.last = u128{hi | host.hi, lo | host.lo}
+	iv.bitLen = 128
 }
 
 // maxRuns is the most sorted runs sortIntervals merges; more are radix sorted.
@@ -183,18 +201,53 @@ func normalizeInPlace(s []Interval) []Interval {
 			if x.first.less(prev.first) {
 				return normalizeInPlace(sortIntervals(append(out, s[i:]...)))
 			}
-			// x starts at most one past prev: merge. When prev ends at the family's last address, every x
-			// starts inside it, so prev.last.next() cannot wrap to a false match.
-			if !prev.last.less(x.first) || x.first == prev.last.next() {
-				if prev.last.less(x.last) {
-					prev.last = x.last
-				}
+			if absorb(prev, &x) {
 				continue
 			}
 		}
 		out = append(out, x)
 	}
 	return out
+}
+
+// absorb merges x into prev when x, which starts no earlier than prev, starts inside prev or just after it,
+// and reports whether it did.
+func absorb(prev, x *Interval) bool {
+	// When prev ends at the family's last address, every x starts inside it, so prev.last.next() cannot
+	// wrap to a false match.
+	if prev.last.less(x.first) && x.first != prev.last.next() {
+		return false
+	}
+	if prev.last.less(x.last) {
+		prev.last = x.last
+	}
+	return true
+}
+
+// insertInterval adds x to s, which is normalized, and returns the result, normalized: x is merged with the
+// intervals it overlaps or touches, or put between its neighbours. It works in s's memory when s has room
+// for one more; the link-local ranges come in this way, as they would be out of order at the end of
+// nearly any config (10.0.0.0/8 comes before 169.254.0.0/16, 192.168.0.0/16 after).
+func insertInterval(s []Interval, x Interval) []Interval {
+	// s[:i] end before x and do not touch it; s[j:] start after x and do not touch it. When an end is the
+	// family's last address, less is false for it, so next() cannot wrap to a false match.
+	i := sort.Search(len(s), func(k int) bool {
+		return !s[k].last.less(x.first) || s[k].last.next() == x.first
+	})
+	j := i + sort.Search(len(s)-i, func(k int) bool {
+		return x.last.less(s[i+k].first) && x.last.next() != s[i+k].first
+	})
+	if i == j {
+		return slices.Insert(s, i, x)
+	}
+	if s[i].first.less(x.first) {
+		x.first = s[i].first
+	}
+	if x.last.less(s[j-1].last) {
+		x.last = s[j-1].last
+	}
+	s[i] = x
+	return slices.Delete(s, i+1, j)
 }
 
 // subtractSorted appends to dst the addresses of a that are not in b and returns it. a and b must be normalized;
