@@ -87,20 +87,11 @@ func prefixInterval(p netip.Prefix) (iv Interval) {
 // setPrefix sets iv to the addresses of p. p.Addr() must be valid; an invalid length counts as 0. It writes
 // iv in place, field by field: Compile calls it for every prefix of the config.
 func (iv *Interval) setPrefix(p netip.Prefix) {
-	a := p.Addr()
-	if a.Is4() {
-		b := a.As4()
-		n := uint64(binary.BigEndian.Uint32(b[:]))
-		host := uint64(1)<<(32-max(p.Bits(), 0)) - 1
-		iv.first, iv.last, iv.bitLen = u128{0, n &^ host}, u128{0, n | host}, 32
-		return
-	}
-	b := a.As16()
-	hi, lo := binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])
-	host := hostMask(128 - max(p.Bits(), 0))
-	iv.first = u128{hi &^ host.hi, lo &^ host.lo}
-	iv.last = u128{hi | host.hi, lo | host.lo}
-	iv.bitLen = 128
+	n, bitLen := addrNum(p.Addr()), p.Addr().BitLen()
+	host := hostMask(bitLen - max(p.Bits(), 0))
+	iv.first = u128{n.hi &^ host.hi, n.lo &^ host.lo}
+	iv.last = u128{n.hi | host.hi, n.lo | host.lo}
+	iv.bitLen = uint8(bitLen)
 }
 
 // maxRuns is the most sorted runs sortIntervals merges; more are radix sorted.
