@@ -255,7 +255,7 @@ func benchKernelFloor(b *testing.B, base benchInput, extra netip.Prefix) {
 		KeyType:  nftables.TypeIPAddr,
 		Interval: true,
 	}
-	end := netip.PrefixFrom(nft.PrefixInterval(extra).Last().Next(), 32).Addr()
+	end := nft.PrefixInterval(extra).Last().Next()
 	elems := []nftables.SetElement{{Key: extra.Addr().AsSlice()}, {Key: end.AsSlice(), IntervalEnd: true}}
 	i := 0
 	for b.Loop() {
