@@ -217,15 +217,7 @@ func TestCommitRefusedAfterForeignCommit(t *testing.T) {
 	}
 	n.nft(t, "add", "table", "inet", "someone-else")
 
-	n.conn.mu.Lock()
-	s, err := n.conn.socket()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tx, err := n.conn.begin(s, true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tx := beginLocked(t, n)
 	tx.genID = gen
 	s4, _ := sets(false)
 	tx.deleteElements(s4, want.NonMasq4[:1])
@@ -237,6 +229,23 @@ func TestCommitRefusedAfterForeignCommit(t *testing.T) {
 	checkKernel(t, n, want)
 }
 
+// beginLocked starts a transaction on n's Conn as Apply does, holding the Conn's lock: the caller unlocks
+// it after the commit.
+func beginLocked(t *testing.T, n *netns) *txn {
+	t.Helper()
+	n.conn.mu.Lock()
+	s, err := n.conn.socket()
+	if err == nil {
+		var tx *txn
+		if tx, err = n.conn.begin(s, true); err == nil {
+			return tx
+		}
+	}
+	n.conn.mu.Unlock()
+	t.Fatal(err)
+	return nil
+}
+
 // TestCommitErrorNamesMessage: the kernel's refusal of one element message says which, and leaves the
 // table as it was; Apply then recovers by reading the table.
 func TestCommitErrorNamesMessage(t *testing.T) {
@@ -244,19 +253,11 @@ func TestCommitErrorNamesMessage(t *testing.T) {
 	want := Compile(config.Config{NonMasqueradeCIDRs: rfc1918}, Options{RandomFully: true})
 	mustApply(t, n.conn, want, Rebuilt)
 
-	n.conn.mu.Lock()
-	s, err := n.conn.socket()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tx, err := n.conn.begin(s, true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tx := beginLocked(t, n)
 	s4, _ := sets(false)
 	tx.addElements(s4, []Interval{PrefixInterval(netip.MustParsePrefix("100.64.0.0/10"))})
 	tx.deleteElements(s4, []Interval{PrefixInterval(netip.MustParsePrefix("192.0.2.0/24"))}) // not there
-	_, err = tx.commit()
+	_, err := tx.commit()
 	n.conn.mu.Unlock()
 	if !errors.Is(err, unix.ENOENT) || !strings.Contains(err.Error(), "delete elements from set "+Set4Name) {
 		t.Fatalf("commit: %v, want ENOENT naming the delete", err)
