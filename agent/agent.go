@@ -202,19 +202,21 @@ func (a *Agent) reconcile(reason string) bool {
 			a.lastCfgErr = ""
 		}
 		a.logWarnings(warnings)
-		want := nft.Compile(cfg, a.s.NFT)
 		cfgChanged = a.desired == nil || !a.desired.Config.Equal(cfg)
-		a.desired = &Desired{Config: cfg, Ruleset: want}
-		a.resync = cfg.ResyncInterval
-		m.Prefixes.WithLabelValues("ipv4").Set(float64(len(want.NonMasq4)))
-		m.Prefixes.WithLabelValues("ipv6").Set(float64(len(want.NonMasq6)))
+		if cfgChanged { // a resync of an unchanged config compiles nothing
+			want := nft.Compile(cfg, a.s.NFT)
+			a.desired = &Desired{Config: cfg, Ruleset: want}
+			a.resync = cfg.ResyncInterval
+			m.Prefixes.WithLabelValues("ipv4").Set(float64(len(want.NonMasq4)))
+			m.Prefixes.WithLabelValues("ipv6").Set(float64(len(want.NonMasq6)))
+		}
 	}
 	if a.desired == nil {
 		return true // nothing valid to apply yet; the kernel is left as it is
 	}
-	if reason == "resync" || reason == "monitor" || reason == "start" {
-		a.s.Backend.Forget() // compare with the kernel in full
-	}
+	// At a resync the backend compares what it cheaply can: the nftables backend, the ruleset generation
+	// (any commit the monitor did not account for makes it rewrite the sets whole); the iptables backend
+	// reads its chain. A failed monitor has made it Forget already.
 	drifted := a.drift.Swap(false)
 	start := time.Now()
 	change, err := a.s.Backend.Apply(*a.desired)
@@ -233,7 +235,10 @@ func (a *Agent) reconcile(reason string) bool {
 	m.LastSuccess.SetToCurrentTime()
 	a.ready.Store(true)
 	if change != nft.Unchanged {
-		if drifted || reason == "resync" || reason == "monitor" || (reason == "commit" && !cfgChanged) {
+		// A repair is a change someone else made that this one undid: one the monitor saw, or one a
+		// compare found. A refresh (the nftables sets rewritten because what the kernel held was not
+		// known) may have changed nothing.
+		if drifted || change != nft.Refreshed && (reason == "resync" || reason == "monitor" || (reason == "commit" && !cfgChanged)) {
 			m.DriftRepairs.Inc()
 		}
 		log.Info("applied", "change", change, "reason", reason, "backend", a.s.Backend.Name(),

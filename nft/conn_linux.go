@@ -18,12 +18,15 @@ import (
 // Conn applies and reads masqd's table. It is safe for concurrent use; Applies are serialised. Every method
 // needs CAP_NET_ADMIN in the target network namespace.
 //
-// Reading a large set back from the kernel is slow (a dump of 100,000 intervals per family takes seconds of
-// kernel time), so Conn remembers what its last commit left in the kernel, with the ruleset generation that
-// commit made (the kernel reports it with the commit). While the generation has not moved, nobody has
-// committed anything and Apply computes its changes from memory; after anyone's commit it reads the table
-// again. A change is sent with the generation it was computed at, and the kernel refuses it (and Apply
-// reads the table and tries again) if anyone has committed since.
+// Reading a large set back from the kernel is slow (a dump of 100,000 intervals takes a second of kernel
+// time: the kernel walks the set from its start again for every 32 KiB of answer), so Apply never reads
+// it. Conn remembers what its last commit left in the kernel, with the ruleset generation that commit made
+// (the kernel acknowledges the transaction and reports the generation with it). While the generation has
+// not moved, nobody has committed anything and Apply computes its changes from memory, sending only the
+// elements that differ; a change is sent with the generation it was computed at, and the kernel refuses it
+// if anyone has committed since. When Conn does not know what the kernel holds (its first Apply, after
+// Forget, after anyone else's commit that Advance was not told about), Apply writes the sets whole, in one
+// transaction that empties and refills them, which costs the kernel a fraction of reading them.
 //
 // Apply keeps a netlink socket open from one Apply to the next (closing one right after a commit makes
 // the kernel wait for the commit's cleanup); Close closes it.
@@ -45,11 +48,14 @@ type Change int
 const (
 	Unchanged Change = iota // nothing was sent: the kernel already held the ruleset
 	Updated                 // set elements were added and removed in place
-	Rebuilt                 // the table was (re)created whole
+	Rebuilt                 // the table was (re)created whole, or its rules or sets changed shape
+	// Refreshed means the sets were emptied and refilled, and the rules set right, because what the
+	// kernel held was not known: it may or may not have differed.
+	Refreshed
 )
 
 func (c Change) String() string {
-	return [...]string{"unchanged", "updated", "rebuilt"}[c]
+	return [...]string{"unchanged", "updated", "rebuilt", "refreshed"}[c]
 }
 
 // MarshalText makes logs and JSON say the name, not the number.
@@ -168,44 +174,56 @@ func (c *Conn) apply(want Ruleset) (Change, error) {
 	if err != nil {
 		return Unchanged, err
 	}
-	have, present := Ruleset{}, true
-	switch {
-	case c.last != nil && c.lastGen == gen:
-		have = *c.last
-	default:
-		// Reading the table is slow when it is large; first see whether there is one.
-		if present, err = s.tableExists(); err != nil {
-			return Unchanged, err
-		}
-		if present {
-			if have, present, err = c.Read(); err != nil {
-				return Unchanged, err
-			}
-		}
-	}
-	if present && have.SameRules(want) {
-		c.remember(want, gen)
+	known := c.last != nil && c.lastGen == gen
+	if known && c.last.SameRules(want) {
 		return Unchanged, nil
 	}
 	tx, err := c.begin(s, want.RandomFully)
 	if err != nil {
 		return Unchanged, err
 	}
-	change := Updated
-	if present && sameShape(have, want) {
+	switch {
+	case known && sameShape(*c.last, want):
 		tx.genID = gen
-		queueDelta(tx, have, want)
+		queueDelta(tx, *c.last, want)
 		if gen, err = tx.commit(); err != nil {
-			return Unchanged, fmt.Errorf("nftables: apply table inet %s (%s): %w", TableName, change, err)
+			return Unchanged, fmt.Errorf("nftables: apply table inet %s (%s): %w", TableName, Updated, err)
 		}
-	} else {
-		change = Rebuilt
-		if gen, err = c.rebuild(tx, present, want); err != nil {
+		c.remember(want, gen)
+		return Updated, nil
+	case known:
+		gen, err = c.rebuild(tx, true, want)
+		if err != nil {
 			return Unchanged, err
 		}
+		c.remember(want, gen)
+		return Rebuilt, nil
+	}
+	present, err := s.tableExists()
+	if err != nil {
+		return Unchanged, err
+	}
+	if gen, err = c.rebuild(tx, present, want); err != nil {
+		return Unchanged, err
 	}
 	c.remember(want, gen)
-	return change, nil
+	if !present {
+		return Rebuilt, nil
+	}
+	return Refreshed, nil
+}
+
+// InSync reports whether the kernel holds want, as far as Conn knows without reading the table: its last
+// commit (which the kernel acknowledged) left want there, and nobody has committed since, or only commits
+// that Advance was told left masqd's table alone. false means "not known", not "different".
+func (c *Conn) InSync(want Ruleset) (bool, error) {
+	gen, err := c.generation()
+	if err != nil {
+		return false, privilege(err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.last != nil && c.lastGen == gen && c.last.SameRules(want), nil
 }
 
 func (c *Conn) remember(r Ruleset, gen uint32) {
@@ -228,15 +246,16 @@ func sets(ipv6 bool) (s4, s6 *nftables.Set) {
 	return s4, s6
 }
 
-// rebuild brings the table to want's shape in two transactions, so that no rule ever reads a set created in
-// the same transaction: on Linux 6.18 such a rule misses now and then for packets that race the commit
+// rebuild makes the table hold want whatever it held before, reading only its sets' and rules' descriptions
+// (never the elements), in two transactions, so that no rule ever reads a set created in the same
+// transaction: on Linux 6.18 such a rule misses now and then for packets that race the commit
 // (RELIABILITY.md, "Kernel: which changes are atomic for packets"). The first transaction creates the table
 // and the sets that are missing, with their elements; no rule reads them yet, so packets see no change. The
-// second refills the sets that were there, replaces the rules that differ (keeping the leading ones that are
-// right, and their counters) and removes whatever in the table is not masqd's. Both kinds of change are
-// atomic for packets. When there is no table (masqd's first start, or someone deleted it) it is made in one
-// transaction: nothing was masqueraded before, so there is no old ruleset to keep. Only when a set of
-// masqd's name has the wrong type is a table that is there replaced whole, in one transaction.
+// second empties and refills the sets that were there, replaces the rules that differ (keeping the leading
+// ones that are right, and their counters) and removes whatever in the table is not masqd's. Both kinds of
+// change are atomic for packets. When there is no table (masqd's first start, or someone deleted it) it is
+// made in one transaction: nothing was masqueraded before, so there is no old ruleset to keep. Only when a
+// set of masqd's name has the wrong type is a table that is there replaced whole, in one transaction.
 //
 // It returns the ruleset generation of its last commit.
 func (c *Conn) rebuild(tx *txn, present bool, want Ruleset) (uint32, error) {

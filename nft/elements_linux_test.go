@@ -199,9 +199,9 @@ func TestApplyManyElements(t *testing.T) {
 	mustApply(t, n.conn, next, Updated)
 	checkKernel(t, n, next)
 
-	fresh := NewConn(n.conn.netns)
+	fresh := NewConn(n.conn.netns) // knows nothing of the kernel: writes the sets whole
 	defer fresh.Close()
-	mustApply(t, fresh, want, Updated)
+	mustApply(t, fresh, want, Refreshed)
 	checkKernel(t, n, want)
 }
 

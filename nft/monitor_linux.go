@@ -77,7 +77,9 @@ func (c *Conn) Monitor(ctx context.Context, fn func(Commit)) (err error) {
 				unix.NFT_MSG_NEWFLOWTABLE, unix.NFT_MSG_DELFLOWTABLE:
 				// Every one of these messages names its table in attribute 1 (NFTA_*_TABLE or NFTA_TABLE_NAME).
 				// A flush of the whole ruleset arrives as table deletions, so it is caught here too.
-				if family == unix.NFPROTO_INET && tableAttr(attrs) == TableName {
+				// masqd's own cold apply notifies 200,000 elements: once one message names the table, the
+				// rest need not be read.
+				if !cur.Touched && family == unix.NFPROTO_INET && tableAttr(attrs) == TableName {
 					cur.Touched = true
 				}
 			}

@@ -318,13 +318,24 @@ func yamlFinding(text string, yerr error) finding {
 	if errors.As(err, &e) && e.Key == "" && !strings.HasPrefix(e.Msg, "more than one") {
 		f = finding{line: e.Source.Line, sev: sevError, msg: e.Msg, fix: e.Fix}
 	}
-	if l := misindentedBlockLine(text, f.line); l.line > 0 {
+	if l := misindentedBlockBefore(text, f.line); l.line > 0 {
 		f.line = l.line
 		f.msg = fmt.Sprintf("invalid YAML: %s, indented less than its first line (line %d) and more than the key",
 			l.what, l.first)
 		f.fix = fmt.Sprintf("indent this line by %d spaces, as line %d", l.indent, l.first)
 	}
 	return f
+}
+
+// misindentedBlockBefore finds a misindented line of a block string that starts at or before line, where
+// the YAML decoder stopped: it blames the misindented line, or the line of "key: |".
+func misindentedBlockBefore(text string, line int) misindented {
+	for from := 1; from <= line; from++ {
+		if m := misindentedBlockLine(text, from); m.line > 0 && m.line >= line {
+			return m
+		}
+	}
+	return misindented{}
 }
 
 var blockScalarRE = regexp.MustCompile(`^(\s*)(?:-\s+)?([\w.-]+)\s*:\s*[|>][-+0-9]*\s*(?:#.*)?$`)
@@ -585,26 +596,14 @@ func checkConfig(text string, lineOf func(int) int, opts config.Options, res *ch
 		errs, warnings = moreErrors(text, e, opts)
 	}
 
-	// The top-level keys, for what config.Parse accepts silently.
-	ignore := map[string]bool{}
 	var root yaml.Node
 	if yaml.Unmarshal([]byte(text), &root) == nil {
 		if m := docRoot(&root); m != nil {
 			if kind, api := lookupFold(m, "kind"), lookupFold(m, "apiVersion"); kind != nil && api != nil {
-				res.add(lineOf(min(kind.Line, api.Line)), sevError,
-					"the config is itself a Kubernetes manifest (it has apiVersion and kind): the agent reads its keys as config keys, ignores them and uses the defaults; kubectl create configmap --from-file=config=MANIFEST makes this",
-					"kubectl apply -f the manifest instead, or give --from-file a file that holds only the config")
-				for _, k := range []string{"apiVersion", "kind", "metadata", "data"} {
-					ignore[strings.ToLower(k)] = true
-				}
-			}
-			for i := 0; i+1 < len(m.Content); i += 2 {
-				k := m.Content[i]
-				for _, d := range documentedKeys {
-					if strings.EqualFold(k.Value, d) && k.Value != d {
-						res.add(lineOf(k.Line), sevNote,
-							fmt.Sprintf("%s works as %s (keys match without regard to case, in ip-masq-agent as in masqd), but it is not the documented spelling", k.Value, d),
-							"write "+d)
+				// config.Parse refuses it, saying why; its error is placed on the first of these keys.
+				for i := range errs {
+					if errs[i].Source.Line == 0 {
+						errs[i].Source.Line = min(kind.Line, api.Line)
 					}
 				}
 			}
@@ -625,9 +624,7 @@ func checkConfig(text string, lineOf func(int) int, opts config.Options, res *ch
 		res.add(lineOf(e.Source.Line), sevError, msg, fix)
 	}
 	for _, w := range warnings {
-		if !ignore[strings.ToLower(w.Key)] {
-			res.add(lineOf(w.Source.Line), sevWarning, w.Key+": "+w.Msg, "")
-		}
+		res.add(lineOf(w.Source.Line), sevWarning, w.Key+": "+w.Msg, "")
 	}
 	return cfg, err == nil
 }

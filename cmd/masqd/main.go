@@ -135,7 +135,7 @@ func runMode(ctx context.Context, opts options, stdout io.Writer, log *slog.Logg
 	if opts.dryRun {
 		return dryRunOutput(stdout, cfg, opts)
 	}
-	b, facts, err := chooseBackend(opts.mode, func() (nft.Facts, error) { return nft.GatherFacts("") })
+	b, facts, err := chooseBackend(opts.mode, func() (nft.Facts, error) { return nft.GatherFacts("", opts.mode) })
 	if err != nil {
 		return err
 	}
