@@ -73,6 +73,7 @@ type Agent struct {
 	retryDelay  time.Duration
 	everApplied bool
 	migrated    bool
+	desiredHash string        // ConfigHash of desired.Ruleset
 	loader      config.Loader // parses only the config files that changed
 
 	ready atomic.Bool // the kernel holds desired, as of the last apply or check
@@ -204,10 +205,12 @@ func (a *Agent) reconcile(reason string) bool {
 		a.logWarnings(warnings)
 		want := nft.Compile(cfg, a.s.NFT)
 		cfgChanged = a.desired == nil || !a.desired.Config.Equal(cfg)
+		if cfgChanged {
+			a.desiredHash = ConfigHash(want)
+		}
 		a.desired = &Desired{Config: cfg, Ruleset: want}
 		a.resync = cfg.ResyncInterval
-		m.Prefixes.WithLabelValues("ipv4").Set(float64(len(want.NonMasq4)))
-		m.Prefixes.WithLabelValues("ipv6").Set(float64(len(want.NonMasq6)))
+		m.SetDesired(cfg, want)
 	}
 	if a.desired == nil {
 		return true // nothing valid to apply yet; the kernel is left as it is
@@ -231,6 +234,7 @@ func (a *Agent) reconcile(reason string) bool {
 	}
 	m.Syncs.WithLabelValues("success").Inc()
 	m.LastSuccess.SetToCurrentTime()
+	m.SetApplied(a.desiredHash)
 	a.ready.Store(true)
 	if change != nft.Unchanged {
 		if drifted || reason == "resync" || reason == "monitor" || (reason == "commit" && !cfgChanged) {

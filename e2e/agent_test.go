@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -304,12 +305,37 @@ func TestAgentMetrics(t *testing.T) {
 	if got := a.metric(sample) - before; got != n {
 		t.Errorf("%s grew by %v after %d masqueraded connections, want %d", sample, got, n, n)
 	}
-	if v := a.metric(`masqd_nonmasquerade_prefixes{family="ipv4"}`); v != 2 { // 10/8 and link-local
-		t.Errorf("masqd_nonmasquerade_prefixes{family=\"ipv4\"} = %v, want 2", v)
+	if v := a.metric(`masqd_nonmasquerade_intervals{family="ipv4"}`); v != 2 { // 10/8 and link-local
+		t.Errorf("masqd_nonmasquerade_intervals{family=\"ipv4\"} = %v, want 2", v)
 	}
-	_, body, err := a.get("/metrics")
-	if err != nil || !strings.Contains(body, `masqd_build_info{backend="nftables",version="dev"} 1`) {
-		t.Errorf("masqd_build_info missing or wrong (%v)", err)
+	fams := a.families()
+	build := map[string]string{}
+	if info := fams["masqd_build_info"].GetMetric(); len(info) == 1 && info[0].GetGauge().GetValue() == 1 {
+		for _, l := range info[0].Label {
+			build[l.GetName()] = l.GetValue()
+		}
+	}
+	if build["backend"] != "nftables" || build["goversion"] != runtime.Version() || build["version"] == "" {
+		t.Errorf("masqd_build_info labels %v, want backend nftables, goversion %s and a version", build, runtime.Version())
+	}
+	for _, l := range []string{"revision", "modified"} {
+		if _, ok := build[l]; !ok {
+			t.Errorf("masqd_build_info has no %s label", l)
+		}
+	}
+	// IPv6 is off: no ipv6 series at all.
+	for _, name := range []string{"masqd_nonmasquerade_intervals", "masqd_masqueraded_packets_total", "masqd_masqueraded_bytes_total"} {
+		for _, m := range fams[name].GetMetric() {
+			for _, l := range m.Label {
+				if l.GetName() == "family" && l.GetValue() != "ipv4" {
+					t.Errorf("%s has a %s series with IPv6 off", name, l.GetValue())
+				}
+			}
+		}
+	}
+	// One config, one hash.
+	if info := fams["masqd_config_info"].GetMetric(); len(info) != 1 || len(info[0].Label) != 1 || len(info[0].Label[0].GetValue()) != 12 {
+		t.Errorf("masqd_config_info: %v, want one series with a 12-digit hash", info)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -25,9 +26,6 @@ import (
 	"github.com/masqd/masqd/config"
 	"github.com/masqd/masqd/nft"
 )
-
-// version is stamped at build time: -ldflags "-X main.version=v1.2.3".
-var version = "dev"
 
 // options are the parsed command line.
 type options struct {
@@ -107,7 +105,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if opts.showVersion {
-		fmt.Fprintf(stdout, "masqd %s\n", version)
+		fmt.Fprintln(stdout, currentBuild())
 		return 0
 	}
 	log := newLogger(stderr, opts.logLevel, opts.logFormat)
@@ -321,11 +319,12 @@ func runAgent(ctx context.Context, opts options, backend agent.Backend, migrate 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := agent.NewMetrics(reg, backend)
-	metrics.BuildInfo.WithLabelValues(version, backend.Name()).Set(1)
+	build := currentBuild()
+	metrics.BuildInfo.WithLabelValues(build.Version, build.Revision, strconv.FormatBool(build.Modified), build.GoVersion, backend.Name()).Set(1)
 	reload := make(chan os.Signal, 1)
 	signal.Notify(reload, syscall.SIGHUP)
 	defer signal.Stop(reload)
-	log.Info("starting", "version", version, "backend", backend.Name(), "mode", opts.mode, "config", opts.configPath, "http", opts.httpAddress)
+	log.Info("starting", "version", build.Version, "revision", build.Revision, "backend", backend.Name(), "mode", opts.mode, "config", opts.configPath, "http", opts.httpAddress)
 	source, err := newConfigMapSource(opts, log)
 	if err != nil {
 		return err
@@ -353,7 +352,7 @@ func newConfigMapSource(opts options, log *slog.Logger) (agent.ConfigSource, err
 	if len(opts.configMaps.refs) == 0 {
 		return nil, nil
 	}
-	client, err := agent.NewKubeClient(opts.kubeconfig, "masqd/"+version)
+	client, err := agent.NewKubeClient(opts.kubeconfig, "masqd/"+currentBuild().Version)
 	if errors.Is(err, rest.ErrNotInCluster) && !opts.configMaps.set {
 		log.Debug("not in a Kubernetes pod and no --kubeconfig: reading the config file only")
 		return nil, nil
