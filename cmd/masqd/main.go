@@ -81,11 +81,11 @@ func (f *configMapFlag) Set(v string) error {
 }
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
 // run is main with its inputs and outputs passed in; it returns the exit code.
-func run(args []string, stdout, stderr io.Writer) int {
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
 		switch args[0] {
 		case "explain":
@@ -93,15 +93,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 		case "status":
 			return statusMain(args[1:], stdout, stderr, hostFacts())
 		case "check":
-			return checkMain(args[1:], stdout, stderr)
+			return checkMain(args[1:], stdin, stdout, stderr)
+		case "help":
+			return helpMain(args[1:], stdin, stdout, stderr)
+		case "completion":
+			return completionMain(args[1:], stdout, stderr)
 		}
 	}
-	opts, err := parseFlags(args, stderr)
+	opts, err := parseFlags(args, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "masqd: %v\n", err)
+		fmt.Fprintf(stderr, "masqd: %v (masqd --help lists the flags)\n", err)
 		return 2
 	}
 	if opts.showVersion {
@@ -185,22 +189,29 @@ func loadConfig(opts options, log *slog.Logger) (config.Config, error) {
 	return cfg, err
 }
 
-func parseFlags(args []string, stderr io.Writer) (options, error) {
+// rootUsage is the top of `masqd --help`; the flags follow.
+const rootUsage = `Usage: masqd [flags]
+       masqd COMMAND [flags] [ARGS]
+
+Keeps this node's IP masquerade rules (nftables table inet masqd, or ip-masq-agent's
+iptables chain with --mode=iptables) in step with ip-masq-agent's configuration.
+With no mode flag it runs as an agent.
+
+Commands for operators:
+  explain ADDRESS...  is traffic to ADDRESS masqueraded, and which config line decided it
+  status              does the kernel hold the config; counters; the agent's last sync
+  check [FILE|-]      lint a config file or an ip-masq-agent ConfigMap manifest before applying it
+  help [COMMAND]      this text, or a command's
+  completion SHELL    a completion script for bash, zsh or fish
+
+Flags:
+`
+
+// parseFlags parses the agent's command line. On -h or --help it prints the usage to stdout and returns
+// flag.ErrHelp; other errors are returned, not printed.
+func parseFlags(args []string, stdout io.Writer) (options, error) {
 	var o options
-	fs := flag.NewFlagSet("masqd", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: masqd [flags]\n       masqd explain|status|check [flags] ... (masqd COMMAND --help for each)\n\n"+
-			"Keeps this node's IP masquerade rules (nftables table inet masqd, or ip-masq-agent's\n"+
-			"iptables chain with --mode=iptables) in step with ip-masq-agent's configuration.\n"+
-			"With no mode flag it runs as an agent.\n\n"+
-			"Commands for operators:\n"+
-			"  explain ADDRESS...  is traffic to ADDRESS masqueraded, and which config line decided it\n"+
-			"  status              does the kernel hold the config; counters; the agent's last sync\n"+
-			"  check FILE          lint a config file or an ip-masq-agent ConfigMap manifest before applying it\n\n"+
-			"Flags:\n")
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("masqd")
 	// ip-masq-agent's flags, with its names and defaults.
 	addConfigFlags(fs, &o.configPath, &o.cfg, &o.nft)
 	fs.StringVar(&o.masqChain, "masq-chain", nft.DefaultIPTablesChain, "iptables `chain` name for the iptables backend")
@@ -222,6 +233,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "auto", "log `format`: auto (text on a terminal, JSON otherwise), text or json")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printUsage(stdout, fs, rootUsage)
+		}
 		return o, err
 	}
 	if fs.NArg() > 0 {

@@ -13,7 +13,7 @@ import (
 func runArgs(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code = run(args, &out, &errb)
+	code = run(args, nil, &out, &errb)
 	return code, out.String(), errb.String()
 }
 

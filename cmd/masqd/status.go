@@ -51,18 +51,14 @@ func statusMain(args []string, stdout, stderr io.Writer, h host) int {
 		addr    string
 		chain   string
 	)
-	fs := flag.NewFlagSet("masqd status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, statusUsage)
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("masqd status")
 	addConfigFlags(fs, &path, &cfgOpts, &nftOpts)
 	fs.StringVar(&output, "output", "text", "output `format`: text or json")
 	fs.StringVar(&chain, "masq-chain", nft.DefaultIPTablesChain, "the agent's iptables `chain`, looked for when there is no table inet masqd (--mode=iptables)")
 	fs.StringVar(&addr, "http-address", "127.0.0.1:9745", "`address` of the agent's HTTP endpoints (its --http-address); empty to not ask")
 	operands, err := parseCommand(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
+		printUsage(stdout, fs, statusUsage)
 		return 0
 	}
 	switch {

@@ -165,8 +165,8 @@ func TestParseMetrics(t *testing.T) {
 
 func TestStatusHelp(t *testing.T) {
 	var stdout, stderr bytes.Buffer
-	if code := run([]string{"status", "-h"}, &stdout, &stderr); code != 0 || !strings.Contains(stderr.String(), "Exit status: 0 the kernel holds the config") {
-		t.Errorf("masqd status -h: exit %d, stderr:\n%s", code, stderr.String())
+	if code := run([]string{"status", "-h"}, nil, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "Exit status: 0 the kernel holds the config") || stderr.Len() > 0 {
+		t.Errorf("masqd status -h: exit %d, stdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
 	}
 }
 
