@@ -226,7 +226,7 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	fs.BoolVar(&o.once, "once", false, "apply the ruleset once (then migrate, as the agent does) and exit")
 	fs.BoolVar(&o.cleanup, "cleanup", false, "remove everything masqd made (table inet masqd; the --masq-chain chain in iptables-legacy and iptables-nft) and exit")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
-	fs.StringVar(&o.httpAddress, "http-address", "127.0.0.1:9745", "`address` serving /healthz, /readyz and /metrics in agent mode; empty to serve nothing")
+	fs.StringVar(&o.httpAddress, "http-address", "127.0.0.1:9745", "`address` serving /healthz, /readyz and /metrics in agent mode, such as $(HOST_IP):9745 in a DaemonSet (an IPv6 host may be written without brackets); empty to serve nothing")
 	o.configMaps.refs = []agent.ConfigMapRef{agent.DefaultConfigMap}
 	fs.Var(&o.configMaps, "configmap", "`NAMESPACE/NAME` of a ConfigMap to watch in agent mode; repeat to merge several in order; empty for none. The source is on in a pod or with --kubeconfig")
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig `file` for the ConfigMap watch; default: the pod's ServiceAccount")
@@ -241,6 +241,7 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q (masqd takes only flags)", fs.Arg(0))
 	}
+	o.httpAddress = bracketIPv6(o.httpAddress)
 	switch o.logFormat {
 	case "auto", "text", "json":
 	default:
