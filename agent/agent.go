@@ -224,6 +224,7 @@ func (a *Agent) reconcile(reason string) bool {
 	m.SyncDuration.Observe(time.Since(start).Seconds())
 	if err != nil {
 		a.ready.Store(false)
+		m.Ready.Set(0)
 		m.Syncs.WithLabelValues("error").Inc()
 		log.Error("apply failed; retrying", "reason", reason, "err", err)
 		report(nil, err)
@@ -236,6 +237,7 @@ func (a *Agent) reconcile(reason string) bool {
 	m.LastSuccess.SetToCurrentTime()
 	m.SetApplied(a.desiredHash)
 	a.ready.Store(true)
+	m.Ready.Set(1)
 	if change != nft.Unchanged {
 		if drifted || reason == "resync" || reason == "monitor" || (reason == "commit" && !cfgChanged) {
 			m.DriftRepairs.Inc()

@@ -16,10 +16,13 @@ import (
 // The agent's loop is the only writer of the unexported state; the exported metrics are safe for concurrent
 // use, as every Prometheus metric is.
 type Metrics struct {
-	Syncs         *prometheus.CounterVec
-	SyncDuration  prometheus.Histogram
-	LastSuccess   prometheus.Gauge
-	ConfigValid   prometheus.Gauge
+	Syncs        *prometheus.CounterVec
+	SyncDuration prometheus.Histogram
+	LastSuccess  prometheus.Gauge
+	ConfigValid  prometheus.Gauge
+	// Ready is /readyz as a number: 1 while the kernel holds the desired ruleset, 0 before the first apply and
+	// after a failed one.
+	Ready         prometheus.Gauge
 	ConfigReloads prometheus.Counter
 	DriftRepairs  prometheus.Counter
 	// Intervals counts the elements of the desired non-masquerade sets, by family: adjacent and overlapping
@@ -61,6 +64,9 @@ func NewMetrics(reg prometheus.Registerer, c Counters) *Metrics {
 		ConfigValid: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "masqd_config_valid", Help: "1 when the last config read was valid, 0 when it was rejected (the previous rules stay).",
 		}),
+		Ready: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "masqd_ready", Help: "1 while the kernel holds the desired ruleset (/readyz answers 200), 0 before the first apply and after a failed one.",
+		}),
 		ConfigReloads: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "masqd_config_reloads_total", Help: "Config reads.",
 		}),
@@ -82,7 +88,7 @@ func NewMetrics(reg prometheus.Registerer, c Counters) *Metrics {
 	}
 	m.CIDRs.WithLabelValues("nonMasqueradeCIDRs")
 	m.CIDRs.WithLabelValues("masqueradeCIDRs")
-	reg.MustRegister(m.Syncs, m.SyncDuration, m.LastSuccess, m.ConfigValid, m.ConfigReloads, m.DriftRepairs,
+	reg.MustRegister(m.Syncs, m.SyncDuration, m.LastSuccess, m.ConfigValid, m.Ready, m.ConfigReloads, m.DriftRepairs,
 		m.Intervals, m.CIDRs, m.ConfigInfo, m.BuildInfo, newCounterCollector(c, &m.ipv6))
 	for _, r := range []string{"success", "error"} {
 		m.Syncs.WithLabelValues(r)

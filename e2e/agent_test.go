@@ -297,6 +297,9 @@ func TestAgentMetrics(t *testing.T) {
 	lab := newLab(t, labOptions{})
 	a := startAgent(t, lab.Node, 9745, "--config="+writeConfig(t, cfgVPCOnly))
 	a.waitStatus("/readyz", http.StatusOK)
+	if v := a.metric("masqd_ready"); v != 1 {
+		t.Errorf("masqd_ready = %v while /readyz answers 200, want 1", v)
+	}
 	const sample = `masqd_masqueraded_packets_total{family="ipv4"}`
 	before := a.metric(sample)
 	const n = 7
