@@ -170,6 +170,21 @@ func (a *agentProc) metric(sample string) float64 {
 	return 0
 }
 
+// labels returns the labels of the one sample of name (an info metric such as masqd_build_info), failing the
+// test unless there is exactly one.
+func (a *agentProc) labels(name string) map[string]string {
+	a.t.Helper()
+	samples := a.families()[name].GetMetric()
+	if len(samples) != 1 {
+		a.t.Fatalf("%s: %d samples, want 1", name, len(samples))
+	}
+	labels := map[string]string{}
+	for _, l := range samples[0].Label {
+		labels[l.GetName()] = l.GetValue()
+	}
+	return labels
+}
+
 // families returns the agent's /metrics, parsed, by metric name.
 func (a *agentProc) families() map[string]*dto.MetricFamily {
 	a.t.Helper()
