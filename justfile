@@ -31,6 +31,13 @@ revision := `git rev-parse HEAD 2>/dev/null || true`
 build:
 	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version={{version}} -X main.revision={{revision}}" -o bin/masqd ./cmd/masqd
 
+# Set the release everywhere it is pinned: the image tag of deploy/kubernetes, the Helm chart's version and
+# appVersion, and the README's install section. `just set-version 0.2.0`, then tag v0.2.0.
+set-version v:
+	sed -i 's/^\(  *newTag: \)v.*/\1v{{v}}/' deploy/kubernetes/base/kustomization.yaml
+	sed -i 's/^version: .*/version: {{v}}/; s/^appVersion: .*/appVersion: "{{v}}"/' deploy/helm/masqd/Chart.yaml
+	sed -i 's/^The release is \*\*v[^*]*\*\*: the image `ghcr.io\/masqd\/masqd:v[^`]*`/The release is **v{{v}}**: the image `ghcr.io\/masqd\/masqd:v{{v}}`/' README.md
+
 # The container image (needs podman, docker or another OCI builder; none runs on the development machines).
 image tag=("masqd:" + version) engine="podman":
 	{{engine}} build -f Containerfile --build-arg VERSION={{version}} --build-arg REVISION={{revision}} -t {{tag}} .

@@ -100,14 +100,20 @@ func TestHelmChartMatchesKustomize(t *testing.T) {
 	if err != nil || !strings.Contains(string(res), "<stdin>: 0 errors, 0 warnings") || !strings.Contains(string(res), "10.2.0.5") {
 		t.Errorf("masqd check of the chart's ConfigMap: %v\n%s\nmanifest:\n%s", err, res, out)
 	}
-	// The chart's version is the release's, as the image tag.
+	// The chart's version and the README's are the release's, as the image tag (just set-version sets all).
 	chart, err := os.ReadFile(filepath.Join(chartDir, "Chart.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile("../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	tag := regexp.MustCompile(`(?m)^\s+image: \S+:(v\S+)$`).FindStringSubmatch(base)
 	if tag == nil || !bytes.Contains(chart, []byte("\nversion: "+strings.TrimPrefix(tag[1], "v")+"\n")) {
 		t.Errorf("Chart.yaml's version is not the image tag %v of deploy/kubernetes", tag)
+	} else if !bytes.Contains(readme, []byte("The release is **"+tag[1]+"**: the image `ghcr.io/masqd/masqd:"+tag[1]+"`")) {
+		t.Errorf("the README's install section does not name the release %s", tag[1])
 	}
 }
 
