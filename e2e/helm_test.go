@@ -97,7 +97,7 @@ func TestHelmChartMatchesKustomize(t *testing.T) {
 	cmd := exec.Command(masqdBin, "check", "-")
 	cmd.Stdin = strings.NewReader(out)
 	res, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(res), "<stdin>: 0 errors, 0 warnings") || !strings.Contains(string(res), "10.2.0.5") {
+	if err != nil || !strings.Contains(string(res), "<stdin>: 0 errors, 0 warnings") || !strings.Contains(string(res), "10.2.0.6-10.255.255.255") {
 		t.Errorf("masqd check of the chart's ConfigMap: %v\n%s\nmanifest:\n%s", err, res, out)
 	}
 	// The chart's version and the README's are the release's, as the image tag (just set-version sets all).
@@ -127,9 +127,11 @@ func TestManifestsServerDryRun(t *testing.T) {
 	bins := kubeTools(t)
 	helm := goTool(t, helmPkg, helmVersion)
 	ns := newNS(t, "api")
-	ns.Run(t, "ip", "link", "add", "dummy0", "type", "dummy")
-	ns.Run(t, "ip", "addr", "add", "192.0.2.10/24", "dev", "dummy0")
-	ns.Run(t, "ip", "link", "set", "dummy0", "up")
+	// kube-apiserver wants a non-loopback address to advertise: one end of a veth pair inside the namespace.
+	ns.Run(t, "ip", "link", "add", "api0", "type", "veth", "peer", "name", "api1")
+	ns.Run(t, "ip", "addr", "add", "192.0.2.10/24", "dev", "api0")
+	ns.Run(t, "ip", "link", "set", "api0", "up")
+	ns.Run(t, "ip", "link", "set", "api1", "up")
 	cp := startControlPlane(t, ns, bins, "192.0.2.10")
 	t.Cleanup(func() {
 		if t.Failed() {
