@@ -73,6 +73,7 @@ type Agent struct {
 	retryDelay  time.Duration
 	everApplied bool
 	migrated    bool
+	desiredHash string        // ConfigHash of desired.Ruleset
 	loader      config.Loader // parses only the config files that changed
 
 	ready atomic.Bool // the kernel holds desired, as of the last apply or check
@@ -205,10 +206,10 @@ func (a *Agent) reconcile(reason string) bool {
 		cfgChanged = a.desired == nil || !a.desired.Config.Equal(cfg)
 		if cfgChanged { // a resync of an unchanged config compiles nothing
 			want := nft.Compile(cfg, a.s.NFT)
+			a.desiredHash = ConfigHash(want)
 			a.desired = &Desired{Config: cfg, Ruleset: want}
 			a.resync = cfg.ResyncInterval
-			m.Prefixes.WithLabelValues("ipv4").Set(float64(len(want.NonMasq4)))
-			m.Prefixes.WithLabelValues("ipv6").Set(float64(len(want.NonMasq6)))
+			m.SetDesired(cfg, want)
 		}
 	}
 	if a.desired == nil {
@@ -223,6 +224,7 @@ func (a *Agent) reconcile(reason string) bool {
 	m.SyncDuration.Observe(time.Since(start).Seconds())
 	if err != nil {
 		a.ready.Store(false)
+		m.Ready.Set(0)
 		m.Syncs.WithLabelValues("error").Inc()
 		log.Error("apply failed; retrying", "reason", reason, "err", err)
 		report(nil, err)
@@ -233,7 +235,9 @@ func (a *Agent) reconcile(reason string) bool {
 	}
 	m.Syncs.WithLabelValues("success").Inc()
 	m.LastSuccess.SetToCurrentTime()
+	m.SetApplied(a.desiredHash)
 	a.ready.Store(true)
+	m.Ready.Set(1)
 	if change != nft.Unchanged {
 		// A repair is a change someone else made that this one undid: one the monitor saw, or one a
 		// compare found. A refresh (the nftables sets rewritten because what the kernel held was not

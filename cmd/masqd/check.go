@@ -23,7 +23,7 @@ const checkUsage = `Usage: masqd check [flags] [FILE...]
 
 Checks a config file, or a Kubernetes ConfigMap manifest as written for kubectl apply, before it is
 applied; then prints what the config would do (the same text as masqd --dry-run). With no FILE it
-checks --config.
+checks --config; a FILE of - is the standard input (... | masqd check -).
 
 A manifest is recognised by its apiVersion and kind. It must be a ConfigMap named ip-masq-agent in
 kube-system, with the config as a block string under data.config:
@@ -51,21 +51,17 @@ Flags:
 `
 
 // checkMain is `masqd check`.
-func checkMain(args []string, stdout, stderr io.Writer) int {
+func checkMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var (
 		path    string
 		cfgOpts config.Options
 		nftOpts nft.Options
 	)
-	fs := flag.NewFlagSet("masqd check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, checkUsage)
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("masqd check")
 	addConfigFlags(fs, &path, &cfgOpts, &nftOpts)
 	files, err := parseCommand(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
+		printUsage(stdout, fs, checkUsage)
 		return 0
 	}
 	if err != nil {
@@ -80,14 +76,18 @@ func checkMain(args []string, stdout, stderr io.Writer) int {
 		if i > 0 {
 			fmt.Fprintln(stdout)
 		}
-		data, err := readCheckFile(file)
+		data, err := readCheckFile(file, stdin)
 		if err != nil {
 			fmt.Fprintf(stderr, "masqd check: %v\n", err)
 			code = 2
 			continue
 		}
+		name := file
+		if file == "-" {
+			name = stdinName
+		}
 		res := checkFile(data, cfgOpts)
-		res.write(stdout, file, nftOpts)
+		res.write(stdout, name, nftOpts)
 		if res.count(sevError) > 0 && code == 0 {
 			code = 1
 		}
@@ -95,7 +95,18 @@ func checkMain(args []string, stdout, stderr io.Writer) int {
 	return code
 }
 
-func readCheckFile(file string) ([]byte, error) {
+// stdinName names the standard input in findings (masqd check -).
+const stdinName = "<stdin>"
+
+// readCheckFile reads file, or stdin when file is "-".
+func readCheckFile(file string, stdin io.Reader) ([]byte, error) {
+	if file == "-" {
+		data, err := io.ReadAll(io.LimitReader(stdin, config.MaxFileSize+4096))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", stdinName, err)
+		}
+		return data, nil
+	}
 	f, err := os.Open(file)
 	if err != nil {
 		return nil, err
