@@ -82,6 +82,9 @@ func (b *NFTables) Verify(d Desired) error {
 func (b *NFTables) Watch(ctx context.Context, drift func(Drift)) error {
 	return b.conn.Monitor(ctx, func(c nft.Commit) {
 		switch {
+		case c.Missed:
+			b.conn.Forget()
+			drift(Drift{Gen: c.Gen, Suspect: true})
 		case c.Own:
 		case c.Touched:
 			b.conn.Forget()

@@ -27,8 +27,7 @@ func Merge(cfgs ...Config) Config {
 		nNonMasq += len(c.NonMasqueradeCIDRs)
 		nMasq += len(c.MasqueradeCIDRs)
 	}
-	nonMasq := make(map[prefixKey]struct{}, nNonMasq)
-	masq := make(map[prefixKey]struct{}, nMasq)
+	nonMasq, masq := newPrefixSet(nNonMasq), newPrefixSet(nMasq)
 	if nNonMasq > 0 { // Merge of nothing keeps nil lists
 		out.NonMasqueradeCIDRs = make([]CIDR, 0, nNonMasq)
 	}
@@ -51,30 +50,48 @@ func Merge(cfgs ...Config) Config {
 }
 
 // union appends to dst each CIDR of src whose prefix is not yet in seen.
-func union(dst []CIDR, seen map[prefixKey]struct{}, src []CIDR) []CIDR {
+func union(dst []CIDR, seen prefixSet, src []CIDR) []CIDR {
 	for _, c := range src {
-		k := keyOf(c.Prefix)
-		if _, dup := seen[k]; dup {
-			continue
+		if seen.add(c.Prefix) {
+			dst = append(dst, c)
 		}
-		seen[k] = struct{}{}
-		dst = append(dst, c)
 	}
 	return dst
 }
 
-// prefixKey is a prefix as plain numbers: a map hashes it several times faster than a netip.Prefix, which
-// holds a pointer. A merge of 200,000 prefixes went from 50 to 10 ms.
-type prefixKey struct {
-	hi, lo uint64
-	bits   int // 256 more for IPv4, so that 1.2.3.0/24 and ::ffff:1.2.3.0/24 differ
+// prefixSet is a set of prefixes keyed by plain numbers, which a map hashes several times faster than a
+// netip.Prefix (it holds a pointer): an IPv4 prefix is one uint64, address and length.
+type prefixSet struct {
+	v4 map[uint64]struct{}
+	v6 map[prefix6]struct{}
 }
 
-func keyOf(p netip.Prefix) prefixKey {
-	a := p.Addr().As16()
-	k := prefixKey{hi: binary.BigEndian.Uint64(a[:8]), lo: binary.BigEndian.Uint64(a[8:]), bits: p.Bits()}
-	if p.Addr().Is4() {
-		k.bits += 256
+type prefix6 struct {
+	hi, lo uint64
+	bits   int
+}
+
+func newPrefixSet(n int) prefixSet {
+	return prefixSet{v4: make(map[uint64]struct{}, n), v6: map[prefix6]struct{}{}}
+}
+
+// add adds p and reports whether it was not in the set yet.
+func (s prefixSet) add(p netip.Prefix) bool {
+	a := p.Addr()
+	if a.Is4() {
+		b := a.As4()
+		k := uint64(binary.BigEndian.Uint32(b[:]))<<8 | uint64(p.Bits())
+		if _, dup := s.v4[k]; dup {
+			return false
+		}
+		s.v4[k] = struct{}{}
+		return true
 	}
-	return k
+	b := a.As16()
+	k := prefix6{hi: binary.BigEndian.Uint64(b[:8]), lo: binary.BigEndian.Uint64(b[8:]), bits: p.Bits()}
+	if _, dup := s.v6[k]; dup {
+		return false
+	}
+	s.v6[k] = struct{}{}
+	return true
 }

@@ -102,8 +102,8 @@ func intendedDifference(data []byte, masqdErr error) string {
 	return ""
 }
 
-// prefixSet is a list of CIDRs as a sorted set of canonical prefixes.
-func prefixSet(cidrs []string) []string {
+// canonicalSet is a list of CIDRs as a sorted set of canonical prefixes.
+func canonicalSet(cidrs []string) []string {
 	var out []string
 	for _, c := range cidrs {
 		_, ipnet, err := net.ParseCIDR(c)
@@ -146,11 +146,11 @@ func compareWithUpstream(t *testing.T, data []byte, opts Options) string {
 		MasqLinkLocal, MasqLinkLocalIPv6 bool
 		Resync                           time.Duration
 	}
-	want := effective{prefixSet(up.NonMasqueradeCIDRs), up.CidrLimit, up.MasqLinkLocal, up.MasqLinkLocalIPv6, up.ResyncInterval.Duration}
+	want := effective{canonicalSet(up.NonMasqueradeCIDRs), up.CidrLimit, up.MasqLinkLocal, up.MasqLinkLocalIPv6, up.ResyncInterval.Duration}
 	if want.Resync <= 0 { // upstream spins; masqd keeps its default (a warning says so)
 		want.Resync = DefaultResyncInterval
 	}
-	got := effective{prefixSet(mine), cfg.CIDRLimit, cfg.MasqLinkLocal, cfg.MasqLinkLocalIPv6, cfg.ResyncInterval}
+	got := effective{canonicalSet(mine), cfg.CIDRLimit, cfg.MasqLinkLocal, cfg.MasqLinkLocalIPv6, cfg.ResyncInterval}
 	if d := diff(want, got); d != "" {
 		t.Fatalf("masqd reads the config differently from ip-masq-agent\ninput: %q\n(-ip-masq-agent +masqd):\n%s", data, d)
 	}

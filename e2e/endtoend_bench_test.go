@@ -82,6 +82,7 @@ type wholePath struct {
 	edit            string // the line the edit adds to the first file: a prefix holding the lab's internet host
 	files           [][]byte
 	ipv6, probeDest netip.Addr
+	port            int // the source port of the last probe
 }
 
 // wholePathPrefixes returns n4 IPv4 /25s and n6 IPv6 /64s, none adjacent to another and none holding a lab
@@ -282,19 +283,30 @@ func (w *wholePath) wholeLab(b *testing.B) (*Lab, *agentProc, string) {
 }
 
 // waitSource sends fresh UDP flows from the pod to w's probe destination until the outside sees want as
-// their source, and returns when it did. Each probe is a new flow (a new source port), so conntrack's
-// earlier translations do not decide it.
+// their source, and returns when it did. Each probe is a new flow from a source port no earlier probe of
+// the run used (the node's conntrack is flushed between runs), so no earlier translation decides it.
 func (w *wholePath) waitSource(b *testing.B, lab *Lab, want netip.Addr, limit time.Duration) {
 	b.Helper()
 	deadline := time.Now().Add(limit)
 	for {
-		got, err := sourceSeenUDP(lab.Pod, w.probeDest, lab.outsideEcho.udp, time.Second)
+		w.port = 20000 + (max(w.port, 20000)-20000+1)%40000
+		got, err := sourceSeenUDPFrom(lab.Pod, w.port, w.probeDest, lab.outsideEcho.udp, time.Second)
 		if err == nil && got == want {
 			return
 		}
 		if time.Now().After(deadline) {
-			b.Fatalf("after %v the outside still sees %v (%v) from the pod, want %v", limit, got, err, want)
+			rules, _ := lab.Node.RunErr("sh", "-c", "nft list tables; nft list ruleset | grep -v '/' | head -30")
+			b.Fatalf("after %v the outside still sees %v (%v) from the pod, want %v; the node's tables:\n%s", limit, got, err, want, rules)
 		}
+	}
+}
+
+// forgetFlows empties the node's conntrack table between two measurements, so that the probes of one do
+// not meet the translations of the last.
+func forgetFlows(b *testing.B, lab *Lab) {
+	b.Helper()
+	if out, err := lab.Node.RunErr("conntrack", "-F"); err != nil && !strings.Contains(out, "0 flow entries") {
+		b.Fatal(err)
 	}
 }
 
@@ -321,6 +333,7 @@ func (w *wholePath) benchEdit(b *testing.B) {
 		if i%2 == 1 {
 			content, want = w.files[0], node
 		}
+		forgetFlows(b, lab)
 		start := time.Now()
 		tmp := first + ".tmp"
 		if err := os.WriteFile(tmp, content, 0o644); err != nil {
@@ -347,6 +360,7 @@ func (w *wholePath) benchDrift(b *testing.B) {
 	w.waitSource(b, lab, node, 10*time.Second)
 	var total, worst time.Duration
 	for range b.N {
+		forgetFlows(b, lab)
 		start := time.Now()
 		lab.Node.Run(b, "nft", "delete", "table", "inet", "masqd")
 		w.waitSource(b, lab, node, 30*time.Second)

@@ -37,6 +37,9 @@ type Conn struct {
 	last    *Ruleset // the kernel's table after our last commit; nil when unknown
 	lastGen uint32   // the generation at which last was true
 	sock    *nlSock  // Apply's socket; nil until an Apply opens it
+
+	monMu    sync.Mutex
+	monitors map[*netlink.Conn]bool // the sockets of the Monitors running on this Conn
 }
 
 // NewConn returns a Conn for the network namespace behind netnsFD, or the caller's namespace when it is 0.
@@ -106,18 +109,65 @@ func masqdTable() *nftables.Table {
 func (c *Conn) Apply(want Ruleset) (Change, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	change, err := c.apply(want)
+	change, err := c.applyUnheard(want)
 	if err != nil && !errors.Is(err, unix.EPERM) {
 		// What we remember may be what made the batch fail (someone removed an element we meant to delete,
-		// or committed since we looked): forget it and try once more from a fresh read, on a fresh socket.
+		// or committed since we looked): forget it and try once more, writing the sets whole, on a fresh
+		// socket.
 		c.last = nil
 		c.closeSock()
-		change, err = c.apply(want)
+		change, err = c.applyUnheard(want)
 	}
 	if err != nil {
 		c.closeSock()
 	}
 	return change, privilege(err)
+}
+
+// applyUnheard is apply with the Conn's Monitors not listening: the kernel then does not notify them of
+// every element of masqd's own transaction (200,000 messages for a cold apply of 100,000 intervals, which
+// would double its cost; with no listener the kernel builds no notification at all, though it counts
+// listeners of every network namespace together: another namespace's `nft monitor` still costs). A commit by anyone
+// else while they did not listen would go unseen, so when the generation shows one (it moved past masqd's
+// own commit) the sets are written whole again with the Monitors listening.
+func (c *Conn) applyUnheard(want Ruleset) (Change, error) {
+	deaf := c.deafen()
+	change, err := c.apply(want)
+	c.listen(deaf)
+	if err != nil || len(deaf) == 0 || c.last == nil {
+		return change, err
+	}
+	if gen, gerr := c.sock.generation(); gerr == nil && gen == c.lastGen {
+		return change, nil
+	}
+	c.last = nil
+	if _, err := c.apply(want); err != nil {
+		return Unchanged, err
+	}
+	return change, nil
+}
+
+// deafen makes the Conn's Monitors leave the nftables multicast group and returns their sockets.
+func (c *Conn) deafen() []*netlink.Conn {
+	c.monMu.Lock()
+	defer c.monMu.Unlock()
+	var deaf []*netlink.Conn
+	for nl := range c.monitors {
+		if nl.LeaveGroup(unix.NFNLGRP_NFTABLES) == nil {
+			deaf = append(deaf, nl)
+		}
+	}
+	return deaf
+}
+
+// listen makes the deafened Monitors join the group again. One that cannot is closed: its Monitor returns
+// with an error, and its caller subscribes again and compares in full, as after any lost notification.
+func (c *Conn) listen(deaf []*netlink.Conn) {
+	for _, nl := range deaf {
+		if nl.JoinGroup(unix.NFNLGRP_NFTABLES) != nil {
+			_ = nl.Close()
+		}
+	}
 }
 
 // Close closes the netlink socket Conn keeps open between Applies (and with it Conn's hold on the network
@@ -182,9 +232,11 @@ func (c *Conn) apply(want Ruleset) (Change, error) {
 	if err != nil {
 		return Unchanged, err
 	}
+	// Every batch is sent with the generation it was computed at: the kernel refuses it if anyone has
+	// committed since (and Apply tries again, knowing nothing), and a batch it takes made the next one.
+	tx.genID = gen
 	switch {
 	case known && sameShape(*c.last, want):
-		tx.genID = gen
 		queueDelta(tx, *c.last, want)
 		if gen, err = tx.commit(); err != nil {
 			return Unchanged, fmt.Errorf("nftables: apply table inet %s (%s): %w", TableName, Updated, err)
@@ -451,35 +503,9 @@ func queueDelta(tx *txn, have, want Ruleset) {
 // queueElementDelta queues the element changes that turn one set's intervals from into to: deletions
 // first, as an added interval may overlap one that is going away.
 func queueElementDelta(tx *txn, s *nftables.Set, from, to []Interval) {
-	del, add := diffIntervals(from, to)
+	del, add := DiffIntervals(from, to)
 	tx.deleteElements(s, del)
 	tx.addElements(s, add)
-}
-
-// diffIntervals returns the intervals only in have (to delete) and only in want (to add). Both inputs are
-// sorted by First and Last; one merge pass finds both. Equal intervals, nearly all of them in an edit, are
-// skipped with a plain comparison before any ordering is needed.
-func diffIntervals(have, want []Interval) (del, add []Interval) {
-	i, j := 0, 0
-	for i < len(have) && j < len(want) {
-		if have[i].equal(want[j]) {
-			i++
-			j++
-			continue
-		}
-		switch c := have[i].compare(want[j]); {
-		case c == 0:
-			i++
-			j++
-		case c < 0:
-			del = append(del, have[i])
-			i++
-		default:
-			add = append(add, want[j])
-			j++
-		}
-	}
-	return append(del, have[i:]...), append(add, want[j:]...)
 }
 
 // chainRules is want's chain, rule by rule: for each family its --to-ports rules (ToPortsRules behind

@@ -250,25 +250,15 @@ func compareFamily(name string, configRule, kernelRule bool, want, have []nft.In
 		f.KernelIntervals = 0
 		have = nil
 	}
-	f.OnlyInConfig = intervalStrings(without(want, have))
-	f.OnlyInKernel = intervalStrings(without(have, want))
+	onlyKernel, onlyConfig := nft.DiffIntervals(have, want)
+	f.OnlyInConfig = intervalStrings(onlyConfig)
+	f.OnlyInKernel = intervalStrings(onlyKernel)
 	if configRule && kernelRule {
 		f.KernelMasquerades = intervalStrings(nft.Difference(want, have))
 		f.KernelKeeps = intervalStrings(nft.Difference(have, want))
 	}
 	f.Match = configRule == kernelRule && len(f.OnlyInConfig) == 0 && len(f.OnlyInKernel) == 0
 	return f
-}
-
-// without returns the intervals of a that b does not hold as they are.
-func without(a, b []nft.Interval) []nft.Interval {
-	var out []nft.Interval
-	for _, iv := range a {
-		if !slices.Contains(b, iv) {
-			out = append(out, iv)
-		}
-	}
-	return out
 }
 
 func intervalStrings(ivs []nft.Interval) []string {
