@@ -78,6 +78,11 @@ func (b *builder) build(doc document) error {
 			b.warn(f.line, f.name, "enableIPv6: false does not turn off --enable-ipv6; IPv6 stays enabled")
 		}
 	}
+	// Too many CIDRs is found before any is parsed, as upstream checks it first: a list of a million
+	// needs no memory for a million prefixes to be refused.
+	if err := b.checkLimit(doc); err != nil {
+		return err
+	}
 	// Keys in file order, so that the error reported is the first one in the file; a key whose line is
 	// unknown (0) comes first.
 	steps := []struct {
@@ -106,20 +111,30 @@ func (b *builder) build(doc document) error {
 	if f := doc.cidrLimit; f.set && f.v < 0 { // upstream refuses it too: no list is shorter
 		return b.errAt(f.line, f.name, strconv.Itoa(f.v), "must not be negative", fmt.Sprintf("write a whole number, e.g. %s: 64", f.name))
 	}
-	if n := doc.nonMasq.count(len(b.cfg.NonMasqueradeCIDRs)); n > b.cfg.CIDRLimit {
-		// Blame the list, or the limit when the list is the default one.
-		w := doc.nonMasq.where
-		if !doc.nonMasq.set {
-			w = doc.cidrLimit.where
-		}
-		if w.name == "" {
-			w.name = keyNonMasqueradeCIDRs.String()
-		}
-		return b.errAt(w.line, w.name, "",
-			fmt.Sprintf("%d CIDRs is more than cidrLimit %d", n, b.cfg.CIDRLimit),
-			fmt.Sprintf("raise the limit (cidrLimit: %d) or merge ranges into fewer, larger prefixes", n))
-	}
 	return nil
+}
+
+// checkLimit refuses more nonMasqueradeCIDRs than cidrLimit allows (the file's or the default), counting
+// every item as upstream does, empty ones included. A negative limit is refused later, as a bad value.
+func (b *builder) checkLimit(doc document) error {
+	limit := b.cfg.CIDRLimit
+	if doc.cidrLimit.set {
+		limit = doc.cidrLimit.v
+	}
+	n := doc.nonMasq.count(len(b.cfg.NonMasqueradeCIDRs))
+	if limit < 0 || n <= limit {
+		return nil
+	}
+	// Blame the list, or the limit when the list is the default one.
+	w := doc.nonMasq.where
+	if !doc.nonMasq.set {
+		w = doc.cidrLimit.where
+	}
+	if w.name == "" {
+		w.name = keyNonMasqueradeCIDRs.String()
+	}
+	return b.errAt(w.line, w.name, "", fmt.Sprintf("%d CIDRs is more than cidrLimit %d", n, limit),
+		fmt.Sprintf("raise the limit (cidrLimit: %d) or merge ranges into fewer, larger prefixes", n))
 }
 
 // count is how many entries upstream counts against cidrLimit: every item, empty ones included.

@@ -199,9 +199,9 @@ func TestApplyManyElements(t *testing.T) {
 	mustApply(t, n.conn, next, Updated)
 	checkKernel(t, n, next)
 
-	fresh := NewConn(n.conn.netns) // knows nothing of the kernel: writes the sets whole
+	fresh := NewConn(n.conn.netns) // knows nothing of the kernel: reads the table, not larger than readLimit
 	defer fresh.Close()
-	mustApply(t, fresh, want, Refreshed)
+	mustApply(t, fresh, want, Updated)
 	checkKernel(t, n, want)
 }
 

@@ -3,7 +3,6 @@ package nft
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"slices"
@@ -73,8 +72,9 @@ func RemoveOldAgentChains(netnsPath string, chains, variants []string) (removed 
 // mayHaveNAT reports whether the kernel may hold a nat table of variant and family, which alone can hold
 // ip-masq-agent's chain. It asks cheaply, to spare the iptables-save runs where there is nothing: the
 // legacy tables of the caller's namespace are listed in /proc/net/ip{,6}_tables_names (absent without the
-// ip_tables module); iptables-nft's nat table is nftables table "nat" of family ip or ip6. When it cannot
-// tell (another namespace, an unreadable file) it says true.
+// ip_tables module; a file masqd may not read means iptables-legacy-save could not run here either);
+// iptables-nft's nat table is nftables table "nat" of family ip or ip6. For another namespace, where it
+// cannot tell, it says true.
 func mayHaveNAT(variant string, f Family, netnsPath string) bool {
 	if netnsPath != "" {
 		return true
@@ -85,11 +85,10 @@ func mayHaveNAT(variant string, f Family, netnsPath string) bool {
 			name = "/proc/net/ip6_tables_names"
 		}
 		data, err := os.ReadFile(name)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
+		if err != nil {
+			// Absent: no legacy table at all. Not readable (no CAP_DAC_OVERRIDE): iptables-legacy-save
+			// could not read the tables either, as GatherFacts would find it unusable.
 			return false
-		case err != nil:
-			return true
 		}
 		return slices.Contains(strings.Fields(string(data)), "nat")
 	}

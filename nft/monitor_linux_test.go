@@ -76,7 +76,7 @@ func TestMonitor(t *testing.T) {
 	}
 	// An Apply through the monitor's own Conn is not: the monitor does not listen while it commits, so the
 	// next commit seen is the foreign one that follows.
-	mustApply(t, n.conn, Compile(config.Config{NonMasqueradeCIDRs: rfc1918[:2]}, Options{RandomFully: true}), Refreshed)
+	mustApply(t, n.conn, Compile(config.Config{NonMasqueradeCIDRs: rfc1918[:2]}, Options{RandomFully: true}), Updated)
 	n.nft(t, "delete", "element", "inet", TableName, Set4Name, "{ 10.0.0.0/8 }")
 	if c := next("foreign element delete"); !c.Touched || c.Own {
 		t.Errorf("foreign element delete: %+v, want touched, not own", c)
