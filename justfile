@@ -22,6 +22,15 @@ bench:
 	go test ./e2e -run '^$' -bench 'AgentCost' -benchtime 1x -count 1 | tee bench/agent.txt
 	go run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da -col /impl bench/e2e.txt | tee bench/benchstat.txt
 
+# The whole path as users meet it (root): masqd's processes on a directory of four files holding 100,000
+# prefixes per family (IPv4, IPv6, both), beside iptables-legacy-restore and iptables-nft-restore of
+# ip-masq-agent's chain, with edits and drift observed through packets. IP_MASQ_AGENT=path/to/ip-masq-agent
+# (built from kubernetes-sigs/ip-masq-agent) adds upstream's first sync and resync. BENCHMARKS.md, "End to
+# end", quotes bench/endtoend.txt.
+bench-e2e prefixes="100000" runs="5":
+	mkdir -p bench
+	MASQD_BENCH_E2E_PREFIXES={{prefixes}} MASQD_BENCH_IP_MASQ_AGENT=${IP_MASQ_AGENT:-} go test ./e2e -run '^$' -bench 'EndToEnd' -benchtime {{runs}}x -count 1 -timeout 120m | tee bench/endtoend.txt
+
 # The version stamped into masqd: the tag (v0.1.0), or the tag, commits since and commit (v0.1.0-3-gabc1234),
 # -dirty when the tree has changes; dev outside git.
 version := `git describe --tags --always --dirty 2>/dev/null || echo dev`

@@ -15,6 +15,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/masqd/masqd/agent"
 	"github.com/masqd/masqd/config"
 	"github.com/masqd/masqd/nft"
 )
@@ -520,6 +521,13 @@ func checkConfigMap(root *yaml.Node, opts config.Options, res *checkResult) {
 	}
 	key := lookupKey(data, configMapKey)
 	if key == nil {
+		// The agent reads the key ip-masq-agent when there is no key config (agent.configData).
+		if key = lookupKey(data, agent.AltDataKey); key != nil {
+			res.add(key.Line, sevNote, fmt.Sprintf("the agent reads data key %s, as there is no key %s; a DaemonSet that mounts the ConfigMap as a volume must name this key in its items",
+				agent.AltDataKey, configMapKey), "")
+		}
+	}
+	if key == nil {
 		var keys, configKeys []string
 		for i := 0; i+1 < len(data.Content); i += 2 {
 			k := data.Content[i].Value
@@ -544,7 +552,7 @@ func checkConfigMap(root *yaml.Node, opts config.Options, res *checkResult) {
 		res.add(dataKey.Line, sevError, msg, fix)
 		return
 	}
-	v := lookup(data, configMapKey)
+	v := lookup(data, key.Value)
 	switch {
 	case v.Kind == yaml.MappingNode || v.Kind == yaml.SequenceNode:
 		what := "a mapping (the config's keys written as YAML)"

@@ -110,7 +110,7 @@ func TestCheckStdin(t *testing.T) {
 	if code != fileCode || fromStdin.String() != want || stderr.Len() > 0 {
 		t.Errorf("masqd check -: exit %d (file: %d), stderr %q, stdout:\n%s\nwant\n%s", code, fileCode, stderr.String(), fromStdin.String(), want)
 	}
-	if !strings.HasPrefix(fromStdin.String(), "<stdin>:6: error: ") {
+	if !strings.HasPrefix(fromStdin.String(), "<stdin>:7: note: ") {
 		t.Errorf("findings do not name <stdin>:\n%s", fromStdin.String())
 	}
 }
