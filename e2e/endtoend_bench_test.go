@@ -92,7 +92,7 @@ func wholePathPrefixes(n4, n6 int) (v4, v6 []netip.Prefix) {
 		v4 = append(v4, netip.PrefixFrom(netip.AddrFrom4([4]byte{11 + byte(i>>16), byte(i >> 8), byte(i), 0}), 25))
 	}
 	for i := range n6 {
-		v6 = append(v6, netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0xa0, 0, byte(i >> 15), byte(i >> 7), byte(i << 1)}), 64))
+		v6 = append(v6, netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0xa0, byte(i >> 15), byte(i >> 7), byte(i << 1)}), 64))
 	}
 	return v4, v6
 }
