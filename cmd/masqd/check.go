@@ -201,10 +201,12 @@ func checkFile(data []byte, opts config.Options) *checkResult {
 	res := &checkResult{}
 	text := lintText(string(data), res)
 	docs, err := decodeDocuments(text)
-	if err != nil {
+	if err != nil && (len(docs) == 0 || isManifest(docs)) {
 		res.findings = append(res.findings, yamlFinding(text, err))
 		return res
 	}
+	// A config whose later documents do not decode: only the first is read (as by ip-masq-agent), and
+	// config.Parse says so in a warning.
 	if isManifest(docs) {
 		checkManifest(docs, opts, res)
 		return res
@@ -301,7 +303,7 @@ func nextLineIsKeyBelow(lines []string, i, indent int) bool {
 	return false
 }
 
-// decodeDocuments decodes every YAML document of text.
+// decodeDocuments decodes every YAML document of text; on an error it returns the documents before it too.
 func decodeDocuments(text string) (docs []*yaml.Node, err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -314,7 +316,7 @@ func decodeDocuments(text string) (docs []*yaml.Node, err error) {
 		if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
 			return docs, nil
 		} else if err != nil {
-			return nil, err
+			return docs, err
 		}
 		docs = append(docs, &doc)
 	}
