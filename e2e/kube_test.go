@@ -28,6 +28,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+
+	"github.com/masqd/masqd/internal/testenv"
 )
 
 // The ConfigMap masqd watches by default, as ip-masq-agent's users create it.
@@ -45,7 +47,7 @@ const kubeDeadline = 10 * time.Second
 // as an Event and changes nothing; the watch survives an apiserver restart. The steps share one control
 // plane and one masqd, and the test stops at the first failing step.
 func TestKube(t *testing.T) {
-	requireKernel(t)
+	testenv.RequireKernel(t)
 	bins := kubeTools(t)
 	lab := newLab(t, labOptions{})
 	cp := startControlPlane(t, lab.Node, bins, lab.NodeIP.String())

@@ -16,6 +16,8 @@ import (
 	"github.com/google/nftables"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/masqd/masqd/internal/testenv"
 )
 
 // TestReliabilityDrift extends TestAgentDrift: three tampers — an element removed from masqd's set, a foreign
@@ -24,7 +26,7 @@ import (
 // `masqd --dry-run` byte for byte, and the repair time is measured from the tamper's commit to masqd's repair
 // commit, both as the same monitor saw them.
 func TestReliabilityDrift(t *testing.T) {
-	requireKernel(t)
+	testenv.RequireKernel(t)
 	reps := soakSize(100, 1000)
 	lab := newLab(t, labOptions{})
 	path := writeConfig(t, cfgVPCOnly)
@@ -104,7 +106,7 @@ func iptablesModeAccepted(t *testing.T) bool {
 // nat tables. iptables-legacy notifies nothing: its times are from the command's start until iptables-save
 // lists masqd's rules again (polled every 20 ms).
 func TestReliabilityDriftIPTables(t *testing.T) {
-	requireKernel(t)
+	testenv.RequireKernel(t)
 	if !iptablesModeAccepted(t) {
 		t.Skip("masqd does not accept --mode=iptables yet: the iptables backend (issue 5) is not wired into the agent")
 	}
@@ -285,7 +287,7 @@ func ownedTable(ns *NS, name string, flags uint32) (*netlink.Conn, error) {
 // always sends flags 0 (Table.Flags is ignored), so ownership would also mean raw netlink and one socket kept
 // for masqd's whole life. Drift is instead repaired within milliseconds (TestReliabilityDrift).
 func TestReliabilityTableOwnerFlag(t *testing.T) {
-	requireKernel(t)
+	testenv.RequireKernel(t)
 	ns := newNS(t, "owner")
 	nftCmd := func(args ...string) (string, error) { return ns.RunErr(append([]string{"nft"}, args...)...) }
 

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/masqd/masqd/internal/testenv"
 )
 
 // flipStep is one nft transaction of a flip variant and what the kernel holds after it: the class of lab.Internet
@@ -138,7 +140,7 @@ type flipStats struct {
 // (synchronous: it returns after the commit) and judges every datagram.
 func runFlipVariant(t *testing.T, v flipVariant, n int) flipStats {
 	t.Helper()
-	requireCommand(t, "conntrack", "conntrack")
+	testenv.RequireCommand(t, "conntrack", "conntrack")
 	lab := newLab(t, labOptions{})
 	keepUDPFlows(t, lab.Node)
 	lab.Node.Run(t, "nft", "-f", writeNFT(t, v.setup))
@@ -215,7 +217,7 @@ func runFlipVariant(t *testing.T, v flipVariant, n int) flipStats {
 // 300 edits, and must show no stale datagram; MASQD_SOAK=1 runs every variant 2,000 times and reports them.
 // MASQD_FLIP_EDITS and MASQD_FLIP_VARIANT (a substring of the name) narrow a run by hand.
 func TestReliabilityFlipKernel(t *testing.T) {
-	requireKernel(t)
+	testenv.RequireKernel(t)
 	soak := os.Getenv("MASQD_SOAK") == "1"
 	n := soakSize(300, 2000)
 	if s := os.Getenv("MASQD_FLIP_EDITS"); s != "" {

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/masqd/masqd/internal/testenv"
 )
 
 // capNetAdmin is CAP_NET_ADMIN's bit in /proc/PID/status masks.
@@ -80,7 +82,7 @@ func procStatus(t *testing.T, pid int, field string) string {
 // monitor, HTTP) and --cleanup all work as nobody with CAP_NET_ADMIN and no other capability. `ip netns exec`
 // needs root for setns, so it runs setpriv, which drops everything else before masqd starts.
 func TestReliabilityPrivilegeNetAdminOnly(t *testing.T) {
-	requireKernel(t)
+	testenv.RequireKernel(t)
 	lab := newLab(t, labOptions{})
 	bin, path := publicCopy(t, cfgVPCOnly)
 	as := setprivAs("net_admin")
@@ -140,7 +142,7 @@ func TestReliabilityPrivilegeNetAdminOnly(t *testing.T) {
 // fails too — two error lines every 100 ms, forever, around the apply retry's backoff. See RELIABILITY.md for
 // the proposed fix.
 func TestReliabilityPrivilegeWithout(t *testing.T) {
-	requireKernel(t)
+	testenv.RequireKernel(t)
 	lab := newLab(t, labOptions{})
 	bin, path := publicCopy(t, cfgVPCOnly)
 	mustMasqd(t, lab.Node, "--config="+path, "--once")
@@ -193,7 +195,7 @@ func lastLines(s string, n int) string {
 // TestReliabilityHTTPReadOnly: the agent's HTTP server answers GET on /healthz, /readyz and /metrics, refuses
 // every other method there (405), knows no other path (404), and listens on loopback only by default.
 func TestReliabilityHTTPReadOnly(t *testing.T) {
-	requireKernel(t)
+	testenv.RequireKernel(t)
 	lab := newLab(t, labOptions{})
 	a := startAgent(t, lab.Node, 9745, "--config="+writeConfig(t, cfgVPCOnly))
 	a.waitStatus("/readyz", http.StatusOK)

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/masqd/masqd/internal/testenv"
 )
 
 // Two rulesets that classify every IPv4 destination alike (10/8 and link-local keep the pod address) but
@@ -98,10 +100,8 @@ var rebuildVariants = []rebuildVariant{
 // rebuild replaces the table, sets included, in one batch): that is the failure TestReliabilityChurnRebuild
 // shows through masqd.
 func TestReliabilityRebuildAtomicity(t *testing.T) {
-	requireKernel(t)
-	if os.Getenv("MASQD_SOAK") != "1" {
-		t.Skip("kernel characterisation: about six minutes; runs with MASQD_SOAK=1 (just soak)")
-	}
+	testenv.RequireKernel(t)
+	testenv.Optional(t, "MASQD_SOAK", "kernel characterisation of about six minutes (just soak)")
 	const n = 3000
 	var b strings.Builder
 	fmt.Fprintf(&b, "The kernel alone (`nft -f` scripts), each variant %d times back and forth between two rulesets that both keep the pod address for 10.0.0.0/8, while the pod sent UDP from fresh ports to 10.130.0.9 (and 198.51.100.10):\n\n| change, in one transaction | masqd may rely on it | datagrams to the VPC | masqueraded by neither ruleset |\n|---|---|---:|---:|\n", n)

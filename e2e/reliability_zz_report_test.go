@@ -11,6 +11,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/masqd/masqd/internal/testenv"
 )
 
 // reliabilityPath is the document TestReliabilityReport writes.
@@ -165,9 +167,7 @@ Open:
 // keeping the sections they did not measure. It runs last (its file sorts after the other reliability tests)
 // and only with MASQD_WRITE_RELIABILITY=1, so that an ordinary test run leaves the tree clean.
 func TestReliabilityReport(t *testing.T) {
-	if os.Getenv("MASQD_WRITE_RELIABILITY") != "1" {
-		t.Skip("set MASQD_WRITE_RELIABILITY=1 to rewrite RELIABILITY.md with this run's figures")
-	}
+	testenv.Optional(t, "MASQD_WRITE_RELIABILITY", "rewrites RELIABILITY.md with this run's figures")
 	old, err := os.ReadFile(reliabilityPath)
 	if err != nil && !os.IsNotExist(err) {
 		t.Fatal(err)

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/masqd/masqd/internal/testenv"
 )
 
 // Seed 003's ConfigMap (TKE): the config of the status tests.
@@ -37,7 +39,7 @@ func wantStatus(t *testing.T, what string, r result, code int, want ...string) {
 
 // TestToolsStatus: masqd status against a real kernel, applied with masqd --once, then tampered with by nft.
 func TestToolsStatus(t *testing.T) {
-	requireKernel(t)
+	testenv.RequireKernel(t)
 	lab := newLab(t, labOptions{})
 	path := writeConfig(t, toolsSeed003)
 	cfgFlag := "--config=" + path
@@ -134,7 +136,7 @@ type toolsAddrRange struct {
 // Each destination is added to the outside namespace's lo (the node routes everything there), then a pod
 // connects to it and the echo server there says which source it saw.
 func TestToolsExplainKernel(t *testing.T) {
-	requireKernel(t)
+	testenv.RequireKernel(t)
 	lab := newLab(t, labOptions{})
 	// Seed 002 done masqd's way, with IPv6.
 	path := writeConfig(t, `nonMasqueradeCIDRs:
