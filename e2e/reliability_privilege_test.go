@@ -287,15 +287,14 @@ func yamlStrings(v any) []string {
 	return out
 }
 
-// renderKustomization returns the objects of `kubectl kustomize dir`.
+// renderKustomization returns the objects of `kubectl kustomize dir`, with the kubectl the Kubernetes e2e
+// tests use (kubeTools: pinned, built once and cached), never one that happens to be on PATH.
 func renderKustomization(t *testing.T, dir string) []manifestObject {
 	t.Helper()
-	if _, err := exec.LookPath("kubectl"); err != nil {
-		t.Skip("kubectl not installed: `kubectl kustomize` renders the manifests")
-	}
-	out, err := exec.Command("kubectl", "kustomize", dir).CombinedOutput()
+	kubectl := kubeTools(t).Kubectl
+	out, err := exec.Command(kubectl, "kustomize", dir).CombinedOutput()
 	if err != nil {
-		t.Fatalf("kubectl kustomize %s: %v\n%s", dir, err, out)
+		t.Fatalf("%s kustomize %s: %v\n%s", kubectl, dir, err, out)
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(out))
 	var objs []manifestObject
@@ -408,7 +407,7 @@ func TestReliabilityPrivilegeManifests(t *testing.T) {
 	for _, dir := range []string{"../deploy/kubernetes", "../deploy/kubernetes/gke"} {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(dir, "kustomization.yaml")); err != nil {
-				t.Skipf("%s has no kustomization.yaml yet: the manifests of the Kubernetes issue (4) are not written", dir)
+				t.Fatalf("the manifests to check are missing: %v", err)
 			}
 			objs := renderKustomization(t, dir)
 			for _, p := range manifestProblems(objs) {
