@@ -317,9 +317,7 @@ func TestAgentMetrics(t *testing.T) {
 
 // TestSystemdUnit: the shipped unit passes systemd-analyze verify.
 func TestSystemdUnit(t *testing.T) {
-	if _, err := exec.LookPath("systemd-analyze"); err != nil {
-		t.Skip("systemd-analyze not installed (package systemd)")
-	}
+	testenv.RequireCommand(t, "systemd-analyze", "systemd")
 	unit, err := os.ReadFile("../deploy/systemd/masqd.service")
 	if err != nil {
 		t.Fatal(err)
