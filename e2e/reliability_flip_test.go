@@ -230,10 +230,14 @@ func TestReliabilityFlipKernel(t *testing.T) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "The kernel alone: `nft -f` scripts moving 198.51.100.10 and 10.130.0.9 through all four classes (the states of the churn test's flip configs), %d edits per variant, while the pod sent a datagram from a fresh port to each every millisecond. A datagram is stale when it was sent after the `nft -f` that committed a state had returned and was classified by an earlier one; the lag is from that return to the stale datagram's send (a stale datagram may have crossed the node during the next `nft -f`).\n\n", n)
 	b.WriteString("| change | masqd relies on it | edits | datagrams | stale | runs of stale | longest run | max lag |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
+	ran := 0
+	var names []string
 	for _, v := range flipVariants() {
+		names = append(names, v.name)
 		if only != "" && !strings.Contains(v.name, only) || only == "" && !soak && !v.relied {
 			continue
 		}
+		ran++
 		t.Run(strings.ReplaceAll(v.name, " ", "-"), func(t *testing.T) {
 			st := runFlipVariant(t, v, n)
 			t.Logf("%s: %+v", v.name, st)
@@ -245,6 +249,9 @@ func TestReliabilityFlipKernel(t *testing.T) {
 				t.Errorf("%s: %d datagrams classified by an earlier state after the commit of a later one had returned, and masqd relies on this shape", v.name, st.stale)
 			}
 		})
+	}
+	if ran == 0 {
+		t.Fatalf("MASQD_FLIP_VARIANT=%q names no variant; the variants are %q", only, names)
 	}
 	if !soak {
 		b.WriteString("\nDefault size: masqd's shape only; `just soak` runs every variant.\n")
