@@ -136,11 +136,10 @@ func TestReliabilityPrivilegeNetAdminOnly(t *testing.T) {
 // CAP_NET_ADMIN dropped — --once, --cleanup and the agent must fail, exit non-zero, and say that CAP_NET_ADMIN
 // is missing, and the kernel must not change. --dry-run needs no privilege.
 //
-// Fails today, two ways: (1) the message is "masqd: nftables: get ruleset generation: netlink receive:
-// operation not permitted", which does not name the capability; (2) the agent never exits: its nftables
-// monitor fails to join the multicast group, re-subscribes every 100 ms and kicks a reconcile each time, which
-// fails too — two error lines every 100 ms, forever, around the apply retry's backoff. See RELIABILITY.md for
-// the proposed fix.
+// It failed before RELIABILITY.md's findings 2 and 3, two ways: (1) the message was "masqd: nftables: get
+// ruleset generation: netlink receive: operation not permitted", which does not name the capability; (2) the
+// agent never exited: its nftables monitor failed to join the multicast group, re-subscribed every 100 ms and
+// kicked a reconcile each time, which failed too. Now every EPERM names CAP_NET_ADMIN and the agent exits 1.
 func TestReliabilityPrivilegeWithout(t *testing.T) {
 	testenv.RequireKernel(t)
 	lab := newLab(t, labOptions{})
