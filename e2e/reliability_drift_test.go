@@ -23,7 +23,8 @@ import (
 // rule inserted in masqd's chain (one that would stop masquerade to 198.51.100.0/24), `nft flush ruleset` —
 // each 100 times (1,000 with MASQD_SOAK=1). Every tamper must be repaired, the table must then equal
 // `masqd --dry-run` byte for byte, and the repair time is measured from the tamper's commit to masqd's repair
-// commit, both as the same monitor saw them.
+// commit, both as the same monitor saw them. The times are figures for RELIABILITY.md, not assertions: the
+// test fails only on a repair that does not come within 10 s (its deadline catches "never", not "slow").
 func TestReliabilityDrift(t *testing.T) {
 	testenv.RequireKernel(t)
 	reps := soakSize(100, 1000)
@@ -72,10 +73,6 @@ func TestReliabilityDrift(t *testing.T) {
 	if got, n := a.metric("masqd_drift_repairs_total"), reps*len(tampers); got != float64(n) {
 		t.Errorf("masqd_drift_repairs_total = %v, want %d", got, n)
 	}
-	p99 := percentile(all, 0.99)
-	if p99 > 2*time.Second {
-		t.Errorf("repair p99 %v: the agent is not repairing at once", p99)
-	}
 
 	var b strings.Builder
 	fmt.Fprintf(&b, "The agent ran with `nonMasqueradeCIDRs: [10.0.0.0/8]`; each tamper was done with `nft` in the node namespace %d times. Repair time is from the tamper's commit to masqd's repair commit, both timestamped by one nftables monitor (goal: p99 < 200 ms). After every repair `nft list table inet masqd` equalled `masqd --dry-run`.\n\n", reps)
@@ -96,7 +93,8 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Micros
 // must then list as it did before. With iptables-nft the repair time is measured as for nftables: from the
 // tamper's commit to the last commit of the repair, both timestamped by one nftables monitor of the ip and ip6
 // nat tables. iptables-legacy notifies nothing: its times are from the command's start until iptables-save
-// lists masqd's rules again (polled every 20 ms).
+// lists masqd's rules again (polled every 20 ms). As in TestReliabilityDrift the times are reported, and only
+// a repair missing after 10 s fails the test.
 func TestReliabilityDriftIPTables(t *testing.T) {
 	testenv.RequireKernel(t)
 	testenv.RequireCommand(t, "iptables-nft", "iptables")
@@ -197,10 +195,6 @@ func TestReliabilityDriftIPTables(t *testing.T) {
 	}
 	assertSource(t, lab, "udp", lab.Internet, lab.NodeIP)
 	assertSource(t, lab, "udp", lab.VPC, lab.PodIP)
-	p99 := percentile(all, 0.99)
-	if p99 > 5*time.Second {
-		t.Errorf("repair p99 %v: the agent is not repairing at once", p99)
-	}
 
 	var b strings.Builder
 	how := "from the tamper's commit to the last commit of masqd's repair, both timestamped by one nftables monitor of the ip and ip6 nat tables"
