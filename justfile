@@ -18,7 +18,8 @@ bench:
 	mkdir -p bench
 	go test ./nft -run '^$' -bench . -benchtime 5x -count 5 | tee bench/nft.txt
 	go test ./e2e -run '^$' -bench 'FullApply|OnePrefixChange|Connect' -count 5 -timeout 60m | tee bench/e2e.txt
-	go test ./e2e -run '^$' -bench 'EditToKernel' -benchtime 1000x -count 1 | tee bench/edit.txt
+	go test ./e2e -run '^$' -bench '^BenchmarkEditToKernel$' -benchtime 1000x -count 1 | tee bench/edit.txt
+	go test ./e2e -run '^$' -bench '^BenchmarkKubeEditToKernel$' -benchtime 200x -count 1 | tee bench/kube-edit.txt
 	go test ./e2e -run '^$' -bench 'AgentCost' -benchtime 1x -count 1 | tee bench/agent.txt
 	go run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da -col /impl bench/e2e.txt | tee bench/benchstat.txt
 

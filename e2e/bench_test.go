@@ -360,6 +360,38 @@ func BenchmarkEditToKernel(b *testing.B) {
 	b.ReportMetric(float64(percentile(lat, 0.99).Microseconds())/1000, "p99-ms")
 }
 
+// BenchmarkKubeEditToKernel: a ConfigMap update through a real kube-apiserver until masqd's commit is seen in
+// the kernel, the agent watching kube-system/ip-masq-agent through the API as in the DaemonSet. ip-masq-agent
+// has no such path: the kubelet syncs the mounted volume within about a minute, and it re-reads the file every
+// resyncInterval (60 s). Each edit changes one prefix; TestKube makes the same edits and checks they land.
+func BenchmarkKubeEditToKernel(b *testing.B) {
+	testenv.RequireKernel(b)
+	lab := newLab(b, labOptions{})
+	cp := startControlPlane(b, lab.Node, kubeTools(b), lab.NodeIP.String())
+	cms := cp.Admin.CoreV1().ConfigMaps(cmNamespace)
+	cm, err := cms.Create(context.Background(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: cmName},
+		Data: map[string]string{"config": cfgVPCOnly}}, metav1.CreateOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ch := commits(b, lab.Node)
+	// The file says the same as the ConfigMap, so whichever is read first makes the only first commit.
+	a := startAgent(b, lab.Node, 9745, "--config="+writeConfig(b, cfgVPCOnly), "--kubeconfig="+cp.AdminKubeconfig, "--log-level=warn")
+	nextCommit(b, ch, "first apply")
+	a.waitStatus("/readyz", 200)
+	cm, _ = editConfigMap(b, cms, cm, ch, cfgWithNetDocs) // the watch is live: edits are not listed late
+	var lat []time.Duration
+	i := 0
+	for b.Loop() {
+		var d time.Duration
+		cm, d = editConfigMap(b, cms, cm, ch, fmt.Sprintf("nonMasqueradeCIDRs: [10.0.0.0/8, 192.168.%d.0/24]\n", i%256))
+		lat = append(lat, d)
+		i++
+	}
+	b.ReportMetric(float64(percentile(lat, 0.5).Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(percentile(lat, 0.99).Microseconds())/1000, "p99-ms")
+}
+
 // procStats reads a process's resident memory and its CPU time and context switches, summed over threads.
 // settle waits until the agent has spent a second without CPU time or a context switch, so that the idle
 // window measures it at rest rather than the tail of its first apply (the kernel's notifications of its own
