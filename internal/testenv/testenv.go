@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -47,9 +48,25 @@ func RequireRoot(t testing.TB) {
 // the Debian package that provides it.
 func RequireCommand(t testing.TB, cmd, debianPackage string) {
 	t.Helper()
-	if _, err := exec.LookPath(cmd); err != nil {
-		Skip(t, fmt.Sprintf("needs %q on PATH: install the Debian package %s", cmd, debianPackage))
+	if why := missingCommand(cmd, debianPackage); why != "" {
+		Skip(t, "needs "+why)
 	}
+}
+
+// sbin are where Debian installs the administrator's commands, on root's PATH but not on a user's.
+var sbin = []string{"/usr/local/sbin", "/usr/sbin", "/sbin"}
+
+// missingCommand says why cmd cannot be run, or "" when it is on PATH.
+func missingCommand(cmd, debianPackage string) string {
+	if _, err := exec.LookPath(cmd); err == nil {
+		return ""
+	}
+	for _, dir := range sbin {
+		if _, err := os.Stat(filepath.Join(dir, cmd)); err == nil {
+			return fmt.Sprintf("%q on PATH (it is in %s, on root's PATH)", cmd, dir)
+		}
+	}
+	return fmt.Sprintf("%q on PATH (install the Debian package %s)", cmd, debianPackage)
 }
 
 // kernelCommands are what every kernel test runs, with the Debian packages that provide them.
@@ -65,8 +82,8 @@ func RequireKernel(t testing.TB) {
 		missing = append(missing, fmt.Sprintf("root (euid is %d)", euid))
 	}
 	for _, c := range kernelCommands {
-		if _, err := exec.LookPath(c.cmd); err != nil {
-			missing = append(missing, fmt.Sprintf("%q on PATH (install the Debian package %s)", c.cmd, c.pkg))
+		if why := missingCommand(c.cmd, c.pkg); why != "" {
+			missing = append(missing, why)
 		}
 	}
 	if len(missing) > 0 {

@@ -2,6 +2,8 @@ package testenv
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -29,9 +31,9 @@ func TestSkip(t *testing.T) {
 		{"", "", func(t testing.TB) { Skip(t, "needs a thing") }, false, "needs a thing (skipped; ./test runs it"},
 		{"required", "", func(t testing.TB) { Skip(t, "needs a thing") }, true, "needs a thing (a failure, not a skip, because MASQD_E2E=required"},
 		{"", "", func(t testing.TB) { RequireCommand(t, "masqd-no-such-command", "masqd-pkg") }, false,
-			`needs "masqd-no-such-command" on PATH: install the Debian package masqd-pkg`},
+			`needs "masqd-no-such-command" on PATH (install the Debian package masqd-pkg)`},
 		{"required", "", func(t testing.TB) { RequireCommand(t, "masqd-no-such-command", "masqd-pkg") }, true,
-			`needs "masqd-no-such-command" on PATH: install the Debian package masqd-pkg`},
+			`needs "masqd-no-such-command" on PATH (install the Debian package masqd-pkg)`},
 		{"required", "", func(t testing.TB) { Optional(t, "MASQD_TESTENV_OPT_IN", "a long run") }, false,
 			"opt-in: a long run; set MASQD_TESTENV_OPT_IN=1 to run it"},
 		{"required", "1", func(t testing.TB) { Optional(t, "MASQD_TESTENV_OPT_IN", "a long run") }, false, ""},
@@ -53,14 +55,21 @@ func TestSkip(t *testing.T) {
 	}
 }
 
-// TestRequireKernelNamesEverything: without root and the commands, one message names all that is missing.
+// TestRequireKernelNamesEverything: without the commands, one message names all that is missing, and where
+// each is when it is installed off PATH.
 func TestRequireKernelNamesEverything(t *testing.T) {
 	t.Setenv(RequiredVar, "required")
 	t.Setenv("PATH", t.TempDir())
 	r := &recorder{TB: t}
 	RequireKernel(r)
-	for _, want := range []string{`"ip" on PATH (install the Debian package iproute2)`, `"nft" on PATH (install the Debian package nftables)`,
-		`"sysctl" on PATH (install the Debian package procps)`} {
+	for _, c := range kernelCommands {
+		want := fmt.Sprintf("%q on PATH (install the Debian package %s)", c.cmd, c.pkg)
+		for _, dir := range sbin {
+			if _, err := os.Stat(filepath.Join(dir, c.cmd)); err == nil {
+				want = fmt.Sprintf("%q on PATH (it is in %s, on root's PATH)", c.cmd, dir)
+				break
+			}
+		}
 		if !strings.Contains(r.fatal, want) {
 			t.Errorf("RequireKernel with an empty PATH: %q, want a failure naming %s", r.fatal+r.skip, want)
 		}
