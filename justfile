@@ -24,12 +24,25 @@ bench:
 	go test ./e2e -run '^$' -bench 'AgentCost' -benchtime 1x -count 1 | tee bench/agent.txt
 	go run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da -col /impl bench/e2e.txt | tee bench/benchstat.txt
 
-build:
-	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=$(git describe --tags --always --dirty 2>/dev/null || echo dev)" -o bin/masqd ./cmd/masqd
+# The version stamped into masqd: the tag (v0.1.0), or the tag, commits since and commit (v0.1.0-3-gabc1234),
+# -dirty when the tree has changes; dev outside git.
+version := `git describe --tags --always --dirty 2>/dev/null || echo dev`
+revision := `git rev-parse HEAD 2>/dev/null || true`
 
-# The container image (needs podman or docker; not available on the development machines).
-image tag="masqd:dev" engine="podman":
-	{{engine}} build -f Containerfile --build-arg VERSION=$(git describe --tags --always --dirty 2>/dev/null || echo dev) -t {{tag}} .
+# A static, stripped masqd in bin/, stamped with the version and revision (masqd --version).
+build:
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version={{version}} -X main.revision={{revision}}" -o bin/masqd ./cmd/masqd
+
+# Set the release everywhere it is pinned: the image tag of deploy/kubernetes, the Helm chart's version and
+# appVersion, and the README's install section. `just set-version 0.2.0`, then tag v0.2.0.
+set-version v:
+	sed -i 's/^\(  *newTag: \)v.*/\1v{{v}}/' deploy/kubernetes/base/kustomization.yaml
+	sed -i 's/^version: .*/version: {{v}}/; s/^appVersion: .*/appVersion: "{{v}}"/' deploy/helm/masqd/Chart.yaml
+	sed -i 's/^The release is \*\*v[^*]*\*\*: the image `ghcr.io\/masqd\/masqd:v[^`]*`/The release is **v{{v}}**: the image `ghcr.io\/masqd\/masqd:v{{v}}`/' README.md
+
+# The container image (needs podman, docker or another OCI builder; none runs on the development machines).
+image tag=("masqd:" + version) engine="podman":
+	{{engine}} build -f Containerfile --build-arg VERSION={{version}} --build-arg REVISION={{revision}} -t {{tag}} .
 
 # The reliability suite at its default sizes, rewriting the figures in RELIABILITY.md; the run's whole output
 # is kept in reliability/default.txt, which the figures name.

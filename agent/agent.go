@@ -76,6 +76,7 @@ type Agent struct {
 	retryDelay  time.Duration
 	everApplied bool
 	migrated    bool
+	desiredHash string        // ConfigHash of desired.Ruleset
 	loader      config.Loader // parses only the config files that changed
 
 	ready atomic.Bool // the kernel holds desired, as of the last apply or check
@@ -205,25 +206,28 @@ func (a *Agent) reconcile(reason string) bool {
 			a.lastCfgErr = ""
 		}
 		a.logWarnings(warnings)
-		want := nft.Compile(cfg, a.s.NFT)
 		cfgChanged = a.desired == nil || !a.desired.Config.Equal(cfg)
-		a.desired = &Desired{Config: cfg, Ruleset: want}
-		a.resync = cfg.ResyncInterval
-		m.Prefixes.WithLabelValues("ipv4").Set(float64(len(want.NonMasq4)))
-		m.Prefixes.WithLabelValues("ipv6").Set(float64(len(want.NonMasq6)))
+		if cfgChanged { // a resync of an unchanged config compiles nothing
+			want := nft.Compile(cfg, a.s.NFT)
+			a.desiredHash = ConfigHash(want)
+			a.desired = &Desired{Config: cfg, Ruleset: want}
+			a.resync = cfg.ResyncInterval
+			m.SetDesired(cfg, want)
+		}
 	}
 	if a.desired == nil {
 		return true // nothing valid to apply yet; the kernel is left as it is
 	}
-	if reason == "resync" || reason == "monitor" || reason == "start" {
-		a.s.Backend.Forget() // compare with the kernel in full
-	}
+	// At a resync the backend compares what it cheaply can: the nftables backend, the ruleset generation
+	// (any commit the monitor did not account for makes it rewrite the sets whole); the iptables backend
+	// reads its chain. A failed monitor has made it Forget already.
 	drifted := a.drift.Swap(false)
 	start := time.Now()
 	change, err := a.s.Backend.Apply(*a.desired)
 	m.SyncDuration.Observe(time.Since(start).Seconds())
 	if err != nil {
 		a.ready.Store(false)
+		m.Ready.Set(0)
 		m.Syncs.WithLabelValues("error").Inc()
 		log.Error("apply failed; retrying", "reason", reason, "err", err)
 		report(nil, err)
@@ -234,9 +238,14 @@ func (a *Agent) reconcile(reason string) bool {
 	}
 	m.Syncs.WithLabelValues("success").Inc()
 	m.LastSuccess.SetToCurrentTime()
+	m.SetApplied(a.desiredHash)
 	a.ready.Store(true)
+	m.Ready.Set(1)
 	if change != nft.Unchanged {
-		if drifted || reason == "resync" || reason == "monitor" || (reason == "commit" && !cfgChanged) {
+		// A repair is a change someone else made that this one undid: one the monitor saw, or one a
+		// compare found. A refresh (the nftables sets rewritten because what the kernel held was not
+		// known) may have changed nothing.
+		if drifted || change != nft.Refreshed && (reason == "resync" || reason == "monitor" || (reason == "commit" && !cfgChanged)) {
 			m.DriftRepairs.Inc()
 		}
 		log.Info("applied", "change", change, "reason", reason, "backend", a.s.Backend.Name(),

@@ -16,11 +16,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 
 	"github.com/masqd/masqd/config"
-	"github.com/masqd/masqd/nft"
 )
 
 // Data keys read from a ConfigMap, in order of preference. "config" is the key ip-masq-agent's documentation
@@ -65,17 +63,15 @@ func ParseConfigMapRef(s string) (ConfigMapRef, error) {
 // NewConfigMapSource; its methods are safe for concurrent use.
 type ConfigMapSource struct {
 	client  KubeAPI
-	scheme  *runtime.Scheme // resolves a ConfigMap's kind for an Event's involvedObject
 	node    string
 	log     *slog.Logger
 	watches []*cmWatch
 	changed chan struct{} // signalled by the watch handlers; Run forwards it to its caller
+	events  chan event    // Report's warnings, posted by Run
 
-	mu          sync.Mutex
-	recorder    record.EventRecorder // nil until Run starts; events before that are dropped
-	lastLoad    loaded
-	lastReport  string       // what the last Report sent, so that only changes become Events
-	lastApplied *nft.Ruleset // the ruleset the last Report sent, if any
+	mu         sync.Mutex
+	lastLoad   loaded
+	lastReport string // the warning the last Report queued, so that only a new one becomes an Event
 }
 
 // cmWatch is the informer of one ConfigMap.
@@ -96,11 +92,8 @@ type loaded struct {
 // NewConfigMapSource returns a source for refs (at least one), merged in that order. node names this node in
 // the Events it records. It watches nothing until Run.
 func NewConfigMapSource(client KubeAPI, refs []ConfigMapRef, node string, log *slog.Logger) (*ConfigMapSource, error) {
-	scheme, err := coreScheme()
-	if err != nil {
-		return nil, fmt.Errorf("configmap source: %w", err)
-	}
-	s := &ConfigMapSource{client: client, scheme: scheme, node: node, log: log, changed: make(chan struct{}, 1)}
+	s := &ConfigMapSource{client: client, node: node, log: log, changed: make(chan struct{}, 1),
+		events: make(chan event, eventQueue)}
 	notify := func() {
 		select {
 		case s.changed <- struct{}{}:
@@ -136,18 +129,12 @@ func NewConfigMapSource(client KubeAPI, refs []ConfigMapRef, node string, log *s
 
 // Run watches the ConfigMaps until ctx is done, calling changed after the first complete list and after
 // every change. A watch that breaks (apiserver restart, network) is listed and watched again with backoff.
-// Run also sends the Events that Report records.
+// Run also posts the Events that Report queues.
 func (s *ConfigMapSource) Run(ctx context.Context, changed func()) error {
 	// client-go logs through klog; give it masqd's logger.
 	ctx = klog.NewContext(ctx, logr.FromSlogHandler(s.log.Handler()))
-	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
-	defer broadcaster.Shutdown()
-	broadcaster.StartRecordingToSink(s.client)
-	s.mu.Lock()
-	s.recorder = broadcaster.NewRecorder(s.scheme, corev1.EventSource{Component: EventComponent, Host: s.node})
-	s.mu.Unlock()
-
 	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.postEvents(ctx) })
 	synced := make([]cache.InformerSynced, len(s.watches))
 	for i, w := range s.watches {
 		synced[i] = w.ctrl.HasSynced

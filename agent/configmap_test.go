@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"slices"
@@ -16,7 +17,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/fake"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 
 	"github.com/masqd/masqd/config"
 	"github.com/masqd/masqd/nft"
@@ -250,9 +250,8 @@ func TestConfigMapSource(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := nft.Compile(cfg, nft.Options{})
+	s.Report(&r, nil) // applied: no news, no Event
 	s.Report(&r, nil)
-	s.Report(&r, nil) // a resync: the same ruleset, no second Event
-	waitEvents(t, client, []string{"Normal Applied masqd/node-1: applied 1 nonMasqueradeCIDRs and 0 masqueradeCIDRs: 2 IPv4 non-masquerade intervals in table inet masqd"})
 
 	cm.Data["config"] = "nonMasqueradeCIDRs:\n  - 10.0.0.1/8\n"
 	if _, err := cms.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
@@ -263,13 +262,16 @@ func TestConfigMapSource(t *testing.T) {
 		t.Fatal("Load of an invalid ConfigMap: no error")
 	}
 	s.Report(nil, err)
-	s.Report(nil, err)
+	s.Report(nil, err)                                            // a resync of the same broken config: no second Event
 	s.Report(nil, errors.New("netlink: operation not permitted")) // the apply of the rules in force failed
-	waitEvents(t, client, []string{
-		"Normal Applied masqd/node-1: applied 1 nonMasqueradeCIDRs and 0 masqueradeCIDRs: 2 IPv4 non-masquerade intervals in table inet masqd",
-		"Warning InvalidConfig masqd/node-1: " + err.Error() + "; the rules in force stay as they were",
-		"Warning ApplyFailed masqd/node-1: cannot apply the config: netlink: operation not permitted; retrying",
-	})
+	invalid := "Warning InvalidConfig masqd/node-1: " + err.Error() + "; the rules in force stay as they were"
+	failed := "Warning ApplyFailed masqd/node-1: cannot apply the config: netlink: operation not permitted; retrying"
+	waitEvents(t, client, []string{invalid + " (1)", failed + " (1)"})
+
+	// Fixed, then broken the same way again: the same Event, counted twice; no Event for the fix.
+	s.Report(&r, nil)
+	s.Report(nil, errors.New("netlink: operation not permitted"))
+	waitEvents(t, client, []string{invalid + " (1)", failed + " (2)"})
 
 	if err := cms.Delete(ctx, cm.Name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
@@ -289,19 +291,20 @@ func (f fakeAPI) WatchConfigMaps(ctx context.Context, ns string, o metav1.ListOp
 	return f.CoreV1().ConfigMaps(ns).Watch(ctx, o)
 }
 
-func (f fakeAPI) Create(e *corev1.Event) (*corev1.Event, error) { return f.sink().Create(e) }
-func (f fakeAPI) Update(e *corev1.Event) (*corev1.Event, error) { return f.sink().Update(e) }
-func (f fakeAPI) Patch(e *corev1.Event, data []byte) (*corev1.Event, error) {
-	return f.sink().Patch(e, data)
+func (f fakeAPI) CreateEvent(ctx context.Context, e *corev1.Event) error {
+	_, err := f.CoreV1().Events(e.Namespace).Create(ctx, e, metav1.CreateOptions{})
+	return err
 }
 
-func (f fakeAPI) sink() *typedcorev1.EventSinkImpl {
-	return &typedcorev1.EventSinkImpl{Interface: f.CoreV1().Events("")}
+func (f fakeAPI) PatchEvent(ctx context.Context, ns, name string, patch []byte) error {
+	_, err := f.CoreV1().Events(ns).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{})
+	return err
 }
 
-// waitEvents waits until the Events in kube-system, oldest first, are want ("TYPE REASON SOURCE: MESSAGE").
+// waitEvents waits until the Events in kube-system, in any order, are want ("TYPE REASON SOURCE: MESSAGE (COUNT)").
 func waitEvents(t *testing.T, client *fake.Clientset, want []string) {
 	t.Helper()
+	want = slices.Sorted(slices.Values(want))
 	var got []string
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
@@ -316,8 +319,9 @@ func waitEvents(t *testing.T, client *fake.Clientset, want []string) {
 			if e.InvolvedObject.Name != "ip-masq-agent" || e.InvolvedObject.Kind != "ConfigMap" {
 				t.Fatalf("event on %s %s, want ConfigMap ip-masq-agent", e.InvolvedObject.Kind, e.InvolvedObject.Name)
 			}
-			got = append(got, e.Type+" "+e.Reason+" "+e.Source.Component+"/"+e.Source.Host+": "+e.Message)
+			got = append(got, fmt.Sprintf("%s %s %s/%s: %s (%d)", e.Type, e.Reason, e.Source.Component, e.Source.Host, e.Message, e.Count))
 		}
+		slices.Sort(got)
 		if cmp.Equal(got, want) {
 			return
 		}

@@ -12,16 +12,17 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/client-go/tools/record"
 )
 
 // KubeAPI is what the ConfigMap source needs of the Kubernetes API: to list and watch the ConfigMaps of a
-// namespace, and to create and update Events (record.EventSink, with the Event's own namespace).
-// NewKubeClient returns one for a real cluster.
+// namespace, and to create and patch Events. NewKubeClient returns one for a real cluster.
 type KubeAPI interface {
 	ListConfigMaps(ctx context.Context, namespace string, opts metav1.ListOptions) (*corev1.ConfigMapList, error)
 	WatchConfigMaps(ctx context.Context, namespace string, opts metav1.ListOptions) (watch.Interface, error)
-	record.EventSink
+	// CreateEvent creates e in e.Namespace.
+	CreateEvent(ctx context.Context, e *corev1.Event) error
+	// PatchEvent applies a JSON merge patch to the Event namespace/name.
+	PatchEvent(ctx context.Context, namespace, name string, patch []byte) error
 }
 
 // KubeClient is a KubeAPI over HTTP: a REST client for the core/v1 API group that knows only the types masqd
@@ -85,25 +86,13 @@ func (c *KubeClient) WatchConfigMaps(ctx context.Context, namespace string, opts
 	return c.rest.Get().Namespace(namespace).Resource("configmaps").VersionedParams(&opts, c.params).Watch(ctx)
 }
 
-// Create, Update and Patch are record.EventSink: Events in the namespace each Event names.
+// CreateEvent and PatchEvent are the core/v1 events API, the one RBAC's create and patch on events allow.
 
-func (c *KubeClient) Create(e *corev1.Event) (*corev1.Event, error) {
-	out := &corev1.Event{}
-	err := c.rest.Post().NamespaceIfScoped(e.Namespace, e.Namespace != "").Resource("events").Body(e).
-		Do(context.Background()).Into(out)
-	return out, err
+func (c *KubeClient) CreateEvent(ctx context.Context, e *corev1.Event) error {
+	return c.rest.Post().Namespace(e.Namespace).Resource("events").Body(e).Do(ctx).Error()
 }
 
-func (c *KubeClient) Update(e *corev1.Event) (*corev1.Event, error) {
-	out := &corev1.Event{}
-	err := c.rest.Put().NamespaceIfScoped(e.Namespace, e.Namespace != "").Resource("events").Name(e.Name).Body(e).
-		Do(context.Background()).Into(out)
-	return out, err
-}
-
-func (c *KubeClient) Patch(e *corev1.Event, data []byte) (*corev1.Event, error) {
-	out := &corev1.Event{}
-	err := c.rest.Patch(types.StrategicMergePatchType).NamespaceIfScoped(e.Namespace, e.Namespace != "").
-		Resource("events").Name(e.Name).Body(data).Do(context.Background()).Into(out)
-	return out, err
+func (c *KubeClient) PatchEvent(ctx context.Context, namespace, name string, patch []byte) error {
+	return c.rest.Patch(types.MergePatchType).Namespace(namespace).Resource("events").Name(name).Body(patch).
+		Do(ctx).Error()
 }

@@ -2,28 +2,26 @@ package agent
 
 import (
 	"fmt"
-	"net"
-	"os"
-	"strconv"
 	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
 )
 
-// Notifier speaks systemd's notify protocol (sd_notify): a datagram to $NOTIFY_SOCKET. A nil Notifier, or one
-// without a socket, sends nothing.
+// Notifier speaks systemd's notify protocol (sd_notify) through go-systemd's daemon package: a datagram to
+// $NOTIFY_SOCKET. A nil Notifier, or one made where systemd set no socket, sends nothing. It is safe for
+// concurrent use.
 type Notifier struct {
-	socket   string
 	watchdog time.Duration
 }
 
-// NotifierFromEnv reads NOTIFY_SOCKET and WATCHDOG_USEC as systemd sets them for Type=notify units.
+// NotifierFromEnv reads WATCHDOG_USEC and WATCHDOG_PID as systemd sets them for a unit with WatchdogSec;
+// NOTIFY_SOCKET is read at each Send. A malformed watchdog setting means no watchdog.
 func NotifierFromEnv() *Notifier {
-	n := &Notifier{socket: os.Getenv("NOTIFY_SOCKET")}
-	if us, err := strconv.ParseInt(os.Getenv("WATCHDOG_USEC"), 10, 64); err == nil && us > 0 {
-		if pid := os.Getenv("WATCHDOG_PID"); pid == "" || pid == strconv.Itoa(os.Getpid()) {
-			n.watchdog = time.Duration(us) * time.Microsecond
-		}
+	d, err := daemon.SdWatchdogEnabled(false)
+	if err != nil {
+		d = 0
 	}
-	return n
+	return &Notifier{watchdog: d}
 }
 
 // WatchdogInterval is systemd's WatchdogSec, or 0 when no watchdog is set.
@@ -34,21 +32,12 @@ func (n *Notifier) WatchdogInterval() time.Duration {
 	return n.watchdog
 }
 
-// Send sends one notification, such as "READY=1".
+// Send sends one notification, such as "READY=1". Without $NOTIFY_SOCKET it sends nothing and returns nil.
 func (n *Notifier) Send(state string) error {
-	if n == nil || n.socket == "" {
+	if n == nil {
 		return nil
 	}
-	addr := &net.UnixAddr{Name: n.socket, Net: "unixgram"}
-	if addr.Name[0] == '@' {
-		addr.Name = "\x00" + addr.Name[1:] // abstract socket
-	}
-	c, err := net.DialUnix("unixgram", nil, addr)
-	if err != nil {
-		return fmt.Errorf("sd_notify: %w", err)
-	}
-	defer c.Close()
-	if _, err := c.Write([]byte(state)); err != nil {
+	if _, err := daemon.SdNotify(false, state); err != nil {
 		return fmt.Errorf("sd_notify %s: %w", state, err)
 	}
 	return nil

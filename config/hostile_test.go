@@ -70,12 +70,12 @@ func TestHostileInputs(t *testing.T) {
 func TestHostileLoadReadsAtMostMaxFileSize(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "ip-masq-agent")
 	line := []byte("  - 10.0.0.0/8\n")
-	if err := os.WriteFile(path, append([]byte("nonMasqueradeCIDRs:\n"), bytes.Repeat(line, 100_000_000/len(line))...), 0o644); err != nil {
+	if err := os.WriteFile(path, append([]byte("nonMasqueradeCIDRs:\n"), bytes.Repeat(line, 100<<20/len(line))...), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	var err error
 	alloc := heapAllocated(func() { _, _, err = Load(path, Options{}) })
-	if err == nil || !strings.Contains(err.Error(), "larger than 1048576 bytes") {
+	if err == nil || !strings.Contains(err.Error(), "larger than masqd reads (64 MiB)") {
 		t.Fatalf("Load of 100 MB: %v", err)
 	}
 	if alloc > 8<<20 {
@@ -108,7 +108,7 @@ func TestHostileErrorIsShort(t *testing.T) {
 // ignored".
 func TestHostileWarningsBounded(t *testing.T) {
 	var b strings.Builder
-	for i := 0; b.Len() < MaxFileSize-100; i++ {
+	for i := 0; b.Len() < 1<<20-100; i++ { // as large as a ConfigMap can be
 		fmt.Fprintf(&b, "k%d: 1\n", i)
 	}
 	_, warnings, err := Parse(file, []byte(b.String()), Options{})

@@ -8,13 +8,14 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
 // Load reads the configuration at path, which is a file or a directory.
 //
 // A path that does not exist is not an error: Load returns Default(opts) with no Files, as upstream does when the
-// ConfigMap is not mounted. A file is read (at most MaxFileSize bytes are accepted) and given to Parse.
+// ConfigMap is not mounted. A file is read (one larger than MaxFileSize is an error) and given to Parse.
 //
 // A directory is read as a set of files: every regular file (or symlink to one) whose name starts with "ip-masq",
 // in name order, each parsed on its own and the results combined with Merge. Names starting with ".." (the
@@ -35,6 +36,11 @@ func Load(path string, opts Options) (Config, []Warning, error) {
 type Loader struct {
 	parsed map[string]parsedFile // the files of the last Load, by path
 	next   map[string]parsedFile // the files of the Load in progress
+	// merged is the last Load of a directory, and the files it merged: when they are the same files with
+	// the same content, Load gives it again without merging.
+	merged      Config
+	mergedFrom  []string
+	mergedWarns []Warning
 }
 
 // parsedFile is one file Parse accepted, with what it gave. The content is kept as its SHA-256 only: a
@@ -105,6 +111,8 @@ func (l *Loader) loadDir(dir string, opts Options) (Config, []Warning, error) {
 	var (
 		cfgs     []Config
 		warnings []Warning
+		from     []string // path and content of each file merged
+		reparsed bool
 	)
 	for _, e := range entries { // os.ReadDir sorts by name
 		name := e.Name()
@@ -129,31 +137,73 @@ func (l *Loader) loadDir(dir string, opts Options) (Config, []Warning, error) {
 		if err != nil {
 			return Config{}, nil, err
 		}
+		_, cached := l.parsed[path]
 		cfg, w, err := l.parse(path, data, opts)
 		if err != nil {
 			return Config{}, nil, err
 		}
+		reparsed = reparsed || !cached || l.parsed[path].sum != l.next[path].sum || l.parsed[path].opts != opts
 		cfgs = append(cfgs, cfg)
 		warnings = append(warnings, w...)
+		from = append(from, path)
 	}
 	if len(cfgs) == 0 {
 		return Default(opts), warnings, nil
 	}
-	return Merge(cfgs...), warnings, nil
+	if !reparsed && slices.Equal(from, l.mergedFrom) {
+		return l.merged, l.mergedWarns, nil
+	}
+	l.merged, l.mergedFrom, l.mergedWarns = Merge(cfgs...), from, warnings
+	return l.merged, warnings, nil
 }
 
-// readFile reads at most MaxFileSize+1 bytes of path, enough for Parse to see that a file is too large.
+// readFile reads path, refusing one larger than MaxFileSize without reading more of it than that.
 func readFile(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, readError(path, err)
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	var size int64
+	if fi, err := f.Stat(); err == nil {
+		size = fi.Size()
+	}
+	if size > MaxFileSize {
+		return nil, tooLarge(path, size)
+	}
+	data := make([]byte, 0, size+512) // one allocation for a regular file
+	data, err = readAll(io.LimitReader(f, MaxFileSize+1), data)
 	if err != nil {
 		return nil, readError(path, err)
 	}
+	if len(data) > MaxFileSize { // not a regular file, or one that grew
+		return nil, tooLarge(path, int64(len(data)))
+	}
 	return data, nil
+}
+
+// tooLarge is the error for a file of size bytes, more than MaxFileSize.
+func tooLarge(path string, size int64) *Error {
+	return &Error{Source: Source{File: path},
+		Msg: fmt.Sprintf("file is %d bytes, larger than masqd reads (%d MiB); nothing was applied from it", size, MaxFileSize>>20),
+		Fix: "check that --config names the config file: a million prefixes take about 25 MiB; split a larger list into several ip-masq* files of one directory"}
+}
+
+// readAll is io.ReadAll into buf.
+func readAll(r io.Reader, buf []byte) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
 }
 
 // readError is an *Error for a file that cannot be read. It names path once, even when err is an *fs.PathError

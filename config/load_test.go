@@ -63,7 +63,7 @@ func TestLoadFile(t *testing.T) {
 
 func TestLoadFileErrorNamesFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "ip-masq-agent")
-	write(t, path, "cidrLimit: 3\nresyncInterval: 0s\n")
+	write(t, path, "cidrLimit: 3\nresyncInterval: soon\n")
 	_, _, err := Load(path, Options{})
 	var e *Error
 	if !errors.As(err, &e) {
@@ -76,7 +76,7 @@ func TestLoadFileErrorNamesFile(t *testing.T) {
 
 func TestLoadTooLarge(t *testing.T) {
 	dir := t.TempDir()
-	for _, size := range []int64{1<<20 + 1, 64 << 20} {
+	for _, size := range []int64{MaxFileSize + 1, 100 << 20} {
 		path := filepath.Join(dir, "ip-masq-agent")
 		f, err := os.Create(path)
 		if err != nil {
@@ -94,7 +94,8 @@ func TestLoadTooLarge(t *testing.T) {
 		if !errors.As(err, &e) {
 			t.Fatalf("Load of %d bytes: error = %v, want an *Error", size, err)
 		}
-		if e.Source != (Source{File: path}) || !strings.Contains(e.Msg, "larger than 1048576 bytes") {
+		if e.Source != (Source{File: path}) || !strings.Contains(e.Msg, fmt.Sprintf("file is %d bytes, larger than masqd reads (64 MiB)", size)) ||
+			!strings.Contains(e.Fix, "split a larger list into several ip-masq* files") {
 			t.Errorf("Load of %d bytes: error = %v, want it too large at %s", size, err, path)
 		}
 	}
@@ -103,13 +104,13 @@ func TestLoadTooLarge(t *testing.T) {
 func TestLoadAtLimit(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "ip-masq-agent")
 	data := "masqLinkLocal: true\n"
-	write(t, path, data+strings.Repeat("#", 1<<20-len(data)))
+	write(t, path, data+strings.Repeat("#", MaxFileSize-len(data)))
 	got, _, err := Load(path, Options{})
 	if err != nil {
-		t.Fatalf("Load of exactly 1 MiB: %v", err)
+		t.Fatalf("Load of exactly MaxFileSize: %v", err)
 	}
 	if !got.MasqLinkLocal {
-		t.Errorf("Load of exactly 1 MiB: MasqLinkLocal = false, want true")
+		t.Errorf("Load of exactly MaxFileSize: MasqLinkLocal = false, want true")
 	}
 }
 

@@ -1,6 +1,9 @@
 package config
 
-import "net/netip"
+import (
+	"encoding/binary"
+	"net/netip"
+)
 
 // Merge combines configurations read from several files, as when a user's and a platform's ConfigMap are mounted
 // side by side (Azure ip-masq-agent-v2). The result does not depend on anything but the order of cfgs:
@@ -24,8 +27,7 @@ func Merge(cfgs ...Config) Config {
 		nNonMasq += len(c.NonMasqueradeCIDRs)
 		nMasq += len(c.MasqueradeCIDRs)
 	}
-	nonMasq := make(map[netip.Prefix]bool, nNonMasq)
-	masq := make(map[netip.Prefix]bool, nMasq)
+	nonMasq, masq := newPrefixSet(nNonMasq), newPrefixSet(nMasq)
 	if nNonMasq > 0 { // Merge of nothing keeps nil lists
 		out.NonMasqueradeCIDRs = make([]CIDR, 0, nNonMasq)
 	}
@@ -48,13 +50,48 @@ func Merge(cfgs ...Config) Config {
 }
 
 // union appends to dst each CIDR of src whose prefix is not yet in seen.
-func union(dst []CIDR, seen map[netip.Prefix]bool, src []CIDR) []CIDR {
+func union(dst []CIDR, seen prefixSet, src []CIDR) []CIDR {
 	for _, c := range src {
-		if seen[c.Prefix] {
-			continue
+		if seen.add(c.Prefix) {
+			dst = append(dst, c)
 		}
-		seen[c.Prefix] = true
-		dst = append(dst, c)
 	}
 	return dst
+}
+
+// prefixSet is a set of prefixes keyed by plain numbers, which a map hashes several times faster than a
+// netip.Prefix (it holds a pointer): an IPv4 prefix is one uint64, address and length.
+type prefixSet struct {
+	v4 map[uint64]struct{}
+	v6 map[prefix6]struct{}
+}
+
+type prefix6 struct {
+	hi, lo uint64
+	bits   int
+}
+
+func newPrefixSet(n int) prefixSet {
+	return prefixSet{v4: make(map[uint64]struct{}, n), v6: map[prefix6]struct{}{}}
+}
+
+// add adds p and reports whether it was not in the set yet.
+func (s prefixSet) add(p netip.Prefix) bool {
+	a := p.Addr()
+	if a.Is4() {
+		b := a.As4()
+		k := uint64(binary.BigEndian.Uint32(b[:]))<<8 | uint64(p.Bits())
+		if _, dup := s.v4[k]; dup {
+			return false
+		}
+		s.v4[k] = struct{}{}
+		return true
+	}
+	b := a.As16()
+	k := prefix6{hi: binary.BigEndian.Uint64(b[:8]), lo: binary.BigEndian.Uint64(b[8:]), bits: p.Bits()}
+	if _, dup := s.v6[k]; dup {
+		return false
+	}
+	s.v6[k] = struct{}{}
+	return true
 }

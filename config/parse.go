@@ -1,187 +1,242 @@
 package config
 
 import (
-	"cmp"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
-
-	"go.yaml.in/yaml/v3"
 )
 
 // Parse reads one configuration file held in data; file names it in Sources, errors and warnings ("" when it
-// has no name). The meaning is upstream ip-masq-agent's: keys match without regard to case, a key left out keeps
-// its value from Default(opts), and an empty file (or one holding only comments, or null) is Default(opts).
-// Config.Files is []string{file} when file is not "".
+// has no name). The meaning is upstream ip-masq-agent's, decided by upstream's own decoder: YAML 1.1 or JSON,
+// keys matched without regard to case (the last of several spellings winning), a key left out or null keeping
+// its value from Default(opts), and an empty file (or one holding only comments, or null) meaning
+// Default(opts). Config.Files is []string{file} when file is not "".
 //
-// Parse is stricter than upstream where upstream silently does something surprising: empty list items, wrong
-// value types, duplicate keys, several documents, aliases, IPv4-mapped IPv6 prefixes and a non-positive
-// resyncInterval are errors. Unknown keys, and command-line flags written as keys, are ignored with a Warning.
+// Where upstream accepts a value that misbehaves there, Parse accepts it too, with a Warning saying what it
+// does instead: an empty list item is ignored, a resyncInterval of zero or less is the default. Unknown keys,
+// flags written as keys and unusual spellings (yes for true, a key in another case, a key written twice)
+// are Warnings as well. Parse refuses, where upstream would run on something else than what the file meant:
+// a whole Kubernetes manifest instead of its config, and IPv4-mapped IPv6 prefixes.
 //
 // A failure is returned as an *Error, saying where it is and how to fix it; the Config and warnings are then
-// zero.
+// zero. Parse does not bound the size of data: Load does, for files.
 func Parse(file string, data []byte, opts Options) (Config, []Warning, error) {
+	return parse(file, data, opts, true)
+}
+
+// parse is Parse; fast false makes it read every file with upstream's decoder, for the tests that hold the
+// fast reader to it.
+func parse(file string, data []byte, opts Options, fast bool) (Config, []Warning, error) {
 	d := &decoder{file: file}
-	raw, err := d.decode(data)
-	if err != nil {
-		return Config{}, nil, err
-	}
 	b := &builder{decoder: d, cfg: Default(opts), opts: opts}
-	if file != "" {
-		b.cfg.Files = []string{file}
+	var doc document
+	ok := false
+	if fast {
+		doc, ok = readFast(string(data))
 	}
-	if raw != nil {
-		if err := b.build(raw); err != nil {
+	if !ok {
+		defaults := make([]string, len(b.cfg.NonMasqueradeCIDRs))
+		for i, c := range b.cfg.NonMasqueradeCIDRs {
+			defaults[i] = c.Prefix.String()
+		}
+		var err error
+		if doc, err = d.decode(data, defaults); err != nil {
 			return Config{}, nil, err
 		}
 	}
-	return b.cfg, d.warnings, nil
+	if file != "" {
+		b.cfg.Files = []string{file}
+	}
+	if err := b.build(doc); err != nil {
+		return Config{}, nil, err
+	}
+	return b.cfg, b.warnings, nil
 }
 
-// builder turns a rawFile into validated values on top of the defaults.
+// builder validates a document into a Config, on top of the defaults.
 type builder struct {
 	*decoder
 	cfg  Config
 	opts Options
 }
 
-// build sets every key the file sets. enableIPv6 is read first, as the prefixes depend on it; the other keys are
-// checked in file order, so that the error reported is the first one in the file.
-func (b *builder) build(raw *rawFile) error {
-	if f := raw.fields[keyEnableIPv6]; f != nil {
-		on, err := b.boolean(f)
-		if err != nil {
-			return err
-		}
+// build sets every key the document sets. enableIPv6 is read first, as the prefixes depend on it; the other
+// keys are checked in file order, so that the error reported is the first one in the file.
+func (b *builder) build(doc document) error {
+	if doc.topLevel != nil {
+		return b.manifest(doc)
+	}
+	if f := doc.enableIPv6; f.set {
 		switch {
-		case on:
+		case f.v:
 			b.cfg.EnableIPv6 = true
 		case b.opts.EnableIPv6:
-			b.warnings = append(b.warnings, Warning{Source: b.at(f.key), Key: f.name,
-				Msg: "enableIPv6: false does not turn off --enable-ipv6; IPv6 stays enabled"})
+			b.warn(f.line, f.name, "enableIPv6: false does not turn off --enable-ipv6; IPv6 stays enabled")
 		}
 	}
-
-	var fields []*rawField
-	for _, f := range raw.fields {
-		if f != nil && f.id != keyEnableIPv6 {
-			fields = append(fields, f)
-		}
+	// Too many CIDRs is found before any is parsed, as upstream checks it first: a list of a million
+	// needs no memory for a million prefixes to be refused.
+	if err := b.checkLimit(doc); err != nil {
+		return err
 	}
-	slices.SortStableFunc(fields, func(a, b *rawField) int {
-		return cmp.Or(cmp.Compare(a.key.Line, b.key.Line), cmp.Compare(a.key.Column, b.key.Column))
+	// Keys in file order, so that the error reported is the first one in the file; a key whose line is
+	// unknown (0) comes first.
+	steps := []struct {
+		line int
+		set  func() error
+	}{
+		{doc.nonMasq.line, func() error { return b.cidrs(&b.cfg.NonMasqueradeCIDRs, doc.nonMasq) }},
+		{doc.masq.line, func() error { return b.cidrs(&b.cfg.MasqueradeCIDRs, doc.masq) }},
+		{doc.cidrLimit.line, func() error { set(&b.cfg.CIDRLimit, doc.cidrLimit); return nil }},
+		{doc.masqLinkLocal.line, func() error { set(&b.cfg.MasqLinkLocal, doc.masqLinkLocal); return nil }},
+		{doc.masqLinkLocalIPv6.line, func() error { set(&b.cfg.MasqLinkLocalIPv6, doc.masqLinkLocalIPv6); return nil }},
+		{doc.resyncInterval.line, func() error { return b.resync(doc.resyncInterval) }},
+	}
+	slices.SortStableFunc(steps, func(a, b struct {
+		line int
+		set  func() error
+	}) int {
+		return a.line - b.line
 	})
-	for _, f := range fields {
-		if err := b.set(f); err != nil {
+	for _, s := range steps {
+		if err := s.set(); err != nil {
 			return err
 		}
 	}
 
-	if n := len(b.cfg.NonMasqueradeCIDRs); n > b.cfg.CIDRLimit {
-		// Blame the list, or the limit when the list is the default one.
-		f := raw.fields[keyNonMasqueradeCIDRs]
-		if f == nil {
-			f = raw.fields[keyCIDRLimit]
-		}
-		name, line := keyNonMasqueradeCIDRs.String(), 0
-		if f != nil {
-			name, line = f.name, f.key.Line
-		}
-		return b.errAt(line, name, "",
-			fmt.Sprintf("%d CIDRs is more than cidrLimit %d", n, b.cfg.CIDRLimit),
-			fmt.Sprintf("raise the limit (cidrLimit: %d) or merge ranges into fewer, larger prefixes", n))
+	if f := doc.cidrLimit; f.set && f.v < 0 { // upstream refuses it too: no list is shorter
+		return b.errAt(f.line, f.name, strconv.Itoa(f.v), "must not be negative", fmt.Sprintf("write a whole number, e.g. %s: 64", f.name))
 	}
 	return nil
 }
 
-// set decodes one key into b.cfg.
-func (b *builder) set(f *rawField) error {
-	var err error
-	switch f.id {
-	case keyNonMasqueradeCIDRs:
-		b.cfg.NonMasqueradeCIDRs, err = b.cidrs(f)
-	case keyMasqueradeCIDRs:
-		b.cfg.MasqueradeCIDRs, err = b.cidrs(f)
-	case keyCIDRLimit:
-		b.cfg.CIDRLimit, err = b.cidrLimit(f)
-	case keyMasqLinkLocal:
-		b.cfg.MasqLinkLocal, err = b.boolean(f)
-	case keyMasqLinkLocalIPv6:
-		b.cfg.MasqLinkLocalIPv6, err = b.boolean(f)
-	case keyResyncInterval:
-		b.cfg.ResyncInterval, err = b.duration(f)
+// checkLimit refuses more nonMasqueradeCIDRs than cidrLimit allows (the file's or the default), counting
+// every item as upstream does, empty ones included. A negative limit is refused later, as a bad value.
+func (b *builder) checkLimit(doc document) error {
+	limit := b.cfg.CIDRLimit
+	if doc.cidrLimit.set {
+		limit = doc.cidrLimit.v
 	}
-	return err
+	n := doc.nonMasq.count(len(b.cfg.NonMasqueradeCIDRs))
+	if limit < 0 || n <= limit {
+		return nil
+	}
+	// Blame the list, or the limit when the list is the default one.
+	w := doc.nonMasq.where
+	if !doc.nonMasq.set {
+		w = doc.cidrLimit.where
+	}
+	if w.name == "" {
+		w.name = keyNonMasqueradeCIDRs.String()
+	}
+	return b.errAt(w.line, w.name, "", fmt.Sprintf("%d CIDRs is more than cidrLimit %d", n, limit),
+		fmt.Sprintf("raise the limit (cidrLimit: %d) or merge ranges into fewer, larger prefixes", n))
 }
 
-// at is the Source of a node.
-func (b *builder) at(n *yaml.Node) Source { return Source{File: b.file, Line: n.Line} }
-
-// valueLine is the line to blame for a value: the key's line when the value is not written at all.
-func valueLine(f *rawField) int {
-	if f.val.Kind == yaml.ScalarNode && f.val.Value == "" && f.val.ShortTag() == "!!null" {
-		return f.key.Line
+// count is how many entries upstream counts against cidrLimit: every item, empty ones included.
+func (l list) count(valid int) int {
+	if !l.set {
+		return valid
 	}
-	return f.val.Line
+	return len(l.items)
 }
 
-// isNull reports whether n is null: nothing, "~" or "null".
-func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" }
-
-// isString reports whether n is a string scalar, quoted or not.
-func isString(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!str" }
-
-// cidrs decodes a list of CIDRs. Null and [] are an empty list (nil), as upstream.
-func (b *builder) cidrs(f *rawField) ([]CIDR, error) {
-	v := f.val
-	if isNull(v) {
-		return nil, nil
+// set stores a scalar's value in dst when the file sets it.
+func set[T any](dst *T, f scalar[T]) {
+	if f.set {
+		*dst = f.v
 	}
-	if v.Kind != yaml.SequenceNode {
-		fix := fmt.Sprintf("write a list, e.g. %s: [10.0.0.0/8]", f.name)
-		if isString(v) {
-			fix = fmt.Sprintf("write a list: %s: [%s]", f.name, v.Value)
+}
+
+// resync sets resyncInterval. Zero or less makes upstream re-sync without pause; masqd keeps its default.
+func (b *builder) resync(f scalar[string]) error {
+	if !f.set {
+		return nil
+	}
+	fix := fmt.Sprintf("write a duration with a unit, e.g. %s: 60s", f.name)
+	if f.v == "" {
+		return b.errAt(f.line, f.name, "", "must be a duration, not empty", fix+", or remove the line to keep the default")
+	}
+	d, err := time.ParseDuration(f.v)
+	if err != nil {
+		if _, numErr := strconv.ParseFloat(f.v, 64); numErr == nil {
+			fix = fmt.Sprintf("write a duration with a unit, e.g. %s: %ss", f.name, f.v)
 		}
-		return nil, b.errAt(valueLine(f), f.name, scalarValue(v),
-			fmt.Sprintf("must be a list of CIDRs, not %s", describe(v)), fix)
+		e := b.errAt(f.line, f.name, f.v, "not a valid duration", fix)
+		e.Err = err
+		return e
 	}
-	if len(v.Content) == 0 {
-		return nil, nil
+	if d <= 0 {
+		b.warn(f.line, f.name, fmt.Sprintf("%s is not more than zero (ip-masq-agent would re-sync without pause); using the default %v: write a positive duration such as 60s",
+			f.v, DefaultResyncInterval))
+		return nil
 	}
-	out := make([]CIDR, len(v.Content))
-	for i, item := range v.Content {
-		c, err := b.cidr(f.name, i, item)
+	b.cfg.ResyncInterval = d
+	return nil
+}
+
+// cidrs validates a list. An empty item is ignored with a warning: upstream keeps whatever its default list
+// held at that position, which is never what was meant.
+func (b *builder) cidrs(dst *[]CIDR, l list) error {
+	if !l.set {
+		return nil
+	}
+	*dst = nil
+	if len(l.items) == 0 {
+		return nil
+	}
+	out := make([]CIDR, 0, len(l.items))
+	for i, it := range l.items {
+		if it.null {
+			name := fmt.Sprintf("%s[%d]", l.name, i)
+			if it.text == "" { // masqueradeCIDRs, or past the end of the default list
+				if dst == &b.cfg.NonMasqueradeCIDRs {
+					return b.errAt(it.line, name, "", "empty list item (ip-masq-agent reads it as an empty CIDR and refuses it too)",
+						`remove the empty "-" item or write a CIDR such as 10.0.0.0/8`)
+				}
+				b.warn(it.line, name, `empty list item, ignored; remove the "-" line or write a CIDR`)
+				continue
+			}
+			b.warn(it.line, name, fmt.Sprintf(`empty list item, read as %s, the default list's entry at this position (as by ip-masq-agent); write %s or remove the "-" line`, it.text, it.text))
+		}
+		c, err := b.cidr(l.name, i, it)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		out[i] = c
+		out = append(out, c)
 	}
-	return out, nil
+	*dst = out
+	return nil
 }
 
-// cidr decodes and validates item i of list.
-func (b *builder) cidr(list string, i int, n *yaml.Node) (CIDR, error) {
+// cidr validates item i of list: a CIDR that upstream's net.ParseCIDR takes, aligned to its length, IPv6 only
+// when IPv6 is on.
+func (b *builder) cidr(list string, i int, it item) (CIDR, error) {
 	name := func() string { return fmt.Sprintf("%s[%d]", list, i) } // only errors need it
-	const example = "write a CIDR such as 10.0.0.0/8"
-	switch {
-	case isNull(n):
-		return CIDR{}, b.errAt(n.Line, name(), n.Value, "empty list item",
-			`remove the empty "-" item or write a CIDR such as 10.0.0.0/8`)
-	case !isString(n):
-		return CIDR{}, b.errAt(n.Line, name(), scalarValue(n),
-			fmt.Sprintf("list item is %s, not a CIDR string", describe(n)), example)
+	p, err := netip.ParsePrefix(it.text)
+	if err != nil {
+		// netip is stricter than upstream's net.ParseCIDR in one way: a prefix length with a leading zero.
+		if _, ipnet, cerr := net.ParseCIDR(it.text); cerr == nil {
+			ones, _ := ipnet.Mask.Size()
+			addr, _ := netip.AddrFromSlice(ipnet.IP)
+			if a, aerr := netip.ParseAddr(it.text[:strings.IndexByte(it.text, '/')]); aerr == nil && a == addr {
+				p = netip.PrefixFrom(addr, ones)
+				b.warn(it.line, name(), fmt.Sprintf("write %s", p))
+				err = nil
+			}
+		}
 	}
-	p, err := netip.ParsePrefix(n.Value)
 	if err != nil {
 		fix := "write an address and a prefix length, e.g. 10.0.0.0/8"
-		if a, aerr := netip.ParseAddr(n.Value); aerr == nil && a.Zone() == "" {
-			fix = fmt.Sprintf("add a prefix length: %s/%d", n.Value, a.BitLen())
+		if a, aerr := netip.ParseAddr(it.text); aerr == nil && a.Zone() == "" {
+			fix = fmt.Sprintf("add a prefix length: %s/%d", it.text, a.BitLen())
 		}
-		reason := strings.TrimPrefix(err.Error(), "netip.ParsePrefix("+strconv.Quote(n.Value)+"): ")
-		e := b.errAt(n.Line, name(), n.Value, "not a valid CIDR: "+reason, fix)
+		reason := strings.TrimPrefix(err.Error(), "netip.ParsePrefix("+strconv.Quote(it.text)+"): ")
+		e := b.errAt(it.line, name(), it.text, "not a valid CIDR: "+reason, fix)
 		e.Err = err
 		return CIDR{}, e
 	}
@@ -190,111 +245,22 @@ func (b *builder) cidr(list string, i int, n *yaml.Node) (CIDR, error) {
 		if p.Bits() >= 96 {
 			fix = "write the IPv4 prefix instead: " + netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96).Masked().String()
 		}
-		return CIDR{}, b.errAt(n.Line, name(), n.Value, "IPv4-mapped IPv6 prefixes are not supported", fix)
+		return CIDR{}, b.errAt(it.line, name(), it.text, "IPv4-mapped IPv6 prefixes are not supported", fix)
 	}
 	if m := p.Masked(); m != p {
-		return CIDR{}, b.errAt(n.Line, name(), n.Value, "CIDR is not aligned to its prefix length", "write "+m.String())
+		return CIDR{}, b.errAt(it.line, name(), it.text, "CIDR is not aligned to its prefix length", "write "+m.String())
 	}
 	if p.Addr().Is6() && !b.cfg.EnableIPv6 {
-		return CIDR{}, b.errAt(n.Line, name(), n.Value, "IPv6 prefix, but IPv6 is not enabled",
+		return CIDR{}, b.errAt(it.line, name(), it.text, "IPv6 prefix, but IPv6 is not enabled",
 			"pass --enable-ipv6, or set enableIPv6: true in the file")
 	}
-	return CIDR{Prefix: p, Source: b.at(n)}, nil
+	return CIDR{Prefix: p, Source: Source{File: b.file, Line: it.line}}, nil
 }
 
-// boolean decodes true or false; nothing else (not yes, on, "true" or null) is a boolean.
-func (b *builder) boolean(f *rawField) (bool, error) {
-	v := f.val
-	if v.Kind == yaml.ScalarNode && v.ShortTag() == "!!bool" {
-		var on bool
-		if err := v.Decode(&on); err != nil {
-			return false, b.errAt(v.Line, f.name, v.Value, "not a boolean", "write true or false")
-		}
-		return on, nil
-	}
-	fix := fmt.Sprintf("write %s: true or %s: false", f.name, f.name)
-	if isString(v) {
-		switch strings.ToLower(v.Value) {
-		case "true", "yes", "y", "on":
-			fix = fmt.Sprintf("write %s: true, unquoted", f.name)
-		case "false", "no", "n", "off":
-			fix = fmt.Sprintf("write %s: false, unquoted", f.name)
-		}
-	}
-	if isNull(v) {
-		fix += ", or remove the line to keep the default"
-	}
-	return false, b.errAt(valueLine(f), f.name, scalarValue(v), fmt.Sprintf("must be true or false, not %s", describe(v)), fix)
-}
-
-// cidrLimit decodes a whole number, zero or more.
-func (b *builder) cidrLimit(f *rawField) (int, error) {
-	v := f.val
-	fix := fmt.Sprintf("write a whole number, e.g. %s: 64", f.name)
-	if v.Kind == yaml.ScalarNode && v.ShortTag() == "!!float" && allDigits(v.Value) {
-		// YAML resolves a whole number too large for an int64 to !!float.
-		return 0, b.errAt(v.Line, f.name, v.Value, "number is too large", fix)
-	}
-	if v.Kind != yaml.ScalarNode || v.ShortTag() != "!!int" {
-		if isString(v) {
-			if _, err := strconv.Atoi(v.Value); err == nil {
-				fix = fmt.Sprintf("write %s: %s, unquoted", f.name, v.Value)
-			}
-		}
-		if isNull(v) {
-			fix += ", or remove the line to keep the default"
-		}
-		return 0, b.errAt(valueLine(f), f.name, scalarValue(v), fmt.Sprintf("must be a whole number, not %s", describe(v)), fix)
-	}
-	var n int
-	if err := v.Decode(&n); err != nil {
-		e := b.errAt(v.Line, f.name, v.Value, "number is too large", fix)
-		e.Err = err
-		return 0, e
-	}
-	if n < 0 {
-		return 0, b.errAt(v.Line, f.name, v.Value, "must not be negative", fix)
-	}
-	return n, nil
-}
-
-// allDigits says whether s is a whole number written in decimal, with an optional sign and underscores.
-func allDigits(s string) bool {
-	s = strings.TrimLeft(s, "+-")
-	return s != "" && strings.Trim(s, "0123456789_") == ""
-}
-
-// duration decodes a Go duration string such as "60s"; upstream accepts only a string, and only a positive
-// interval makes sense.
-func (b *builder) duration(f *rawField) (time.Duration, error) {
-	v := f.val
-	fix := fmt.Sprintf("write a duration with a unit, e.g. %s: 60s", f.name)
-	if !isString(v) {
-		if v.Kind == yaml.ScalarNode && v.ShortTag() == "!!int" {
-			fix = fmt.Sprintf("write a duration with a unit, e.g. %s: %ss", f.name, v.Value)
-		}
-		if isNull(v) {
-			fix += ", or remove the line to keep the default"
-		}
-		return 0, b.errAt(valueLine(f), f.name, scalarValue(v),
-			fmt.Sprintf("must be a duration string, not %s", describe(v)), fix)
-	}
-	d, err := time.ParseDuration(v.Value)
-	if err != nil {
-		e := b.errAt(v.Line, f.name, v.Value, "not a valid duration", fix)
-		e.Err = err
-		return 0, e
-	}
-	if d <= 0 {
-		return 0, b.errAt(v.Line, f.name, v.Value, "must be more than zero", fix)
-	}
-	return d, nil
-}
-
-// scalarValue is n's text when n is a scalar, and "" for a list or mapping.
-func scalarValue(n *yaml.Node) string {
-	if n.Kind == yaml.ScalarNode {
-		return n.Value
-	}
-	return ""
+// manifest refuses a whole Kubernetes object where its config was meant: upstream would run on the defaults.
+func (b *builder) manifest(doc document) error {
+	return b.errAt(0, "", "",
+		fmt.Sprintf("this is a Kubernetes manifest (top-level keys %s), not an ip-masq-agent config; read as a config it would set nothing, and every pod would run on the defaults",
+			strings.Join(doc.topLevel, ", ")),
+		"apply the manifest with `kubectl apply -f FILE` rather than `kubectl create configmap --from-file FILE`; a config file holds only what goes under data.config (nonMasqueradeCIDRs, masqLinkLocal, ...)")
 }

@@ -14,8 +14,10 @@ const (
 	DefaultPath           = "/etc/config/ip-masq-agent"
 	DefaultCIDRLimit      = 64
 	DefaultResyncInterval = 60 * time.Second
-	// MaxFileSize bounds what is read: a Kubernetes ConfigMap holds at most 1 MiB, so a larger file is a mistake.
-	MaxFileSize = 1 << 20
+	// MaxFileSize bounds a config file Load reads. A file on a bare VM may list 100,000 prefixes and more
+	// (about 2.5 MB a family at /25s); 64 MiB is far beyond any real list, and bounds the memory a mistaken
+	// path (a log, an image) can cost. A ConfigMap is bounded by the Kubernetes API itself (1 MiB).
+	MaxFileSize = 64 << 20
 )
 
 // Options are the command-line facts that change how a file is read.

@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -12,12 +11,15 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/masqd/masqd/nft"
 )
@@ -137,25 +139,65 @@ func (a *agentProc) waitStatus(path string, code int) {
 }
 
 // metric returns the value of the sample whose name and labels are exactly sample, e.g.
-// `masqd_config_valid` or `masqd_sync_total{result="success"}`.
+// `masqd_config_valid` or `masqd_sync_total{result="success"}` (labels in name order, as exposed).
 func (a *agentProc) metric(sample string) float64 {
+	a.t.Helper()
+	for _, f := range a.families() {
+		for _, m := range f.Metric {
+			var labels []string
+			for _, l := range m.Label {
+				labels = append(labels, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
+			}
+			name := f.GetName()
+			if len(labels) > 0 {
+				name += "{" + strings.Join(labels, ",") + "}"
+			}
+			if name != sample {
+				continue
+			}
+			switch {
+			case m.Gauge != nil:
+				return m.Gauge.GetValue()
+			case m.Counter != nil:
+				return m.Counter.GetValue()
+			case m.Untyped != nil:
+				return m.Untyped.GetValue()
+			}
+			a.t.Fatalf("metric %s is a %s, not a single value", sample, f.GetType())
+		}
+	}
+	a.t.Fatalf("metric %s not found in /metrics", sample)
+	return 0
+}
+
+// labels returns the labels of the one sample of name (an info metric such as masqd_build_info), failing the
+// test unless there is exactly one.
+func (a *agentProc) labels(name string) map[string]string {
+	a.t.Helper()
+	samples := a.families()[name].GetMetric()
+	if len(samples) != 1 {
+		a.t.Fatalf("%s: %d samples, want 1", name, len(samples))
+	}
+	labels := map[string]string{}
+	for _, l := range samples[0].Label {
+		labels[l.GetName()] = l.GetValue()
+	}
+	return labels
+}
+
+// families returns the agent's /metrics, parsed, by metric name.
+func (a *agentProc) families() map[string]*dto.MetricFamily {
 	a.t.Helper()
 	code, body, err := a.get("/metrics")
 	if err != nil || code != http.StatusOK {
 		a.t.Fatalf("GET /metrics: %d %v", code, err)
 	}
-	sc := bufio.NewScanner(strings.NewReader(body))
-	for sc.Scan() {
-		if name, value, ok := strings.Cut(sc.Text(), " "); ok && name == sample {
-			v, err := strconv.ParseFloat(value, 64)
-			if err != nil {
-				a.t.Fatalf("metric %s: %v", sample, err)
-			}
-			return v
-		}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(body))
+	if err != nil {
+		a.t.Fatalf("parse /metrics: %v\n%s", err, body)
 	}
-	a.t.Fatalf("metric %s not found in /metrics", sample)
-	return 0
+	return fams
 }
 
 // commits follows nftables commits in ns and sends every commit that touches masqd's table. It returns once

@@ -8,7 +8,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -296,6 +299,9 @@ func TestAgentMetrics(t *testing.T) {
 	lab := newLab(t, labOptions{})
 	a := startAgent(t, lab.Node, 9745, "--config="+writeConfig(t, cfgVPCOnly))
 	a.waitStatus("/readyz", http.StatusOK)
+	if v := a.metric("masqd_ready"); v != 1 {
+		t.Errorf("masqd_ready = %v while /readyz answers 200, want 1", v)
+	}
 	const sample = `masqd_masqueraded_packets_total{family="ipv4"}`
 	before := a.metric(sample)
 	const n = 7
@@ -306,16 +312,47 @@ func TestAgentMetrics(t *testing.T) {
 	if got := a.metric(sample) - before; got != n {
 		t.Errorf("%s grew by %v after %d masqueraded connections, want %d", sample, got, n, n)
 	}
-	if v := a.metric(`masqd_nonmasquerade_prefixes{family="ipv4"}`); v != 2 { // 10/8 and link-local
-		t.Errorf("masqd_nonmasquerade_prefixes{family=\"ipv4\"} = %v, want 2", v)
+	if v := a.metric(`masqd_nonmasquerade_intervals{family="ipv4"}`); v != 2 { // 10/8 and link-local
+		t.Errorf("masqd_nonmasquerade_intervals{family=\"ipv4\"} = %v, want 2", v)
 	}
-	_, body, err := a.get("/metrics")
-	if err != nil || !strings.Contains(body, `masqd_build_info{backend="nftables",version="dev"} 1`) {
-		t.Errorf("masqd_build_info missing or wrong (%v)", err)
+	fams := a.families()
+	build := map[string]string{}
+	if info := fams["masqd_build_info"].GetMetric(); len(info) == 1 && info[0].GetGauge().GetValue() == 1 {
+		for _, l := range info[0].Label {
+			build[l.GetName()] = l.GetValue()
+		}
+	}
+	if build["backend"] != "nftables" || build["goversion"] != runtime.Version() || build["version"] == "" {
+		t.Errorf("masqd_build_info labels %v, want backend nftables, goversion %s and a version", build, runtime.Version())
+	}
+	for _, l := range []string{"revision", "modified"} {
+		if _, ok := build[l]; !ok {
+			t.Errorf("masqd_build_info has no %s label", l)
+		}
+	}
+	// IPv6 is off: no ipv6 series at all.
+	for _, name := range []string{"masqd_nonmasquerade_intervals", "masqd_masqueraded_packets_total", "masqd_masqueraded_bytes_total"} {
+		for _, m := range fams[name].GetMetric() {
+			for _, l := range m.Label {
+				if l.GetName() == "family" && l.GetValue() != "ipv4" {
+					t.Errorf("%s has a %s series with IPv6 off", name, l.GetValue())
+				}
+			}
+		}
+	}
+	// One config, one hash.
+	if info := fams["masqd_config_info"].GetMetric(); len(info) != 1 || len(info[0].Label) != 1 || len(info[0].Label[0].GetValue()) != 12 {
+		t.Errorf("masqd_config_info: %v, want one series with a 12-digit hash", info)
 	}
 }
 
-// TestSystemdUnit: the shipped unit passes systemd-analyze verify.
+// systemdExposure is `systemd-analyze security`'s overall exposure score of deploy/systemd/masqd.service as
+// recorded in deploy/systemd/README.md (0 is the most locked down, 10 the least). A change to the unit may
+// lower it; raising it needs a reason, and this number and the README changed with it.
+const systemdExposure = 2.1
+
+// TestSystemdUnit: the shipped unit passes systemd-analyze verify, and its security exposure score is no
+// worse than the recorded one.
 func TestSystemdUnit(t *testing.T) {
 	testenv.RequireCommand(t, "systemd-analyze", "systemd")
 	unit, err := os.ReadFile("../deploy/systemd/masqd.service")
@@ -329,6 +366,30 @@ func TestSystemdUnit(t *testing.T) {
 	out, err := exec.Command("systemd-analyze", "verify", path).CombinedOutput()
 	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
 		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	}
+
+	out, err = exec.Command("systemd-analyze", "security", "--offline=yes", "--no-pager", path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("systemd-analyze security: %v\n%s", err, out)
+	}
+	m := regexp.MustCompile(`Overall exposure level for masqd\.service: ([0-9.]+)`).FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("systemd-analyze security printed no overall exposure level:\n%s", out)
+	}
+	score, err := strconv.ParseFloat(string(m[1]), 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("systemd-analyze security: exposure %.1f (recorded %.1f)", score, systemdExposure)
+	if score > systemdExposure {
+		t.Errorf("exposure %.1f is worse than the recorded %.1f:\n%s", score, systemdExposure, out)
+	}
+	readme, err := os.ReadFile("../deploy/systemd/README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("exposure level %.1f", systemdExposure); !strings.Contains(string(readme), want) {
+		t.Errorf("deploy/systemd/README.md does not record %q", want)
 	}
 }
 

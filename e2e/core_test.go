@@ -158,3 +158,23 @@ func TestCleanup(t *testing.T) {
 	assertSource(t, lab, "tcp", lab.Internet, lab.PodIP)
 	mustMasqd(t, lab.Node, "--cleanup") // nothing left to remove is not an error
 }
+
+// TestLargeConfigFile: a config file as large as a bare VM's can be (100,000 prefixes in one file of
+// 1.7 MB, beyond a ConfigMap's 1 MiB) is applied whole: the VPC range listed last keeps the pod address,
+// the internet sees the node, and the kernel holds what --dry-run prints. A file is not a ConfigMap;
+// refusing it would leave a fresh node with no rules at all.
+func TestLargeConfigFile(t *testing.T) {
+	testenv.RequireKernel(t)
+	lab := newLab(t, labOptions{})
+	v4, _ := wholePathPrefixes(100_000, 0)
+	content := wholePathFile(append(v4, netip.MustParsePrefix("10.130.0.0/24")), false, "60s", "")
+	if len(content) <= 1<<20 {
+		t.Fatalf("the file is only %d bytes", len(content))
+	}
+	applyConfig(t, lab, string(content))
+	checkSources(t, lab, []expect{
+		{lab.Internet, lab.NodeIP},
+		{lab.VPC, lab.PodIP},
+		{lab.Endpoint, lab.NodeIP}, // 10.2.1.100: not listed, and the file's list replaces the defaults
+	})
+}

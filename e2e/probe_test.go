@@ -141,9 +141,18 @@ func sourceSeenTCP(from *NS, dst netip.Addr, port int, timeout time.Duration) (n
 // the echo server saw. Each call uses a fresh socket, so a fresh source port and a new conntrack entry. The
 // datagram is resent every 200ms until a reply arrives or timeout passes.
 func sourceSeenUDP(from *NS, dst netip.Addr, port int, timeout time.Duration) (netip.Addr, error) {
+	return sourceSeenUDPFrom(from, 0, dst, port, timeout)
+}
+
+// sourceSeenUDPFrom is sourceSeenUDP from source port srcPort (0: one the kernel picks).
+func sourceSeenUDPFrom(from *NS, srcPort int, dst netip.Addr, port int, timeout time.Duration) (netip.Addr, error) {
 	var reply string
 	err := from.Do(func() error {
-		c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, uint16(port))))
+		var laddr *net.UDPAddr
+		if srcPort != 0 {
+			laddr = &net.UDPAddr{Port: srcPort}
+		}
+		c, err := net.DialUDP("udp", laddr, net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, uint16(port))))
 		if err != nil {
 			return err
 		}

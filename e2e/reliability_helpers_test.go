@@ -363,7 +363,7 @@ func runChild(t *testing.T, ns *NS, timeout time.Duration, argv ...string) child
 }
 
 // peakRSS is a running process's peak resident memory (VmHWM), in bytes.
-func peakRSS(t *testing.T, pid int) int64 {
+func peakRSS(t testing.TB, pid int) int64 {
 	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {

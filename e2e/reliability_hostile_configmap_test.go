@@ -71,7 +71,6 @@ func TestReliabilityHostileConfigMap(t *testing.T) {
 		"--config="+file, "--log-level=info")
 	waitKernel(t, lab, "the ConfigMap's config", dryRun(t, file))
 	a.waitStatus("/readyz", http.StatusOK)
-	waitEvent(t, cp.Admin, corev1.EventTypeNormal, "Applied", "applied 1 nonMasqueradeCIDRs")
 	w := watchCommits(t, lab.Node)
 	before := lab.Node.Run(t, "nft", "list", "ruleset")
 

@@ -109,7 +109,7 @@ func hostileInputs(t *testing.T) []hostileInput {
 		inputs = append(inputs, hostileInput{name: name, want: want, path: path,
 			install: func(t *testing.T, p string) { linkOver(t, p, path, true) }})
 	}
-	const tooLarge = "file is larger than 1048576 bytes"
+	const tooLarge = "larger than masqd reads (64 MiB)"
 	fileInput("generated: 100 MB of CIDRs", tooLarge, func(w *bufio.Writer) {
 		w.WriteString("nonMasqueradeCIDRs:\n")
 		line := "  - 10.0.0.0/8\n"
@@ -117,18 +117,18 @@ func hostileInputs(t *testing.T) []hostileInput {
 			w.WriteString(line)
 		}
 	})
-	fileInput("generated: 10 MiB of nesting", tooLarge, func(w *bufio.Writer) {
+	fileInput("generated: 10 MiB of nesting", "exceeded max depth", func(w *bufio.Writer) {
 		w.WriteString("nonMasqueradeCIDRs: ")
 		w.WriteString(strings.Repeat("[", 10<<20))
 	})
-	fileInput("generated: a million prefixes", tooLarge, func(w *bufio.Writer) {
+	fileInput("generated: a million prefixes over cidrLimit", "1000000 CIDRs is more than cidrLimit 64", func(w *bufio.Writer) {
 		w.WriteString("nonMasqueradeCIDRs:\n")
 		for i := range 1_000_000 {
 			fmt.Fprintf(w, "- %d.%d.%d.0/24\n", 1+i>>16, i>>8&0xff, i&0xff)
 		}
 	})
-	fileInput("generated: 1 MiB + 1 byte of comment", tooLarge, func(w *bufio.Writer) {
-		w.WriteString("#" + strings.Repeat("x", 1<<20) + "\n")
+	fileInput("generated: 64 MiB + 1 byte of comment", tooLarge, func(w *bufio.Writer) {
+		w.WriteString("#" + strings.Repeat("x", 64<<20) + "\n")
 	})
 	fileInput("generated: 1 MiB of nesting", "exceeded max depth", func(w *bufio.Writer) {
 		w.WriteString("nonMasqueradeCIDRs: ")
@@ -191,8 +191,8 @@ func hostileInputs(t *testing.T) []hostileInput {
 		t.Fatal(err)
 	}
 	mustWrite(t, filepath.Join(mixed, "ip-masq-agent"), cfgVPCOnly)
-	mustWrite(t, filepath.Join(mixed, "ip-masq-z"), "a: &a [x]\nnonMasqueradeCIDRs: *a\n")
-	inputs = append(inputs, hostileInput{name: "generated: directory with one bad file", want: "ip-masq-z line 2 \"*a\": aliases are not supported", path: mixed})
+	mustWrite(t, filepath.Join(mixed, "ip-masq-z"), "cidrLimit: 10\nnonMasqueradeCIDRs: [10.0.0.1/8]\n")
+	inputs = append(inputs, hostileInput{name: "generated: directory with one bad file", want: "ip-masq-z line 2: nonMasqueradeCIDRs[0] \"10.0.0.1/8\": CIDR is not aligned", path: mixed})
 	million := filepath.Join(gen, "million")
 	if err := os.Mkdir(million, 0o755); err != nil {
 		t.Fatal(err)

@@ -18,12 +18,17 @@ import (
 // Conn applies and reads masqd's table. It is safe for concurrent use; Applies are serialised. Every method
 // needs CAP_NET_ADMIN in the target network namespace.
 //
-// Reading a large set back from the kernel is slow (a dump of 100,000 intervals per family takes seconds of
-// kernel time), so Conn remembers what its last commit left in the kernel, with the ruleset generation that
-// commit made (the kernel reports it with the commit). While the generation has not moved, nobody has
-// committed anything and Apply computes its changes from memory; after anyone's commit it reads the table
-// again. A change is sent with the generation it was computed at, and the kernel refuses it (and Apply
-// reads the table and tries again) if anyone has committed since.
+// Reading a large set back from the kernel is slow (a dump of 100,000 intervals takes a second of kernel
+// time: the kernel walks the set from its start again for every 32 KiB of answer), so Apply never reads
+// it. Conn remembers what its last commit left in the kernel, with the ruleset generation that commit made
+// (the kernel acknowledges the transaction and reports the generation with it). While the generation has
+// not moved, nobody has committed anything and Apply computes its changes from memory, sending only the
+// elements that differ; a change is sent with the generation it was computed at, and the kernel refuses it
+// if anyone has committed since. When Conn does not know what the kernel holds (its first Apply, after
+// Forget, after anyone else's commit that Advance was not told about), Apply reads a small table (up to
+// readLimit intervals), so that a restart with nothing to change sends nothing, and writes a larger one's
+// sets whole, in one transaction that empties and refills them, which costs the kernel a fraction of
+// reading them.
 //
 // Apply keeps a netlink socket open from one Apply to the next (closing one right after a commit makes
 // the kernel wait for the commit's cleanup); Close closes it.
@@ -34,6 +39,9 @@ type Conn struct {
 	last    *Ruleset // the kernel's table after our last commit; nil when unknown
 	lastGen uint32   // the generation at which last was true
 	sock    *nlSock  // Apply's socket; nil until an Apply opens it
+
+	monMu    sync.Mutex
+	monitors map[*netlink.Conn]bool // the sockets of the Monitors running on this Conn
 }
 
 // NewConn returns a Conn for the network namespace behind netnsFD, or the caller's namespace when it is 0.
@@ -45,11 +53,14 @@ type Change int
 const (
 	Unchanged Change = iota // nothing was sent: the kernel already held the ruleset
 	Updated                 // set elements were added and removed in place
-	Rebuilt                 // the table was (re)created whole
+	Rebuilt                 // the table was (re)created whole, or its rules or sets changed shape
+	// Refreshed means the sets were emptied and refilled, and the rules set right, because what the
+	// kernel held was not known: it may or may not have differed.
+	Refreshed
 )
 
 func (c Change) String() string {
-	return [...]string{"unchanged", "updated", "rebuilt"}[c]
+	return [...]string{"unchanged", "updated", "rebuilt", "refreshed"}[c]
 }
 
 // MarshalText makes logs and JSON say the name, not the number.
@@ -100,18 +111,65 @@ func masqdTable() *nftables.Table {
 func (c *Conn) Apply(want Ruleset) (Change, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	change, err := c.apply(want)
+	change, err := c.applyUnheard(want)
 	if err != nil && !errors.Is(err, unix.EPERM) {
 		// What we remember may be what made the batch fail (someone removed an element we meant to delete,
-		// or committed since we looked): forget it and try once more from a fresh read, on a fresh socket.
+		// or committed since we looked): forget it and try once more, writing the sets whole, on a fresh
+		// socket.
 		c.last = nil
 		c.closeSock()
-		change, err = c.apply(want)
+		change, err = c.applyUnheard(want)
 	}
 	if err != nil {
 		c.closeSock()
 	}
 	return change, privilege(err)
+}
+
+// applyUnheard is apply with the Conn's Monitors not listening: the kernel then does not notify them of
+// every element of masqd's own transaction (200,000 messages for a cold apply of 100,000 intervals, which
+// would double its cost; with no listener the kernel builds no notification at all, though it counts
+// listeners of every network namespace together: another namespace's `nft monitor` still costs). A commit by anyone
+// else while they did not listen would go unseen, so when the generation shows one (it moved past masqd's
+// own commit) the sets are written whole again with the Monitors listening.
+func (c *Conn) applyUnheard(want Ruleset) (Change, error) {
+	deaf := c.deafen()
+	change, err := c.apply(want)
+	c.listen(deaf)
+	if err != nil || len(deaf) == 0 || c.last == nil {
+		return change, err
+	}
+	if gen, gerr := c.sock.generation(); gerr == nil && gen == c.lastGen {
+		return change, nil
+	}
+	c.last = nil
+	if _, err := c.apply(want); err != nil {
+		return Unchanged, err
+	}
+	return change, nil
+}
+
+// deafen makes the Conn's Monitors leave the nftables multicast group and returns their sockets.
+func (c *Conn) deafen() []*netlink.Conn {
+	c.monMu.Lock()
+	defer c.monMu.Unlock()
+	var deaf []*netlink.Conn
+	for nl := range c.monitors {
+		if nl.LeaveGroup(unix.NFNLGRP_NFTABLES) == nil {
+			deaf = append(deaf, nl)
+		}
+	}
+	return deaf
+}
+
+// listen makes the deafened Monitors join the group again. One that cannot is closed: its Monitor returns
+// with an error, and its caller subscribes again and compares in full, as after any lost notification.
+func (c *Conn) listen(deaf []*netlink.Conn) {
+	for _, nl := range deaf {
+		if nl.JoinGroup(unix.NFNLGRP_NFTABLES) != nil {
+			_ = nl.Close()
+		}
+	}
 }
 
 // Close closes the netlink socket Conn keeps open between Applies (and with it Conn's hold on the network
@@ -168,44 +226,82 @@ func (c *Conn) apply(want Ruleset) (Change, error) {
 	if err != nil {
 		return Unchanged, err
 	}
-	have, present := Ruleset{}, true
-	switch {
-	case c.last != nil && c.lastGen == gen:
-		have = *c.last
-	default:
-		// Reading the table is slow when it is large; first see whether there is one.
-		if present, err = s.tableExists(); err != nil {
-			return Unchanged, err
-		}
-		if present {
-			if have, present, err = c.Read(); err != nil {
-				return Unchanged, err
-			}
-		}
-	}
-	if present && have.SameRules(want) {
-		c.remember(want, gen)
+	known := c.last != nil && c.lastGen == gen
+	if known && c.last.SameRules(want) {
 		return Unchanged, nil
 	}
 	tx, err := c.begin(s, want.RandomFully)
 	if err != nil {
 		return Unchanged, err
 	}
-	change := Updated
-	if present && sameShape(have, want) {
-		tx.genID = gen
-		queueDelta(tx, have, want)
+	// Every batch is sent with the generation it was computed at: the kernel refuses it if anyone has
+	// committed since (and Apply tries again, knowing nothing), and a batch it takes made the next one.
+	tx.genID = gen
+	switch {
+	case known && sameShape(*c.last, want):
+		queueDelta(tx, *c.last, want)
 		if gen, err = tx.commit(); err != nil {
-			return Unchanged, fmt.Errorf("nftables: apply table inet %s (%s): %w", TableName, change, err)
+			return Unchanged, fmt.Errorf("nftables: apply table inet %s (%s): %w", TableName, Updated, err)
 		}
-	} else {
-		change = Rebuilt
-		if gen, err = c.rebuild(tx, present, want); err != nil {
+		c.remember(want, gen)
+		return Updated, nil
+	case known:
+		gen, err = c.rebuild(tx, true, want)
+		if err != nil {
 			return Unchanged, err
 		}
+		c.remember(want, gen)
+		return Rebuilt, nil
+	}
+	present, err := s.tableExists()
+	if err != nil {
+		return Unchanged, err
+	}
+	if present && len(want.NonMasq4)+len(want.NonMasq6) <= readLimit {
+		// A small table is read, so that what is already right (a restart) sends nothing.
+		have, ok, err := c.Read()
+		switch {
+		case err != nil:
+			return Unchanged, err
+		case ok && have.SameRules(want):
+			c.remember(want, gen)
+			return Unchanged, nil
+		case ok && sameShape(have, want):
+			queueDelta(tx, have, want)
+			if gen, err = tx.commit(); err != nil {
+				return Unchanged, fmt.Errorf("nftables: apply table inet %s (%s): %w", TableName, Updated, err)
+			}
+			c.remember(want, gen)
+			return Updated, nil
+		}
+		present = ok
+	}
+	if gen, err = c.rebuild(tx, present, want); err != nil {
+		return Unchanged, err
 	}
 	c.remember(want, gen)
-	return change, nil
+	if !present {
+		return Rebuilt, nil
+	}
+	return Refreshed, nil
+}
+
+// readLimit is the most intervals for which Apply reads the table it knows nothing of, rather than write
+// the sets whole: reading 10,000 intervals costs the kernel about 10 ms, and the cost grows with the square
+// of the set (a dump restarts its walk of the set for every message).
+const readLimit = 10_000
+
+// InSync reports whether the kernel holds want, as far as Conn knows without reading the table: its last
+// commit (which the kernel acknowledged) left want there, and nobody has committed since, or only commits
+// that Advance was told left masqd's table alone. false means "not known", not "different".
+func (c *Conn) InSync(want Ruleset) (bool, error) {
+	gen, err := c.generation()
+	if err != nil {
+		return false, privilege(err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.last != nil && c.lastGen == gen && c.last.SameRules(want), nil
 }
 
 func (c *Conn) remember(r Ruleset, gen uint32) {
@@ -228,15 +324,16 @@ func sets(ipv6 bool) (s4, s6 *nftables.Set) {
 	return s4, s6
 }
 
-// rebuild brings the table to want's shape in two transactions, so that no rule ever reads a set created in
-// the same transaction: on Linux 6.18 such a rule misses now and then for packets that race the commit
+// rebuild makes the table hold want whatever it held before, reading only its sets' and rules' descriptions
+// (never the elements), in two transactions, so that no rule ever reads a set created in the same
+// transaction: on Linux 6.18 such a rule misses now and then for packets that race the commit
 // (RELIABILITY.md, "Kernel: which changes are atomic for packets"). The first transaction creates the table
 // and the sets that are missing, with their elements; no rule reads them yet, so packets see no change. The
-// second refills the sets that were there, replaces the rules that differ (keeping the leading ones that are
-// right, and their counters) and removes whatever in the table is not masqd's. Both kinds of change are
-// atomic for packets. When there is no table (masqd's first start, or someone deleted it) it is made in one
-// transaction: nothing was masqueraded before, so there is no old ruleset to keep. Only when a set of
-// masqd's name has the wrong type is a table that is there replaced whole, in one transaction.
+// second empties and refills the sets that were there, replaces the rules that differ (keeping the leading
+// ones that are right, and their counters) and removes whatever in the table is not masqd's. Both kinds of
+// change are atomic for packets. When there is no table (masqd's first start, or someone deleted it) it is
+// made in one transaction: nothing was masqueraded before, so there is no old ruleset to keep. Only when a
+// set of masqd's name has the wrong type is a table that is there replaced whole, in one transaction.
 //
 // It returns the ruleset generation of its last commit.
 func (c *Conn) rebuild(tx *txn, present bool, want Ruleset) (uint32, error) {
@@ -432,35 +529,9 @@ func queueDelta(tx *txn, have, want Ruleset) {
 // queueElementDelta queues the element changes that turn one set's intervals from into to: deletions
 // first, as an added interval may overlap one that is going away.
 func queueElementDelta(tx *txn, s *nftables.Set, from, to []Interval) {
-	del, add := diffIntervals(from, to)
+	del, add := DiffIntervals(from, to)
 	tx.deleteElements(s, del)
 	tx.addElements(s, add)
-}
-
-// diffIntervals returns the intervals only in have (to delete) and only in want (to add). Both inputs are
-// sorted by First and Last; one merge pass finds both. Equal intervals, nearly all of them in an edit, are
-// skipped with a plain comparison before any ordering is needed.
-func diffIntervals(have, want []Interval) (del, add []Interval) {
-	i, j := 0, 0
-	for i < len(have) && j < len(want) {
-		if have[i].equal(want[j]) {
-			i++
-			j++
-			continue
-		}
-		switch c := have[i].compare(want[j]); {
-		case c == 0:
-			i++
-			j++
-		case c < 0:
-			del = append(del, have[i])
-			i++
-		default:
-			add = append(add, want[j])
-			j++
-		}
-	}
-	return append(del, have[i:]...), append(add, want[j:]...)
 }
 
 // chainRules is want's chain, rule by rule: for each family its --to-ports rules (ToPortsRules behind

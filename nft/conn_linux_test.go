@@ -210,7 +210,7 @@ func TestApplyToPorts(t *testing.T) {
 		t.Fatalf("Read did not see the changed port rule: foreign %q", have.Foreign)
 	}
 	n.conn.Forget()
-	mustApply(t, n.conn, want, Rebuilt)
+	mustApply(t, n.conn, want, Refreshed)
 	checkKernel(t, n, want)
 }
 
@@ -310,5 +310,51 @@ func TestScale(t *testing.T) {
 	mustApply(t, n.conn, want, Updated)
 	if have, _, err = n.conn.Read(); err != nil || !have.SameRules(want) {
 		t.Fatalf("after one more prefix: SameRules false (%v)", err)
+	}
+}
+
+// TestApplyRepairsWhatItWasNotTold: someone else's change that nobody reported to the Conn (no Forget, no
+// monitor: a monitor that missed it) is found by the next Apply, because the ruleset generation moved, and
+// undone: the resync's safety net. A small table is read and only what differs is sent; a large one
+// (beyond readLimit) has its sets written whole, without reading them. Until then InSync says the kernel is
+// not known to hold the ruleset; afterwards it says it is, without a read.
+func TestApplyRepairsWhatItWasNotTold(t *testing.T) {
+	var large []config.CIDR
+	for i := range readLimit {
+		large = append(large, config.CIDR{Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{11 + byte(i>>16), byte(i >> 8), byte(i), 0}), 25)})
+	}
+	for _, tc := range []struct {
+		name  string
+		cidrs []config.CIDR
+		want  []Change // after each tamper below
+	}{
+		{"small", rfc1918, []Change{Updated, Updated, Refreshed, Rebuilt}},
+		{"beyond readLimit", append(large, rfc1918...), []Change{Refreshed, Refreshed, Refreshed, Rebuilt}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := newNetns(t)
+			want := Compile(config.Config{NonMasqueradeCIDRs: tc.cidrs, EnableIPv6: true}, Options{RandomFully: true})
+			mustApply(t, n.conn, want, Rebuilt)
+			if ok, err := n.conn.InSync(want); err != nil || !ok {
+				t.Fatalf("InSync after Apply: %t, %v", ok, err)
+			}
+			mustApply(t, n.conn, want, Unchanged)
+			for i, tamper := range [][]string{
+				{"delete", "element", "inet", TableName, Set4Name, "{ 172.16.0.0/12 }"},
+				{"add", "element", "inet", TableName, Set6Name, "{ 2001:db8::/32 }"},
+				{"flush", "chain", "inet", TableName, ChainName},
+				{"delete", "table", "inet", TableName},
+			} {
+				n.nft(t, tamper...)
+				if ok, err := n.conn.InSync(want); err != nil || ok {
+					t.Fatalf("%v: InSync says %t, %v; want false: the generation moved", tamper, ok, err)
+				}
+				mustApply(t, n.conn, want, tc.want[i])
+				checkKernel(t, n, want)
+				if ok, err := n.conn.InSync(want); err != nil || !ok {
+					t.Fatalf("%v: InSync after the repair: %t, %v", tamper, ok, err)
+				}
+			}
+		})
 	}
 }

@@ -45,8 +45,23 @@ type Facts struct {
 	// NFTables is ProbeNFTables' result: nil when the kernel accepted a transaction with masqd's NAT chain
 	// and fib rules; an error wrapping ErrNotSupported when it lacks what they need.
 	NFTables error
+	// IPTables says whether Legacy and NFT were gathered: only when the mode may choose iptables, as the
+	// iptables-save runs cost a whole-process start tens of milliseconds.
+	IPTables bool
 	Legacy   VariantFacts
 	NFT      VariantFacts
+}
+
+// NeedsIPTables reports whether ChooseBackend(mode, facts) may look at the iptables variants: the nftables
+// probe decides alone when mode is nftables, or auto and the probe passed.
+func NeedsIPTables(mode string, facts Facts) bool {
+	switch mode {
+	case KindNFTables:
+		return false
+	case KindIPTables:
+		return true
+	}
+	return facts.NFTables != nil
 }
 
 // ChooseBackend picks the backend for mode ("auto", "nftables" or "iptables"; "" means auto) from facts.

@@ -138,12 +138,12 @@ func probeError(what string, err error) error {
 	return fmt.Errorf("nftables probe: %s: %w", what, err)
 }
 
-// GatherFacts observes what ChooseBackend needs, in the network namespace pinned at netnsPath ("" means
-// the caller's): ProbeNFTables, and for each iptables variant whether its iptables-save runs and what
-// iptables-save and ip6tables-save show (rule lines, the kubelet's chains). A variant whose commands are
-// missing or fail counts as unusable with no rules, as iptables-wrappers counts it. It changes nothing
-// and needs CAP_NET_ADMIN.
-func GatherFacts(netnsPath string) (Facts, error) {
+// GatherFacts observes what ChooseBackend needs for mode, in the network namespace pinned at netnsPath (""
+// means the caller's): ProbeNFTables, and, when NeedsIPTables says the choice may depend on them, for each
+// iptables variant whether its iptables-save runs and what iptables-save and ip6tables-save show (rule lines,
+// the kubelet's chains). A variant whose commands are missing or fail counts as unusable with no rules, as
+// iptables-wrappers counts it. It changes nothing and needs CAP_NET_ADMIN.
+func GatherFacts(netnsPath, mode string) (Facts, error) {
 	var f Facts
 	fd := 0
 	if netnsPath != "" {
@@ -155,8 +155,11 @@ func GatherFacts(netnsPath string) (Facts, error) {
 		fd = int(ns.Fd())
 	}
 	f.NFTables = ProbeNFTables(fd)
-	f.Legacy = variantFacts(VariantLegacy, netnsPath)
-	f.NFT = variantFacts(VariantNFT, netnsPath)
+	if NeedsIPTables(mode, f) {
+		f.IPTables = true
+		f.Legacy = variantFacts(VariantLegacy, netnsPath)
+		f.NFT = variantFacts(VariantNFT, netnsPath)
+	}
 	return f, nil
 }
 

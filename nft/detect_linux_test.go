@@ -75,12 +75,18 @@ func TestProbeRejects(t *testing.T) {
 func TestGatherFactsAuto(t *testing.T) {
 	n := newNetns(t)
 	requireIPTables(t)
-	facts, err := GatherFacts(n.path())
+	facts, err := GatherFacts(n.path(), "auto")
 	if err != nil {
 		t.Fatal(err)
 	}
+	if facts.NFTables != nil || facts.IPTables {
+		t.Fatalf("auto, where nftables works, gathered the iptables facts: %+v", facts)
+	}
+	if facts, err = GatherFacts(n.path(), "iptables"); err != nil {
+		t.Fatal(err)
+	}
 	empty := VariantFacts{Usable: true}
-	if facts.NFTables != nil || facts.Legacy != empty || facts.NFT != empty {
+	if facts.NFTables != nil || !facts.IPTables || facts.Legacy != empty || facts.NFT != empty {
 		t.Fatalf("facts of an empty namespace: %+v", facts)
 	}
 	for mode, want := range map[string]Backend{
@@ -96,7 +102,7 @@ func TestGatherFactsAuto(t *testing.T) {
 	// A kubelet on iptables-legacy: its hint chain in mangle, a rule in filter, and more in nft.
 	n.restore(t, "iptables-legacy-restore", "*mangle\n:KUBE-IPTABLES-HINT - [0:0]\nCOMMIT\n*filter\n-A INPUT -j ACCEPT\nCOMMIT\n")
 	n.restore(t, "ip6tables-nft-restore", "*filter\n-A INPUT -j ACCEPT\n-A OUTPUT -j ACCEPT\nCOMMIT\n")
-	if facts, err = GatherFacts(n.path()); err != nil {
+	if facts, err = GatherFacts(n.path(), "iptables"); err != nil {
 		t.Fatal(err)
 	}
 	if want := (VariantFacts{Usable: true, Counts: RuleCounts{Rules: 1, KubeletChains: true}}); facts.Legacy != want {
@@ -111,7 +117,7 @@ func TestGatherFactsAuto(t *testing.T) {
 	if got, err := ChooseBackend("auto", facts); err != nil || got.Kind != KindNFTables {
 		t.Errorf("ChooseBackend(auto) = %v, %v; want nftables", got, err)
 	}
-	if _, err := GatherFacts("/nonexistent/netns"); err == nil || !strings.Contains(err.Error(), "network namespace") {
+	if _, err := GatherFacts("/nonexistent/netns", "auto"); err == nil || !strings.Contains(err.Error(), "network namespace") {
 		t.Errorf("GatherFacts of a missing namespace: %v", err)
 	}
 }

@@ -199,7 +199,7 @@ func TestApplyManyElements(t *testing.T) {
 	mustApply(t, n.conn, next, Updated)
 	checkKernel(t, n, next)
 
-	fresh := NewConn(n.conn.netns)
+	fresh := NewConn(n.conn.netns) // knows nothing of the kernel: reads the table, not larger than readLimit
 	defer fresh.Close()
 	mustApply(t, fresh, want, Updated)
 	checkKernel(t, n, want)

@@ -221,7 +221,7 @@ func TestDiffIntervals(t *testing.T) {
 		{"10.0.0.0/8", "10.0.0.0/7", "10.0.0.0/8", "10.0.0.0/7"}, // same start, the end moved
 		{"1.0.0.0/8 3.0.0.0/8 5.0.0.0/8", "2.0.0.0/8 3.0.0.0/8 6.0.0.0/8", "1.0.0.0/8 5.0.0.0/8", "2.0.0.0/8 6.0.0.0/8"},
 	} {
-		del, add := diffIntervals(ivs(t, tc.have), ivs(t, tc.want))
+		del, add := DiffIntervals(ivs(t, tc.have), ivs(t, tc.want))
 		if show(del) != tc.del || show(add) != tc.add {
 			t.Errorf("diff(%q, %q) = del %q add %q, want del %q add %q", tc.have, tc.want, show(del), show(add), tc.del, tc.add)
 		}

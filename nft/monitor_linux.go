@@ -22,10 +22,13 @@ type Commit struct {
 	Own bool
 	// Touched says whether the commit changed anything in table inet masqd.
 	Touched bool
+	// Missed says that commits were made that the monitor could not see (before it listened), up to
+	// generation Gen: only a full compare can tell what they did.
+	Missed bool
 }
 
-// Monitor calls fn for every nftables commit in the Conn's network namespace until ctx is done (it then
-// returns nil) or receiving fails. A receive error, such as ENOBUFS when notifications came faster than
+// Monitor calls fn for every nftables commit in the Conn's network namespace, except the Conn's own Applies,
+// until ctx is done (it then returns nil) or receiving fails. A receive error, such as ENOBUFS when notifications came faster than
 // they were read, means commits may have been missed: the caller should Forget, compare the kernel in full
 // and call Monitor again. fn runs on Monitor's goroutine and should return quickly.
 func (c *Conn) Monitor(ctx context.Context, fn func(Commit)) (err error) {
@@ -45,8 +48,33 @@ func (c *Conn) Monitor(ctx context.Context, fn func(Commit)) (err error) {
 			}
 		})
 	}
+	// Join between two Applies, never during one: Apply leaves the group while it commits (see
+	// applyUnheard), so the monitor never sees masqd's own commits through this Conn, and an Apply that
+	// began before the monitor joined would otherwise be heard.
+	c.mu.Lock()
 	if err := nl.JoinGroup(unix.NFNLGRP_NFTABLES); err != nil {
+		c.mu.Unlock()
 		return fmt.Errorf("nftables monitor: join group: %w", err)
+	}
+	c.monMu.Lock()
+	if c.monitors == nil {
+		c.monitors = map[*netlink.Conn]bool{}
+	}
+	c.monitors[nl] = true
+	c.monMu.Unlock()
+	known, knownGen := c.last != nil, c.lastGen
+	c.mu.Unlock()
+	defer func() {
+		c.monMu.Lock()
+		delete(c.monitors, nl)
+		c.monMu.Unlock()
+	}()
+	// Commits made before the monitor listened could not be seen: when the Conn's memory predates
+	// some, say so.
+	if gen, err := c.generation(); err != nil {
+		return err
+	} else if known && gen != knownGen {
+		fn(Commit{Gen: gen, Missed: true})
 	}
 	stop := context.AfterFunc(ctx, func() { _ = nl.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
@@ -77,7 +105,9 @@ func (c *Conn) Monitor(ctx context.Context, fn func(Commit)) (err error) {
 				unix.NFT_MSG_NEWFLOWTABLE, unix.NFT_MSG_DELFLOWTABLE:
 				// Every one of these messages names its table in attribute 1 (NFTA_*_TABLE or NFTA_TABLE_NAME).
 				// A flush of the whole ruleset arrives as table deletions, so it is caught here too.
-				if family == unix.NFPROTO_INET && tableAttr(attrs) == TableName {
+				// masqd's own cold apply notifies 200,000 elements: once one message names the table, the
+				// rest need not be read.
+				if !cur.Touched && family == unix.NFPROTO_INET && tableAttr(attrs) == TableName {
 					cur.Touched = true
 				}
 			}

@@ -267,3 +267,29 @@ func subtractSorted(dst, a, b []Interval) []Interval {
 	}
 	return dst
 }
+
+// DiffIntervals returns the intervals only in have (to delete) and only in want (to add). Both inputs are
+// sorted by First and Last, as Compile and Conn.Read give them; one merge pass finds both. Equal intervals, nearly all of them in an edit, are
+// skipped with a plain comparison before any ordering is needed.
+func DiffIntervals(have, want []Interval) (del, add []Interval) {
+	i, j := 0, 0
+	for i < len(have) && j < len(want) {
+		if have[i].equal(want[j]) {
+			i++
+			j++
+			continue
+		}
+		switch c := have[i].compare(want[j]); {
+		case c == 0:
+			i++
+			j++
+		case c < 0:
+			del = append(del, have[i])
+			i++
+		default:
+			add = append(add, want[j])
+			j++
+		}
+	}
+	return append(del, have[i:]...), append(add, want[j:]...)
+}

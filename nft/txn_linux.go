@@ -27,7 +27,8 @@ type txn struct {
 	acks     []netlink.Header  // acknowledgements nc's Flush still waits for
 	elems    elemWriter
 	// genID, when not 0, makes the kernel refuse the batch (ERESTART) unless the ruleset generation is
-	// still genID: nobody has committed since masqd computed the batch.
+	// still genID: nobody has committed since masqd computed the batch. A commit that succeeds made
+	// generation genID+1, exactly, and commit moves genID on to it for the next batch of the transaction.
 	genID uint32
 }
 
@@ -78,8 +79,9 @@ func (t *txn) deleteElements(s *nftables.Set, ivs []Interval) {
 }
 
 // commit sends everything queued since the last commit as one batch, which the kernel applies as one
-// transaction or not at all, and returns the ruleset generation the transaction made. With nothing
-// queued it sends nothing and returns the current generation.
+// transaction or not at all, and returns the ruleset generation the transaction made (0 when the batch
+// was sent without genID, as then it is not known). With nothing queued it sends nothing and returns the
+// current generation.
 func (t *txn) commit() (uint32, error) {
 	if err := t.nc.Flush(); err != nil { // only hands nc's messages to roundTrip
 		return 0, fmt.Errorf("encode batch: %w", err)
@@ -93,8 +95,7 @@ func (t *txn) commit() (uint32, error) {
 	s := t.sock
 	what := make(map[uint32]string, len(captured)+len(elems.msgs))
 
-	// The batch: BEGIN, nc's messages, the element messages, END. BEGIN asks for an echo, which makes
-	// the kernel send the new generation (NEWGEN) when it commits.
+	// The batch: BEGIN (with the generation it was computed at), nc's messages, the element messages, END.
 	size := 2 * (nlmsgHdrLen + 12)
 	for _, m := range captured {
 		size += nlmsgHdrLen + len(m.Data) + 64
@@ -107,7 +108,7 @@ func (t *txn) commit() (uint32, error) {
 		begin = appendAttrHdr(begin, nlaHdrLen+4, unix.NFNL_BATCH_GENID)
 		begin = binary.BigEndian.AppendUint32(begin, t.genID)
 	}
-	head = appendNlmsgHdr(head, uint32(nlmsgHdrLen+len(begin)), unix.NFNL_MSG_BATCH_BEGIN, unix.NLM_F_REQUEST|unix.NLM_F_ECHO, beginSeq)
+	head = appendNlmsgHdr(head, uint32(nlmsgHdrLen+len(begin)), unix.NFNL_MSG_BATCH_BEGIN, unix.NLM_F_REQUEST, beginSeq)
 	head = append(head, begin...)
 	what[beginSeq] = "batch"
 	lastFlags := -1 // offset of the last message's flags
@@ -149,14 +150,9 @@ func (t *txn) commit() (uint32, error) {
 	if err := s.send(head, buf, end); err != nil {
 		return 0, err
 	}
-	var gen uint32
 	var errs []error
 	err := s.receive(func(m syscall.NetlinkMessage) bool {
 		switch m.Header.Type {
-		case unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_NEWGEN:
-			if m.Header.Seq == beginSeq {
-				gen = genID(m.Data)
-			}
 		case unix.NLMSG_ERROR:
 			seq, err := ackError(m)
 			if seq < beginSeq || seq > lastSeq {
@@ -175,10 +171,15 @@ func (t *txn) commit() (uint32, error) {
 	if len(errs) > 0 {
 		return 0, errors.Join(errs...)
 	}
-	if gen == 0 { // a kernel that does not echo the generation
-		return s.generation()
+	if t.genID == 0 {
+		// A batch sent without its generation: the one read now may already be someone else's, so
+		// none is claimed (a Conn that remembers generation 0 compares in full next time).
+		return 0, nil
 	}
-	return gen, nil
+	if t.genID++; t.genID == 0 { // the kernel skips 0 when the counter wraps
+		t.genID = 1
+	}
+	return t.genID, nil
 }
 
 func (m elemMsg) String() string {

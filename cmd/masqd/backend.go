@@ -86,12 +86,14 @@ type migrationStep struct {
 // migrationPlan is what masqd removes once its own rules in backend b are verified: in each usable
 // iptables variant, legacy first, the --migrate-from-chain chains (from) and masqd's own --masq-chain,
 // except the chain masqd itself keeps in its own variant; and, in iptables mode, masqd's nftables table.
+// When the facts hold nothing about iptables (nftables mode), every variant is a candidate:
+// nft.RemoveOldAgentChains skips those the kernel shows no nat table for.
 func migrationPlan(b nft.Backend, facts nft.Facts, masqChain string, from []string) (steps []migrationStep, deleteTable bool) {
 	for _, v := range []struct {
 		name   string
 		usable bool
 	}{{nft.VariantLegacy, facts.Legacy.Usable}, {nft.VariantNFT, facts.NFT.Usable}} {
-		if !v.usable {
+		if facts.IPTables && !v.usable {
 			continue
 		}
 		chains := slices.Clone(from)

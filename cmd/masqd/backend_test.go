@@ -155,8 +155,9 @@ func TestChooseBackendWiring(t *testing.T) {
 
 // TestMigrationPlan: what masqd removes once its rules are verified, per backend.
 func TestMigrationPlan(t *testing.T) {
-	both := nft.Facts{Legacy: nft.VariantFacts{Usable: true}, NFT: nft.VariantFacts{Usable: true}}
-	onlyNFT := nft.Facts{NFT: nft.VariantFacts{Usable: true}}
+	both := nft.Facts{IPTables: true, Legacy: nft.VariantFacts{Usable: true}, NFT: nft.VariantFacts{Usable: true}}
+	onlyNFT := nft.Facts{IPTables: true, NFT: nft.VariantFacts{Usable: true}}
+	notGathered := nft.Facts{} // nftables mode: the kernel says at migration which variants have a nat table
 	defaults := []string{"IP-MASQ-AGENT", "IP-MASQ"}
 	nftables := nft.Backend{Kind: nft.KindNFTables}
 	iptNFT := nft.Backend{Kind: nft.KindIPTables, Variant: nft.VariantNFT}
@@ -176,7 +177,9 @@ func TestMigrationPlan(t *testing.T) {
 			[]migrationStep{{"legacy", []string{"IP-MASQ-AGENT", "IP-MASQ", "MASQD"}}, {"nft", []string{"IP-MASQ-AGENT", "IP-MASQ", "MASQD"}}}, false},
 		{"nftables: migration off still leaves no masqd chain", nftables, onlyNFT, "IP-MASQ-AGENT", nil,
 			[]migrationStep{{"nft", []string{"IP-MASQ-AGENT"}}}, false},
-		{"nftables: no iptables", nftables, nft.Facts{}, "IP-MASQ-AGENT", defaults, nil, false},
+		{"nftables: no iptables", nftables, nft.Facts{IPTables: true}, "IP-MASQ-AGENT", defaults, nil, false},
+		{"nftables: iptables not asked", nftables, notGathered, "IP-MASQ-AGENT", defaults,
+			[]migrationStep{{"legacy", defaults}, {"nft", defaults}}, false},
 		{"iptables-nft keeps its own chain", iptNFT, both, "IP-MASQ-AGENT", defaults,
 			[]migrationStep{{"legacy", defaults}, {"nft", []string{"IP-MASQ"}}}, true},
 		{"iptables-legacy with GKE's chain", iptLegacy, both, "IP-MASQ", defaults,

@@ -23,7 +23,7 @@ const checkUsage = `Usage: masqd check [flags] [FILE...]
 
 Checks a config file, or a Kubernetes ConfigMap manifest as written for kubectl apply, before it is
 applied; then prints what the config would do (the same text as masqd --dry-run). With no FILE it
-checks --config.
+checks --config; a FILE of - is the standard input (... | masqd check -).
 
 A manifest is recognised by its apiVersion and kind. It must be a ConfigMap named ip-masq-agent in
 kube-system, with the config as a block string under data.config:
@@ -51,21 +51,17 @@ Flags:
 `
 
 // checkMain is `masqd check`.
-func checkMain(args []string, stdout, stderr io.Writer) int {
+func checkMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var (
 		path    string
 		cfgOpts config.Options
 		nftOpts nft.Options
 	)
-	fs := flag.NewFlagSet("masqd check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, checkUsage)
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("masqd check")
 	addConfigFlags(fs, &path, &cfgOpts, &nftOpts)
 	files, err := parseCommand(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
+		printUsage(stdout, fs, checkUsage)
 		return 0
 	}
 	if err != nil {
@@ -80,14 +76,18 @@ func checkMain(args []string, stdout, stderr io.Writer) int {
 		if i > 0 {
 			fmt.Fprintln(stdout)
 		}
-		data, err := readCheckFile(file)
+		data, err := readCheckFile(file, stdin)
 		if err != nil {
 			fmt.Fprintf(stderr, "masqd check: %v\n", err)
 			code = 2
 			continue
 		}
+		name := file
+		if file == "-" {
+			name = stdinName
+		}
 		res := checkFile(data, cfgOpts)
-		res.write(stdout, file, nftOpts)
+		res.write(stdout, name, nftOpts)
 		if res.count(sevError) > 0 && code == 0 {
 			code = 1
 		}
@@ -95,7 +95,18 @@ func checkMain(args []string, stdout, stderr io.Writer) int {
 	return code
 }
 
-func readCheckFile(file string) ([]byte, error) {
+// stdinName names the standard input in findings (masqd check -).
+const stdinName = "<stdin>"
+
+// readCheckFile reads file, or stdin when file is "-".
+func readCheckFile(file string, stdin io.Reader) ([]byte, error) {
+	if file == "-" {
+		data, err := io.ReadAll(io.LimitReader(stdin, config.MaxFileSize+4096))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", stdinName, err)
+		}
+		return data, nil
+	}
 	f, err := os.Open(file)
 	if err != nil {
 		return nil, err
@@ -318,13 +329,24 @@ func yamlFinding(text string, yerr error) finding {
 	if errors.As(err, &e) && e.Key == "" && !strings.HasPrefix(e.Msg, "more than one") {
 		f = finding{line: e.Source.Line, sev: sevError, msg: e.Msg, fix: e.Fix}
 	}
-	if l := misindentedBlockLine(text, f.line); l.line > 0 {
+	if l := misindentedBlockBefore(text, f.line); l.line > 0 {
 		f.line = l.line
 		f.msg = fmt.Sprintf("invalid YAML: %s, indented less than its first line (line %d) and more than the key",
 			l.what, l.first)
 		f.fix = fmt.Sprintf("indent this line by %d spaces, as line %d", l.indent, l.first)
 	}
 	return f
+}
+
+// misindentedBlockBefore finds a misindented line of a block string that starts at or before line, where
+// the YAML decoder stopped: it blames the misindented line, or the line of "key: |".
+func misindentedBlockBefore(text string, line int) misindented {
+	for from := 1; from <= line; from++ {
+		if m := misindentedBlockLine(text, from); m.line > 0 && m.line >= line {
+			return m
+		}
+	}
+	return misindented{}
 }
 
 var blockScalarRE = regexp.MustCompile(`^(\s*)(?:-\s+)?([\w.-]+)\s*:\s*[|>][-+0-9]*\s*(?:#.*)?$`)
@@ -585,26 +607,14 @@ func checkConfig(text string, lineOf func(int) int, opts config.Options, res *ch
 		errs, warnings = moreErrors(text, e, opts)
 	}
 
-	// The top-level keys, for what config.Parse accepts silently.
-	ignore := map[string]bool{}
 	var root yaml.Node
 	if yaml.Unmarshal([]byte(text), &root) == nil {
 		if m := docRoot(&root); m != nil {
 			if kind, api := lookupFold(m, "kind"), lookupFold(m, "apiVersion"); kind != nil && api != nil {
-				res.add(lineOf(min(kind.Line, api.Line)), sevError,
-					"the config is itself a Kubernetes manifest (it has apiVersion and kind): the agent reads its keys as config keys, ignores them and uses the defaults; kubectl create configmap --from-file=config=MANIFEST makes this",
-					"kubectl apply -f the manifest instead, or give --from-file a file that holds only the config")
-				for _, k := range []string{"apiVersion", "kind", "metadata", "data"} {
-					ignore[strings.ToLower(k)] = true
-				}
-			}
-			for i := 0; i+1 < len(m.Content); i += 2 {
-				k := m.Content[i]
-				for _, d := range documentedKeys {
-					if strings.EqualFold(k.Value, d) && k.Value != d {
-						res.add(lineOf(k.Line), sevNote,
-							fmt.Sprintf("%s works as %s (keys match without regard to case, in ip-masq-agent as in masqd), but it is not the documented spelling", k.Value, d),
-							"write "+d)
+				// config.Parse refuses it, saying why; its error is placed on the first of these keys.
+				for i := range errs {
+					if errs[i].Source.Line == 0 {
+						errs[i].Source.Line = min(kind.Line, api.Line)
 					}
 				}
 			}
@@ -625,9 +635,7 @@ func checkConfig(text string, lineOf func(int) int, opts config.Options, res *ch
 		res.add(lineOf(e.Source.Line), sevError, msg, fix)
 	}
 	for _, w := range warnings {
-		if !ignore[strings.ToLower(w.Key)] {
-			res.add(lineOf(w.Source.Line), sevWarning, w.Key+": "+w.Msg, "")
-		}
+		res.add(lineOf(w.Source.Line), sevWarning, w.Key+": "+w.Msg, "")
 	}
 	return cfg, err == nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -46,7 +47,9 @@ func TestCheckGolden(t *testing.T) {
 		{"check-missing-file", []string{"testdata/no-such-file"}},
 	} {
 		t.Run(tc.golden, func(t *testing.T) {
-			checkGolden(t, tc.golden, "check", checkMain, tc.args...)
+			checkGolden(t, tc.golden, "check", func(args []string, stdout, stderr io.Writer) int {
+				return checkMain(args, strings.NewReader(""), stdout, stderr)
+			}, tc.args...)
 		})
 	}
 }
@@ -85,15 +88,34 @@ func TestSeedConfigsMatchManifests(t *testing.T) {
 // TestCheckRun goes through run(); with no FILE, check reads --config.
 func TestCheckRun(t *testing.T) {
 	var stdout, stderr bytes.Buffer
-	code := run([]string{"check", "--config=testdata/seed003-configmap.yaml"}, &stdout, &stderr)
+	code := run([]string{"check", "--config=testdata/seed003-configmap.yaml"}, nil, &stdout, &stderr)
 	if code != 0 || !strings.HasPrefix(stdout.String(), "testdata/seed003-configmap.yaml: 0 errors, 0 warnings, 0 notes\n") ||
 		!strings.Contains(stdout.String(), "elements = { 10.0.0.0/16, 172.18.0.0/16,") {
 		t.Errorf("exit %d, stdout:\n%s\nstderr: %s", code, stdout.String(), stderr.String())
 	}
 	stdout.Reset()
 	stderr.Reset()
-	if code := run([]string{"check", "--help"}, &stdout, &stderr); code != 0 || !strings.Contains(stderr.String(), "Usage: masqd check") {
-		t.Errorf("masqd check --help: exit %d, stderr:\n%s", code, stderr.String())
+	if code := run([]string{"check", "--help"}, nil, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "Usage: masqd check") || stderr.Len() > 0 {
+		t.Errorf("masqd check --help: exit %d, stdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+}
+
+// TestCheckStdin: masqd check - reads the standard input and names it <stdin>; the same text as a file gives
+// the same findings.
+func TestCheckStdin(t *testing.T) {
+	manifest, err := os.ReadFile("testdata/check/wrong-key.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fromFile, fromStdin, stderr bytes.Buffer
+	fileCode := run([]string{"check", "testdata/check/wrong-key.yaml"}, nil, &fromFile, &stderr)
+	code := run([]string{"check", "-"}, bytes.NewReader(manifest), &fromStdin, &stderr)
+	want := strings.ReplaceAll(fromFile.String(), "testdata/check/wrong-key.yaml", "<stdin>")
+	if code != fileCode || fromStdin.String() != want || stderr.Len() > 0 {
+		t.Errorf("masqd check -: exit %d (file: %d), stderr %q, stdout:\n%s\nwant\n%s", code, fileCode, stderr.String(), fromStdin.String(), want)
+	}
+	if !strings.HasPrefix(fromStdin.String(), "<stdin>:6: error: ") {
+		t.Errorf("findings do not name <stdin>:\n%s", fromStdin.String())
 	}
 }
 

@@ -107,17 +107,13 @@ func explainMain(args []string, stdout, stderr io.Writer, h host) int {
 		kernel  bool
 		output  string
 	)
-	fs := flag.NewFlagSet("masqd explain", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, explainUsage)
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("masqd explain")
 	addConfigFlags(fs, &path, &cfgOpts, &nftOpts)
 	fs.BoolVar(&kernel, "kernel", false, "explain from the kernel's table inet masqd, and say where it disagrees with the config")
 	fs.StringVar(&output, "output", "text", "output `format`: text or json")
 	operands, err := parseCommand(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
+		printUsage(stdout, fs, explainUsage)
 		return 0
 	}
 	fail := func(format string, a ...any) int {

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -25,9 +26,6 @@ import (
 	"github.com/masqd/masqd/config"
 	"github.com/masqd/masqd/nft"
 )
-
-// version is stamped at build time: -ldflags "-X main.version=v1.2.3".
-var version = "dev"
 
 // options are the parsed command line.
 type options struct {
@@ -83,11 +81,11 @@ func (f *configMapFlag) Set(v string) error {
 }
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
 // run is main with its inputs and outputs passed in; it returns the exit code.
-func run(args []string, stdout, stderr io.Writer) int {
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
 		switch args[0] {
 		case "explain":
@@ -95,19 +93,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 		case "status":
 			return statusMain(args[1:], stdout, stderr, hostFacts())
 		case "check":
-			return checkMain(args[1:], stdout, stderr)
+			return checkMain(args[1:], stdin, stdout, stderr)
+		case "help":
+			return helpMain(args[1:], stdin, stdout, stderr)
+		case "completion":
+			return completionMain(args[1:], stdout, stderr)
 		}
 	}
-	opts, err := parseFlags(args, stderr)
+	opts, err := parseFlags(args, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "masqd: %v\n", err)
+		fmt.Fprintf(stderr, "masqd: %v (masqd --help lists the flags)\n", err)
 		return 2
 	}
 	if opts.showVersion {
-		fmt.Fprintf(stdout, "masqd %s\n", version)
+		fmt.Fprintln(stdout, currentBuild())
 		return 0
 	}
 	log := newLogger(stderr, opts.logLevel, opts.logFormat)
@@ -135,7 +137,7 @@ func runMode(ctx context.Context, opts options, stdout io.Writer, log *slog.Logg
 	if opts.dryRun {
 		return dryRunOutput(stdout, cfg, opts)
 	}
-	b, facts, err := chooseBackend(opts.mode, func() (nft.Facts, error) { return nft.GatherFacts("") })
+	b, facts, err := chooseBackend(opts.mode, func() (nft.Facts, error) { return nft.GatherFacts("", opts.mode) })
 	if err != nil {
 		return err
 	}
@@ -187,22 +189,29 @@ func loadConfig(opts options, log *slog.Logger) (config.Config, error) {
 	return cfg, err
 }
 
-func parseFlags(args []string, stderr io.Writer) (options, error) {
+// rootUsage is the top of `masqd --help`; the flags follow.
+const rootUsage = `Usage: masqd [flags]
+       masqd COMMAND [flags] [ARGS]
+
+Keeps this node's IP masquerade rules (nftables table inet masqd, or ip-masq-agent's
+iptables chain with --mode=iptables) in step with ip-masq-agent's configuration.
+With no mode flag it runs as an agent.
+
+Commands for operators:
+  explain ADDRESS...  is traffic to ADDRESS masqueraded, and which config line decided it
+  status              does the kernel hold the config; counters; the agent's last sync
+  check [FILE|-]      lint a config file or an ip-masq-agent ConfigMap manifest before applying it
+  help [COMMAND]      this text, or a command's
+  completion SHELL    a completion script for bash, zsh or fish
+
+Flags:
+`
+
+// parseFlags parses the agent's command line. On -h or --help it prints the usage to stdout and returns
+// flag.ErrHelp; other errors are returned, not printed.
+func parseFlags(args []string, stdout io.Writer) (options, error) {
 	var o options
-	fs := flag.NewFlagSet("masqd", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: masqd [flags]\n       masqd explain|status|check [flags] ... (masqd COMMAND --help for each)\n\n"+
-			"Keeps this node's IP masquerade rules (nftables table inet masqd, or ip-masq-agent's\n"+
-			"iptables chain with --mode=iptables) in step with ip-masq-agent's configuration.\n"+
-			"With no mode flag it runs as an agent.\n\n"+
-			"Commands for operators:\n"+
-			"  explain ADDRESS...  is traffic to ADDRESS masqueraded, and which config line decided it\n"+
-			"  status              does the kernel hold the config; counters; the agent's last sync\n"+
-			"  check FILE          lint a config file or an ip-masq-agent ConfigMap manifest before applying it\n\n"+
-			"Flags:\n")
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("masqd")
 	// ip-masq-agent's flags, with its names and defaults.
 	addConfigFlags(fs, &o.configPath, &o.cfg, &o.nft)
 	fs.StringVar(&o.masqChain, "masq-chain", nft.DefaultIPTablesChain, "iptables `chain` name for the iptables backend")
@@ -217,18 +226,22 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.once, "once", false, "apply the ruleset once (then migrate, as the agent does) and exit")
 	fs.BoolVar(&o.cleanup, "cleanup", false, "remove everything masqd made (table inet masqd; the --masq-chain chain in iptables-legacy and iptables-nft) and exit")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
-	fs.StringVar(&o.httpAddress, "http-address", "127.0.0.1:9745", "`address` serving /healthz, /readyz and /metrics in agent mode; empty to serve nothing")
+	fs.StringVar(&o.httpAddress, "http-address", "127.0.0.1:9745", "`address` serving /healthz, /readyz and /metrics in agent mode, such as $(HOST_IP):9745 in a DaemonSet (an IPv6 host may be written without brackets); empty to serve nothing")
 	o.configMaps.refs = []agent.ConfigMapRef{agent.DefaultConfigMap}
 	fs.Var(&o.configMaps, "configmap", "`NAMESPACE/NAME` of a ConfigMap to watch in agent mode; repeat to merge several in order; empty for none. The source is on in a pod or with --kubeconfig")
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig `file` for the ConfigMap watch; default: the pod's ServiceAccount")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "auto", "log `format`: auto (text on a terminal, JSON otherwise), text or json")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printUsage(stdout, fs, rootUsage)
+		}
 		return o, err
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q (masqd takes only flags)", fs.Arg(0))
 	}
+	o.httpAddress = bracketIPv6(o.httpAddress)
 	switch o.logFormat {
 	case "auto", "text", "json":
 	default:
@@ -321,11 +334,12 @@ func runAgent(ctx context.Context, opts options, backend agent.Backend, migrate 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := agent.NewMetrics(reg, backend)
-	metrics.BuildInfo.WithLabelValues(version, backend.Name()).Set(1)
+	build := currentBuild()
+	metrics.BuildInfo.WithLabelValues(build.Version, build.Revision, strconv.FormatBool(build.Modified), build.GoVersion, backend.Name()).Set(1)
 	reload := make(chan os.Signal, 1)
 	signal.Notify(reload, syscall.SIGHUP)
 	defer signal.Stop(reload)
-	log.Info("starting", "version", version, "backend", backend.Name(), "mode", opts.mode, "config", opts.configPath, "http", opts.httpAddress)
+	log.Info("starting", "version", build.Version, "revision", build.Revision, "backend", backend.Name(), "mode", opts.mode, "config", opts.configPath, "http", opts.httpAddress)
 	source, err := newConfigMapSource(opts, log)
 	if err != nil {
 		return err
@@ -353,7 +367,7 @@ func newConfigMapSource(opts options, log *slog.Logger) (agent.ConfigSource, err
 	if len(opts.configMaps.refs) == 0 {
 		return nil, nil
 	}
-	client, err := agent.NewKubeClient(opts.kubeconfig, "masqd/"+version)
+	client, err := agent.NewKubeClient(opts.kubeconfig, "masqd/"+currentBuild().Version)
 	if errors.Is(err, rest.ErrNotInCluster) && !opts.configMaps.set {
 		log.Debug("not in a Kubernetes pod and no --kubeconfig: reading the config file only")
 		return nil, nil

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"testing"
 )
@@ -11,7 +13,7 @@ import (
 func runArgs(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code = run(args, &out, &errb)
+	code = run(args, nil, &out, &errb)
 	return code, out.String(), errb.String()
 }
 
@@ -84,7 +86,40 @@ func TestUpstreamFlagsAccepted(t *testing.T) {
 }
 
 func TestVersion(t *testing.T) {
-	if code, out, _ := runArgs(t, "--version"); code != 0 || out != "masqd dev\n" {
-		t.Errorf("--version: exit %d, %q", code, out)
+	// A test binary is built without a version stamp or VCS information: "dev", and the Go version.
+	want := "masqd dev (" + runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH + ")\n"
+	if code, out, _ := runArgs(t, "--version"); code != 0 || out != want {
+		t.Errorf("--version: exit %d, %q, want %q", code, out, want)
+	}
+}
+
+// TestReadBuild: a stamped version and revision win over what the toolchain recorded; "(devel)" is no version.
+func TestReadBuild(t *testing.T) {
+	vcs := []debug.BuildSetting{{Key: "vcs.revision", Value: "0123456789abcdef0123456789abcdef01234567"}, {Key: "vcs.modified", Value: "true"}}
+	for _, tc := range []struct {
+		what         string
+		stamped, rev string
+		bi           *debug.BuildInfo
+		want         buildInfo
+		wantString   string
+	}{
+		{"nothing recorded", "", "", nil, buildInfo{Version: "dev", GoVersion: runtime.Version()},
+			"masqd dev (" + runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH + ")"},
+		{"go install @v0.1.0", "", "", &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "v0.1.0"}},
+			buildInfo{Version: "v0.1.0", GoVersion: "go1.26.8"}, "masqd v0.1.0 (go1.26.8 " + runtime.GOOS + "/" + runtime.GOARCH + ")"},
+		{"a modified checkout", "", "", &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "(devel)"}, Settings: vcs},
+			buildInfo{Version: "dev", Revision: "0123456789abcdef0123456789abcdef01234567", Modified: true, GoVersion: "go1.26.8"},
+			"masqd dev (revision 0123456789abcdef0123456789abcdef01234567, modified; go1.26.8 " + runtime.GOOS + "/" + runtime.GOARCH + ")"},
+		{"stamped by the justfile", "v0.1.0-3-gabc", "abc", &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "v0.0.0-2026"}, Settings: vcs},
+			buildInfo{Version: "v0.1.0-3-gabc", Revision: "abc", Modified: true, GoVersion: "go1.26.8"},
+			"masqd v0.1.0-3-gabc (revision abc, modified; go1.26.8 " + runtime.GOOS + "/" + runtime.GOARCH + ")"},
+	} {
+		got := readBuild(tc.stamped, tc.rev, tc.bi)
+		if got != tc.want {
+			t.Errorf("%s: %+v, want %+v", tc.what, got, tc.want)
+		}
+		if s := got.String(); s != tc.wantString {
+			t.Errorf("%s: %q, want %q", tc.what, s, tc.wantString)
+		}
 	}
 }

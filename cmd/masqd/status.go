@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -10,11 +9,13 @@ import (
 	"io"
 	"math"
 	"net/netip"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/masqd/masqd/config"
 	"github.com/masqd/masqd/nft"
@@ -50,18 +51,14 @@ func statusMain(args []string, stdout, stderr io.Writer, h host) int {
 		addr    string
 		chain   string
 	)
-	fs := flag.NewFlagSet("masqd status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, statusUsage)
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("masqd status")
 	addConfigFlags(fs, &path, &cfgOpts, &nftOpts)
 	fs.StringVar(&output, "output", "text", "output `format`: text or json")
 	fs.StringVar(&chain, "masq-chain", nft.DefaultIPTablesChain, "the agent's iptables `chain`, looked for when there is no table inet masqd (--mode=iptables)")
 	fs.StringVar(&addr, "http-address", "127.0.0.1:9745", "`address` of the agent's HTTP endpoints (its --http-address); empty to not ask")
 	operands, err := parseCommand(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
+		printUsage(stdout, fs, statusUsage)
 		return 0
 	}
 	switch {
@@ -253,25 +250,15 @@ func compareFamily(name string, configRule, kernelRule bool, want, have []nft.In
 		f.KernelIntervals = 0
 		have = nil
 	}
-	f.OnlyInConfig = intervalStrings(without(want, have))
-	f.OnlyInKernel = intervalStrings(without(have, want))
+	onlyKernel, onlyConfig := nft.DiffIntervals(have, want)
+	f.OnlyInConfig = intervalStrings(onlyConfig)
+	f.OnlyInKernel = intervalStrings(onlyKernel)
 	if configRule && kernelRule {
 		f.KernelMasquerades = intervalStrings(nft.Difference(want, have))
 		f.KernelKeeps = intervalStrings(nft.Difference(have, want))
 	}
 	f.Match = configRule == kernelRule && len(f.OnlyInConfig) == 0 && len(f.OnlyInKernel) == 0
 	return f
-}
-
-// without returns the intervals of a that b does not hold as they are.
-func without(a, b []nft.Interval) []nft.Interval {
-	var out []nft.Interval
-	for _, iv := range a {
-		if !slices.Contains(b, iv) {
-			out = append(out, iv)
-		}
-	}
-	return out
 }
 
 func intervalStrings(ivs []nft.Interval) []string {
@@ -372,71 +359,99 @@ func askAgent(addr string, h host) *statusAgent {
 		a.Error = err.Error()
 		return a
 	}
-	m := parseMetrics(body)
-	if v, ok := m["masqd_last_sync_success_timestamp_seconds"]; ok && v > 0 {
+	m, err := parseMetrics(body)
+	if err != nil {
+		a.Error = err.Error()
+		return a
+	}
+	if v, ok := m.value("masqd_last_sync_success_timestamp_seconds"); ok && v > 0 {
 		sec, frac := math.Modf(v)
 		t := time.Unix(int64(sec), int64(frac*1e9)).UTC().Truncate(time.Millisecond)
 		a.LastSync = &t
 	}
-	if v, ok := m["masqd_config_valid"]; ok {
+	if v, ok := m.value("masqd_config_valid"); ok {
 		valid := v == 1
 		a.ConfigValid = &valid
 	}
-	count := func(name string) *int64 {
-		if v, ok := m[name]; ok {
+	count := func(name string, labels ...string) *int64 {
+		if v, ok := m.value(name, labels...); ok {
 			n := int64(v)
 			return &n
 		}
 		return nil
 	}
-	a.SyncsOK = count(`masqd_sync_total{result="success"}`)
-	a.SyncsFailed = count(`masqd_sync_total{result="error"}`)
+	a.SyncsOK = count("masqd_sync_total", "result", "success")
+	a.SyncsFailed = count("masqd_sync_total", "result", "error")
 	a.DriftRepairs = count("masqd_drift_repairs_total")
 	a.Version = m.label("masqd_build_info", "version")
 	a.Backend = m.label("masqd_build_info", "backend")
 	return a
 }
 
-// metrics are samples of the Prometheus text format, by name and labels as written: masqd_config_valid,
-// masqd_sync_total{result="error"}.
-type metrics map[string]float64
+// metrics are the metric families of a Prometheus text exposition, by name.
+type metrics map[string]*dto.MetricFamily
 
-var labelRE = regexp.MustCompile(`(\w+)="((?:[^"\\]|\\.)*)"`)
-
-func parseMetrics(body []byte) metrics {
-	m := metrics{}
-	sc := bufio.NewScanner(bytes.NewReader(body))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			continue
-		}
-		m[line[:i]] = v
+// parseMetrics parses an agent's /metrics (the Prometheus text format).
+func parseMetrics(body []byte) (metrics, error) {
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	m, err := p.TextToMetricFamilies(bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("/metrics: %w", err)
 	}
-	return m
+	return m, nil
+}
+
+// value returns the value of the sample of name whose labels include labels (name, value, name, value, …),
+// for a gauge, a counter or an untyped sample.
+func (m metrics) value(name string, labels ...string) (float64, bool) {
+	for _, s := range m.samples(name, labels...) {
+		switch {
+		case s.Gauge != nil:
+			return s.Gauge.GetValue(), true
+		case s.Counter != nil:
+			return s.Counter.GetValue(), true
+		case s.Untyped != nil:
+			return s.Untyped.GetValue(), true
+		}
+	}
+	return 0, false
 }
 
 // label returns the value of label key on the first sample of name, or "".
 func (m metrics) label(name, key string) string {
-	for sample := range m {
-		if rest, ok := strings.CutPrefix(sample, name+"{"); ok {
-			for _, l := range labelRE.FindAllStringSubmatch(rest, -1) {
-				if l[1] == key {
-					return l[2]
-				}
+	for _, s := range m.samples(name) {
+		for _, l := range s.Label {
+			if l.GetName() == key {
+				return l.GetValue()
 			}
 		}
 	}
 	return ""
+}
+
+// samples returns the samples of name whose labels include labels (name, value, …).
+func (m metrics) samples(name string, labels ...string) []*dto.Metric {
+	f, ok := m[name]
+	if !ok {
+		return nil
+	}
+	var out []*dto.Metric
+	for _, s := range f.Metric {
+		have := map[string]string{}
+		for _, l := range s.Label {
+			have[l.GetName()] = l.GetValue()
+		}
+		match := true
+		for i := 0; i+1 < len(labels); i += 2 {
+			if v, ok := have[labels[i]]; !ok || v != labels[i+1] {
+				match = false
+			}
+		}
+		if match {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // writeText prints the report for people; now dates the agent's last sync.

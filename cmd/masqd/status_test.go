@@ -142,19 +142,31 @@ func TestStatusJSONExit(t *testing.T) {
 }
 
 func TestParseMetrics(t *testing.T) {
-	m := parseMetrics([]byte(strings.TrimPrefix(agentReady["http://127.0.0.1:9745/metrics"], "200 ")))
-	if v := m[`masqd_sync_total{result="success"}`]; v != 42 {
+	m, err := parseMetrics([]byte(strings.TrimPrefix(agentReady["http://127.0.0.1:9745/metrics"], "200 ")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := m.value("masqd_sync_total", "result", "success"); !ok || v != 42 {
 		t.Errorf("masqd_sync_total success = %v, want 42", v)
 	}
 	if v := m.label("masqd_build_info", "version"); v != "v0.3.0" {
 		t.Errorf("version label = %q, want v0.3.0", v)
 	}
+	if v, ok := m.value("masqd_config_valid"); !ok || v != 1 { // untyped: no TYPE line
+		t.Errorf("masqd_config_valid = %v, %v; want 1", v, ok)
+	}
+	if _, ok := m.value("masqd_sync_total", "result", "retry"); ok {
+		t.Errorf("masqd_sync_total{result=\"retry\"} found; there is none")
+	}
+	if _, err := parseMetrics([]byte("masqd_config_valid one\n")); err == nil {
+		t.Errorf("a malformed exposition parsed without error")
+	}
 }
 
 func TestStatusHelp(t *testing.T) {
 	var stdout, stderr bytes.Buffer
-	if code := run([]string{"status", "-h"}, &stdout, &stderr); code != 0 || !strings.Contains(stderr.String(), "Exit status: 0 the kernel holds the config") {
-		t.Errorf("masqd status -h: exit %d, stderr:\n%s", code, stderr.String())
+	if code := run([]string{"status", "-h"}, nil, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "Exit status: 0 the kernel holds the config") || stderr.Len() > 0 {
+		t.Errorf("masqd status -h: exit %d, stdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
 	}
 }
 
