@@ -46,6 +46,9 @@ type Settings struct {
 	Notify *Notifier
 	// Source, when set, supplies the config instead of the file whenever it has one (the Kubernetes API).
 	Source ConfigSource
+	// After is the clock the kernel watch waits on before it subscribes again (the retry backoff); nil means
+	// time.After. Tests set it to see the delays without waiting them.
+	After func(time.Duration) <-chan time.Time
 }
 
 // ConfigSource supplies the config from somewhere other than the file, such as a watched ConfigMap.
@@ -318,6 +321,10 @@ func (a *Agent) logWarnings(ws []config.Warning) {
 // and asks for a full compare; when it is not permitted it returns the error, and the agent stops: without
 // CAP_NET_ADMIN it could not apply either.
 func (a *Agent) watchKernel(ctx context.Context, w Watcher) error {
+	after := a.s.After
+	if after == nil {
+		after = time.After
+	}
 	var delay time.Duration
 	for {
 		start := time.Now()
@@ -347,7 +354,7 @@ func (a *Agent) watchKernel(ctx context.Context, w Watcher) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(delay):
+		case <-after(delay):
 		}
 	}
 }

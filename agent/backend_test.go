@@ -113,17 +113,33 @@ func TestWatchNotPermitted(t *testing.T) {
 }
 
 // TestWatchFailureBacksOff: a kernel watch that keeps failing is retried with the apply retry's doubling
-// delay (100, 200, 400 ms …), not every 100 ms, and each retry's full compare is one apply.
+// delay (100 ms, 200 ms, 400 ms … capped at 30 s), not every 100 ms, and each retry's full compare is at most
+// one apply. The agent's clock (Settings.After) records the delays instead of waiting them.
 func TestWatchFailureBacksOff(t *testing.T) {
 	w := &failingWatcher{fakeBackend: &fakeBackend{}, err: fmt.Errorf("nftables monitor: receive: %w", unix.ENOBUFS)}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	a := testAgent(t, w, nil, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second) // a bound on "never", not a clock
 	defer cancel()
-	if err := testAgent(t, w, nil, nil).Run(ctx); err != nil {
+	var delays []time.Duration // appended by the watch goroutine only; read after Run returns
+	const retries = 12
+	a.s.After = func(d time.Duration) <-chan time.Time {
+		delays = append(delays, d)
+		if len(delays) == retries {
+			cancel()
+		}
+		c := make(chan time.Time, 1)
+		c <- time.Time{}
+		return c
+	}
+	if err := a.Run(ctx); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	// Watches start at 0, 100, 300 and 700 ms; the next would be at 1.5 s. A fixed 100 ms makes 10.
-	if w.watches < 3 || w.watches > 5 {
-		t.Errorf("%d watches in 1s, want 4 (backing off from 100ms)", w.watches)
+	var want []time.Duration
+	for d := firstRetry; len(want) < retries; d = min(2*d, maxRetry) {
+		want = append(want, d)
+	}
+	if fmt.Sprint(delays) != fmt.Sprint(want) {
+		t.Errorf("delays before subscribing again: %v, want %v", delays, want)
 	}
 	if applies := w.count(&w.applies); applies > w.watches+1 {
 		t.Errorf("%d applies for %d failed watches, want at most one each and the first", applies, w.watches)

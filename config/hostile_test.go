@@ -86,9 +86,9 @@ func TestHostileLoadReadsAtMostMaxFileSize(t *testing.T) {
 // TestHostileErrorIsShort: an error quotes the offending value, but a value of a million characters must not
 // make a million-character error — it is logged, and posted as a Kubernetes Event, whole.
 //
-// Fails today: Error.Error quotes Value in full, and cidr() puts the value into Msg a second time through
-// netip's error text. Proposed fix: shorten Value (and the netip reason) to about 64 characters in Error()
-// with an ellipsis and the full length, e.g. "10.0.0.0/8888…" (1000010 bytes).
+// It failed before RELIABILITY.md's finding 4: Error.Error quoted Value in full, and cidr() put the value into
+// Msg a second time through netip's error text. Values are now quoted up to 64 bytes with an ellipsis and the
+// full length, e.g. "10.0.0.0/8888…" (1000010 bytes).
 func TestHostileErrorIsShort(t *testing.T) {
 	in := "nonMasqueradeCIDRs: [\"10.0.0.0/" + strings.Repeat("8", 1_000_000) + "\"]\n"
 	_, _, err := Parse(file, []byte(in), Options{})
@@ -103,9 +103,9 @@ func TestHostileErrorIsShort(t *testing.T) {
 // TestHostileWarningsBounded: a file of unknown keys is valid (each is a warning), but a 1 MiB one must not
 // produce a hundred thousand warnings — the agent logs every one, at every change of the set.
 //
-// Fails today: Parse returns one Warning per unknown key (105,000 for 1 MiB; 14 MB of JSON logs from
-// masqd --dry-run). Proposed fix: in decoder.fields, keep the first 20 warnings and replace the rest by one
-// Warning "N more unknown keys ignored" on the key of the 21st.
+// It failed before RELIABILITY.md's finding 5: Parse returned one Warning per unknown key (105,000 for 1 MiB;
+// 14 MB of JSON logs from masqd --dry-run). Now a file gives at most 20, then one "N more unknown keys
+// ignored".
 func TestHostileWarningsBounded(t *testing.T) {
 	var b strings.Builder
 	for i := 0; b.Len() < 1<<20-100; i++ { // as large as a ConfigMap can be
@@ -123,9 +123,9 @@ func TestHostileWarningsBounded(t *testing.T) {
 // TestHostileNumberTooLarge: a cidrLimit too large for an int is a whole number that is too large, not "a
 // non-integer number".
 //
-// Fails today: YAML resolves 99999999999999999999999999 to !!float, so cidrLimit says "must be a whole number,
-// not a non-integer number". Proposed fix: in builder.cidrLimit, when the tag is !!float and the value is only
-// digits (with an optional sign or underscores), report "number is too large" as for an overflowing !!int.
+// It failed before RELIABILITY.md's finding 6: YAML resolves 99999999999999999999999999 to !!float, so
+// cidrLimit said "must be a whole number, not a non-integer number". A !!float of digits alone is now "number
+// is too large", as an overflowing !!int.
 func TestHostileNumberTooLarge(t *testing.T) {
 	_, _, err := Parse(file, []byte("cidrLimit: 99999999999999999999999999\n"), Options{})
 	if err == nil || !strings.Contains(err.Error(), "too large") {

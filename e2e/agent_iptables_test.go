@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/masqd/masqd/config"
+	"github.com/masqd/masqd/internal/testenv"
 	"github.com/masqd/masqd/nft"
 )
 
@@ -65,7 +66,7 @@ func waitChain(t *testing.T, ns *NS, variant string, want []string, what string)
 // notification: at the next resync, 1s), and exports its backend. `--once --mode=nftables` then switches
 // back, leaving no chain in iptables, and --cleanup leaves neither backend's state.
 func TestAgentIPTablesMode(t *testing.T) {
-	requireKernel(t)
+	testenv.RequireKernel(t)
 	requireIPTables(t)
 	const (
 		cfgBefore = "nonMasqueradeCIDRs: [10.0.0.0/8]\nresyncInterval: 1s\n"
@@ -155,7 +156,7 @@ func TestAgentIPTablesMode(t *testing.T) {
 // leave with the pod's address or fail, the agent must remove the old chains only after its table is live,
 // and afterwards only masqd's rules are left.
 func TestAgentMigrationUnderTraffic(t *testing.T) {
-	requireKernel(t)
+	testenv.RequireKernel(t)
 	requireIPTables(t)
 	for _, variant := range []string{nft.VariantLegacy, nft.VariantNFT} {
 		t.Run(variant, func(t *testing.T) {

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/masqd/masqd/internal/testenv"
 )
 
 const (
@@ -43,7 +45,7 @@ func percentile(d []time.Duration, p float64) time.Duration {
 
 // TestAgentFileEdits: every way a config file is replaced reaches the kernel, and packets follow.
 func TestAgentFileEdits(t *testing.T) {
-	requireKernel(t)
+	testenv.RequireKernel(t)
 	type layout struct {
 		path  string                       // what --config names
 		write func(t *testing.T, c string) // replaces the config
@@ -130,7 +132,7 @@ func TestAgentFileEdits(t *testing.T) {
 // TestAgentFileDeleteAndCreate: a deleted file means defaults, as in ip-masq-agent; a file that appears
 // later is picked up.
 func TestAgentFileDeleteAndCreate(t *testing.T) {
-	requireKernel(t)
+	testenv.RequireKernel(t)
 	lab := newLab(t, labOptions{})
 	dir := t.TempDir()
 	path := filepath.Join(dir, "ip-masq-agent")
@@ -159,7 +161,7 @@ func TestAgentFileDeleteAndCreate(t *testing.T) {
 
 // TestAgentInvalidConfig: an invalid config never changes the kernel; readiness and metrics say so.
 func TestAgentInvalidConfig(t *testing.T) {
-	requireKernel(t)
+	testenv.RequireKernel(t)
 	lab := newLab(t, labOptions{})
 	dir := t.TempDir()
 	path := filepath.Join(dir, "ip-masq-agent")
@@ -222,7 +224,7 @@ func TestAgentInvalidConfig(t *testing.T) {
 
 // TestAgentDrift: whatever else changes masqd's table, the agent puts it back, and counts it.
 func TestAgentDrift(t *testing.T) {
-	requireKernel(t)
+	testenv.RequireKernel(t)
 	lab := newLab(t, labOptions{})
 	lab.Node.Run(t, "nft", "add table ip bystander")
 	ch := commits(t, lab.Node)
@@ -265,7 +267,7 @@ func TestAgentDrift(t *testing.T) {
 // TestAgentRestart: SIGTERM leaves the rules in place, and a restarted agent sends nothing when nothing
 // changed.
 func TestAgentRestart(t *testing.T) {
-	requireKernel(t)
+	testenv.RequireKernel(t)
 	lab := newLab(t, labOptions{})
 	path := writeConfig(t, cfgVPCOnly)
 	ch := commits(t, lab.Node)
@@ -293,7 +295,7 @@ func TestAgentRestart(t *testing.T) {
 
 // TestAgentMetrics: counters follow known traffic, and the build info names the backend.
 func TestAgentMetrics(t *testing.T) {
-	requireKernel(t)
+	testenv.RequireKernel(t)
 	lab := newLab(t, labOptions{})
 	a := startAgent(t, lab.Node, 9745, "--config="+writeConfig(t, cfgVPCOnly))
 	a.waitStatus("/readyz", http.StatusOK)
@@ -352,7 +354,7 @@ const systemdExposure = 2.1
 // TestSystemdUnit: the shipped unit passes systemd-analyze verify, and its security exposure score is no
 // worse than the recorded one.
 func TestSystemdUnit(t *testing.T) {
-	requireCommand(t, "systemd-analyze", "systemd")
+	testenv.RequireCommand(t, "systemd-analyze", "systemd")
 	unit, err := os.ReadFile("../deploy/systemd/masqd.service")
 	if err != nil {
 		t.Fatal(err)
@@ -394,7 +396,7 @@ func TestSystemdUnit(t *testing.T) {
 // TestAgentConfigDirectory: --config names a directory; every ip-masq* file in it is merged (a user and a
 // platform ConfigMap side by side, as Azure's ip-masq-agent-v2 mounts them), and an edit to either lands.
 func TestAgentConfigDirectory(t *testing.T) {
-	requireKernel(t)
+	testenv.RequireKernel(t)
 	lab := newLab(t, labOptions{})
 	dir := t.TempDir()
 	mustWrite(t, filepath.Join(dir, "ip-masq-agent"), "nonMasqueradeCIDRs: [10.128.0.0/16]\n")

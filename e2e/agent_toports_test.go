@@ -6,13 +6,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/masqd/masqd/internal/testenv"
 )
 
 // TestAgentToPorts runs the agent with --to-ports on the nftables backend: the table is what --dry-run
 // prints with the same flags, flows to the internet leave from the node's address and a port inside the
 // ranges, the masqueraded-packets metric counts the port rules, and a rule someone tampers with is put back.
 func TestAgentToPorts(t *testing.T) {
-	requireKernel(t)
+	testenv.RequireKernel(t)
 	lab := newLab(t, labOptions{})
 	path := writeConfig(t, "nonMasqueradeCIDRs: [10.0.0.0/8]\n")
 	const ports = "--to-ports=21000-21099,22000-22299"

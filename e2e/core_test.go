@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/masqd/masqd/internal/testenv"
 )
 
 // applyConfig applies content with `masqd --once` in the lab's node and checks that the kernel's table is,
@@ -44,7 +46,7 @@ func checkSources(t *testing.T, lab *Lab, cases []expect) {
 // TestDefaultConfig: no config file, as on a node where the ConfigMap was never created. The internet sees
 // the node; the VPC, link-local and the node's own addresses see the pod.
 func TestDefaultConfig(t *testing.T) {
-	requireKernel(t)
+	testenv.RequireKernel(t)
 	lab := newLab(t, labOptions{})
 	want := mustMasqd(t, nil, "--config=/nonexistent/ip-masq-agent", "--dry-run")
 	mustMasqd(t, lab.Node, "--config=/nonexistent/ip-masq-agent", "--once")
@@ -63,7 +65,7 @@ func TestDefaultConfig(t *testing.T) {
 }
 
 func TestIPv6(t *testing.T) {
-	requireKernel(t)
+	testenv.RequireKernel(t)
 	lab := newLab(t, labOptions{})
 	applyConfig(t, lab, "nonMasqueradeCIDRs: [10.0.0.0/8, 2001:db8:100::/48]\n", "--enable-ipv6")
 	checkSources(t, lab, []expect{
@@ -84,7 +86,7 @@ func TestIPv6(t *testing.T) {
 }
 
 func TestMasqLinkLocal(t *testing.T) {
-	requireKernel(t)
+	testenv.RequireKernel(t)
 	lab := newLab(t, labOptions{})
 	applyConfig(t, lab, "nonMasqueradeCIDRs: [10.0.0.0/8]\nmasqLinkLocal: true\n")
 	checkSources(t, lab, []expect{
@@ -104,7 +106,7 @@ func TestMasqLinkLocal(t *testing.T) {
 // TestPrivateEndpoint is seed 002: an on-prem endpoint inside 10.0.0.0/8 accepts only node addresses. With
 // ip-masq-agent's config the pod cannot reach it; masqueradeCIDRs fixes that and keeps the rest of 10/8.
 func TestPrivateEndpoint(t *testing.T) {
-	requireKernel(t)
+	testenv.RequireKernel(t)
 	lab := newLab(t, labOptions{Firewall: true})
 	applyConfig(t, lab, "nonMasqueradeCIDRs: [10.0.0.0/8]\n")
 	if _, err := sourceSeenTCP(lab.Pod, lab.Endpoint, lab.outsideEcho.tcp, 500*time.Millisecond); !isTimeout(err) {
@@ -121,7 +123,7 @@ func TestPrivateEndpoint(t *testing.T) {
 // TestInvalidConfigChangesNothing: a bad file fails with the error on stderr, nothing on stdout, and the
 // kernel as it was.
 func TestInvalidConfigChangesNothing(t *testing.T) {
-	requireKernel(t)
+	testenv.RequireKernel(t)
 	lab := newLab(t, labOptions{})
 	applyConfig(t, lab, "nonMasqueradeCIDRs: [10.0.0.0/8]\n")
 	before := lab.Node.Run(t, "nft", "list", "ruleset")
@@ -141,7 +143,7 @@ func TestInvalidConfigChangesNothing(t *testing.T) {
 
 // TestCleanup: --cleanup removes masqd's table and nothing else; traffic is no longer masqueraded.
 func TestCleanup(t *testing.T) {
-	requireKernel(t)
+	testenv.RequireKernel(t)
 	lab := newLab(t, labOptions{})
 	lab.Node.Run(t, "nft", "add table ip other")
 	lab.Node.Run(t, "nft", "add chain ip other post { type nat hook postrouting priority 50; }")
@@ -162,7 +164,7 @@ func TestCleanup(t *testing.T) {
 // the internet sees the node, and the kernel holds what --dry-run prints. A file is not a ConfigMap;
 // refusing it would leave a fresh node with no rules at all.
 func TestLargeConfigFile(t *testing.T) {
-	requireKernel(t)
+	testenv.RequireKernel(t)
 	lab := newLab(t, labOptions{})
 	v4, _ := wholePathPrefixes(100_000, 0)
 	content := wholePathFile(append(v4, netip.MustParsePrefix("10.130.0.0/24")), false, "60s", "")

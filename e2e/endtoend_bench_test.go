@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/masqd/masqd/internal/testenv"
 )
 
 // BenchmarkEndToEnd measures masqd the way a user meets it: whole processes started from the shell, reading a
@@ -31,7 +33,7 @@ import (
 // otherwise in its own unit. `just bench-e2e` runs them and keeps the output in bench/endtoend.txt;
 // BENCHMARKS.md, "End to end", quotes it. Sizes: MASQD_BENCH_E2E_PREFIXES (default 100000) per family.
 func BenchmarkEndToEnd(b *testing.B) {
-	requireKernel(b)
+	testenv.RequireKernel(b)
 	n := 100_000
 	if s := os.Getenv("MASQD_BENCH_E2E_PREFIXES"); s != "" {
 		var err error

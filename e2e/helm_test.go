@@ -19,6 +19,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
+
+	"github.com/masqd/masqd/internal/testenv"
 )
 
 const chartDir = "../deploy/helm/masqd"
@@ -123,7 +125,7 @@ func TestHelmChartMatchesKustomize(t *testing.T) {
 // PrometheusRule need the Prometheus Operator's CRDs, which the test apiserver lacks: TestMonitoring decodes
 // them strictly, and TestHelmChartMatchesKustomize compares them.)
 func TestManifestsServerDryRun(t *testing.T) {
-	requireKernel(t)
+	testenv.RequireKernel(t)
 	bins := kubeTools(t)
 	helm := goTool(t, helmPkg, helmVersion)
 	ns := newNS(t, "api")

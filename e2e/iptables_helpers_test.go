@@ -9,13 +9,13 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os/exec"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/masqd/masqd/config"
+	"github.com/masqd/masqd/internal/testenv"
 	"github.com/masqd/masqd/nft"
 	"golang.org/x/sys/unix"
 )
@@ -23,14 +23,13 @@ import (
 // nsPath is the pin file of a lab namespace, as the nft package's iptables API takes it.
 func nsPath(ns *NS) string { return "/run/netns/" + ns.Name }
 
-// requireIPTables fails the test unless both iptables variants are installed.
+// requireIPTables skips the test (fails it under MASQD_E2E=required) unless both iptables variants are
+// installed.
 func requireIPTables(t *testing.T) {
 	t.Helper()
 	for _, v := range []string{"nft", "legacy"} {
 		for _, bin := range []string{"iptables-" + v, "iptables-" + v + "-save", "iptables-" + v + "-restore", "ip6tables-" + v + "-restore"} {
-			if _, err := exec.LookPath(bin); err != nil {
-				t.Fatalf("e2e: %s not found: install iptables (Debian's has both variants)", bin)
-			}
+			testenv.RequireCommand(t, bin, "iptables") // Debian's has both variants
 		}
 	}
 }

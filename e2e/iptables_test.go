@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/masqd/masqd/config"
+	"github.com/masqd/masqd/internal/testenv"
 	"github.com/masqd/masqd/nft"
 )
 
@@ -21,7 +22,7 @@ import (
 // and iptables-legacy, and with masqd's nftables table, one after the other in the same lab: every
 // backend must give every destination the same source address.
 func TestIPTablesScenarios(t *testing.T) {
-	requireKernel(t)
+	testenv.RequireKernel(t)
 	requireIPTables(t)
 	lab := newLab(t, labOptions{Firewall: true})
 	cases := []struct {
@@ -106,7 +107,7 @@ func installOldAgent(t *testing.T, lab *Lab, variant string) {
 // masqd's nftables table while the pod keeps opening new flows to the internet over IPv4 and IPv6: not
 // one may arrive with the pod's address, none may be lost, and afterwards only masqd's rules are left.
 func TestMigrationUnderTraffic(t *testing.T) {
-	requireKernel(t)
+	testenv.RequireKernel(t)
 	requireIPTables(t)
 	for _, variant := range []string{nft.VariantLegacy, nft.VariantNFT} {
 		t.Run(variant, func(t *testing.T) {
@@ -173,7 +174,7 @@ func TestMigrationUnderTraffic(t *testing.T) {
 // 10000-10999,20000-22999 and checks, for each backend, that every flow left from a port in the ranges
 // and that the ranges got flows in proportion to their sizes (1:3).
 func TestToPortsDistribution(t *testing.T) {
-	requireKernel(t)
+	testenv.RequireKernel(t)
 	requireIPTables(t)
 	lab := newLab(t, labOptions{})
 	ranges := []nft.PortRange{{First: 10000, Last: 10999}, {First: 20000, Last: 22999}}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/masqd/masqd/internal/testenv"
 )
 
 // The lab's addresses. 10.128.0.0/24 is the node subnet of a VPC whose router also knows the pod range; the
@@ -70,7 +72,7 @@ type echoPorts struct{ tcp, udp int }
 // newLab builds the lab and its echo servers; everything is removed when the test ends.
 func newLab(t testing.TB, opts labOptions) *Lab {
 	t.Helper()
-	requireKernel(t)
+	testenv.RequireKernel(t)
 	l := &Lab{
 		Pod: newNS(t, "pod"), Node: newNS(t, "node"), Outside: newNS(t, "out"),
 		PodIP: podIP, PodIP6: podIP6, NodeIP: nodeIP, NodeIP6: nodeIP6,

@@ -17,43 +17,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// requireKernel skips the test unless it may create network namespaces and nftables rules: the effective user
-// is root and `ip`, `nft` and `sysctl` are on PATH. With MASQD_E2E=required in the environment it fails instead.
-func requireKernel(t testing.TB) {
-	t.Helper()
-	var missing []string
-	if euid := os.Geteuid(); euid != 0 {
-		missing = append(missing, fmt.Sprintf("root (euid is %d)", euid))
-	}
-	for _, c := range []struct{ cmd, pkg string }{{"ip", "iproute2"}, {"nft", "nftables"}, {"sysctl", "procps"}} {
-		if _, err := exec.LookPath(c.cmd); err != nil {
-			missing = append(missing, fmt.Sprintf("%q on PATH (install %s)", c.cmd, c.pkg))
-		}
-	}
-	if len(missing) == 0 {
-		return
-	}
-	msg := "e2e: kernel test needs " + strings.Join(missing, " and ") +
-		"; run as root, e.g. `sudo go test ./e2e`"
-	if os.Getenv("MASQD_E2E") == "required" {
-		t.Fatal(msg + " (failing because MASQD_E2E=required)")
-	}
-	t.Skip(msg + " (set MASQD_E2E=required to make this a failure)")
-}
-
-// requireCommand skips the test unless cmd is on PATH (install pkg); with MASQD_E2E=required it fails instead.
-func requireCommand(t testing.TB, cmd, pkg string) {
-	t.Helper()
-	if _, err := exec.LookPath(cmd); err == nil {
-		return
-	}
-	msg := fmt.Sprintf("e2e: test needs %q on PATH (install %s)", cmd, pkg)
-	if os.Getenv("MASQD_E2E") == "required" {
-		t.Fatal(msg + " (failing because MASQD_E2E=required)")
-	}
-	t.Skip(msg + " (set MASQD_E2E=required to make this a failure)")
-}
-
 // NS is a named network namespace, as created by `ip netns add`, pinned at /run/netns/Name.
 type NS struct {
 	Name string

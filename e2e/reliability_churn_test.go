@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/masqd/masqd/internal/testenv"
 )
 
 // churnConfig is one config of the churn test, with what it means for the two destinations, written out by
@@ -287,7 +289,7 @@ func (u *udpTraffic) stopAndSettle(t *testing.T) []datagram {
 // destinations' classes: each datagram must be classified by a config that was in force between its send and
 // its arrival — the old one or the new one, never anything else.
 func TestReliabilityChurn(t *testing.T) {
-	requireKernel(t)
+	testenv.RequireKernel(t)
 	edits, flips := soakSize(1000, 10000), soakSize(200, 2000)
 	cfgs := churnConfigs(edits, false)
 	for i := range flips {
@@ -307,7 +309,7 @@ func TestReliabilityChurn(t *testing.T) {
 // then on Linux 6.18, as TestReliabilityRebuildAtomicity shows with nft alone). The classes of the two
 // destinations never change, so any datagram to the VPC with the node's address is a third state.
 func TestReliabilityChurnRebuild(t *testing.T) {
-	requireKernel(t)
+	testenv.RequireKernel(t)
 	edits := soakSize(500, 5000)
 	// Four datagrams per millisecond to each destination: the window is short, and more flows cross it.
 	res := runChurn(t, churnConfigs(edits, true), edits, 250*time.Microsecond)
@@ -353,7 +355,7 @@ func (r churnResult) table(b *strings.Builder, churnPhase, flipPhase string) {
 // the flip phase.
 func runChurn(t *testing.T, cfgs []churnConfig, edits int, interval time.Duration) churnResult {
 	t.Helper()
-	requireCommand(t, "conntrack", "conntrack")
+	testenv.RequireCommand(t, "conntrack", "conntrack")
 	lab := newLab(t, labOptions{})
 	keepUDPFlows(t, lab.Node)
 	path := filepath.Join(t.TempDir(), "ip-masq-agent")

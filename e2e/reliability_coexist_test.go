@@ -5,12 +5,13 @@ package e2e
 import (
 	"fmt"
 	"net/http"
-	"os/exec"
 	"regexp"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/masqd/masqd/internal/testenv"
 )
 
 // kubeProxyLike is a table shaped like kube-proxy's nftables mode (sets, verdict maps, service and endpoint
@@ -149,11 +150,9 @@ func withoutMasqd(listing string) string {
 // byte-identical: `nft list ruleset` with masqd's table taken out, and iptables-nft-save, before and after each
 // step, counters aside (the node's own IGMP reports move them).
 func TestReliabilityCoexist(t *testing.T) {
-	requireKernel(t)
+	testenv.RequireKernel(t)
 	for _, bin := range []string{"iptables-nft-restore", "iptables-nft-save"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Fatalf("%s not found: install iptables", bin)
-		}
+		testenv.RequireCommand(t, bin, "iptables")
 	}
 	lab := newLab(t, labOptions{})
 	node := lab.Node

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/masqd/masqd/internal/testenv"
 )
 
 // crashPrefixes is the size of the two big configs: this many prefixes per family.
@@ -121,7 +123,7 @@ type crashOutcome struct {
 // restarted agent must then converge without deleting the table: the monitor sees no DELTABLE of inet masqd
 // from masqd, and the table's kernel handle never changes.
 func TestReliabilityCrash(t *testing.T) {
-	requireKernel(t)
+	testenv.RequireKernel(t)
 	kills := soakSize(10, 100)
 	seed := uint64(time.Now().UnixNano())
 	rng := rand.New(rand.NewPCG(seed, seed>>1))

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
@@ -16,15 +15,18 @@ import (
 	"github.com/google/nftables"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/masqd/masqd/internal/testenv"
 )
 
 // TestReliabilityDrift extends TestAgentDrift: three tampers — an element removed from masqd's set, a foreign
 // rule inserted in masqd's chain (one that would stop masquerade to 198.51.100.0/24), `nft flush ruleset` —
 // each 100 times (1,000 with MASQD_SOAK=1). Every tamper must be repaired, the table must then equal
 // `masqd --dry-run` byte for byte, and the repair time is measured from the tamper's commit to masqd's repair
-// commit, both as the same monitor saw them.
+// commit, both as the same monitor saw them. The times are figures for RELIABILITY.md, not assertions: the
+// test fails only on a repair that does not come within 10 s (its deadline catches "never", not "slow").
 func TestReliabilityDrift(t *testing.T) {
-	requireKernel(t)
+	testenv.RequireKernel(t)
 	reps := soakSize(100, 1000)
 	lab := newLab(t, labOptions{})
 	path := writeConfig(t, cfgVPCOnly)
@@ -71,10 +73,6 @@ func TestReliabilityDrift(t *testing.T) {
 	if got, n := a.metric("masqd_drift_repairs_total"), reps*len(tampers); got != float64(n) {
 		t.Errorf("masqd_drift_repairs_total = %v, want %d", got, n)
 	}
-	p99 := percentile(all, 0.99)
-	if p99 > 2*time.Second {
-		t.Errorf("repair p99 %v: the agent is not repairing at once", p99)
-	}
 
 	var b strings.Builder
 	fmt.Fprintf(&b, "The agent ran with `nonMasqueradeCIDRs: [10.0.0.0/8]`; each tamper was done with `nft` in the node namespace %d times. Repair time is from the tamper's commit to masqd's repair commit, both timestamped by one nftables monitor (goal: p99 < 200 ms). After every repair `nft list table inet masqd` equalled `masqd --dry-run`.\n\n", reps)
@@ -89,27 +87,19 @@ func TestReliabilityDrift(t *testing.T) {
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
 
-// iptablesModeAccepted reports whether this masqd accepts --mode=iptables (the iptables backend, issue 5).
-func iptablesModeAccepted(t *testing.T) bool {
-	t.Helper()
-	r := runMasqd(t, nil, "--mode=iptables", "--dry-run", "--config=/nonexistent")
-	return r.code == 0
-}
-
 // TestReliabilityDriftIPTables: in iptables mode, two tampers — `iptables -t nat -F` (every nat chain flushed,
 // masqd's jump and chain with them) and `iptables -t nat -F CHAIN` (masqd's chain only) — each 20 times (200
 // with MASQD_SOAK=1), with the iptables variant masqd chose. Every tamper must be repaired and the nat table
 // must then list as it did before. With iptables-nft the repair time is measured as for nftables: from the
 // tamper's commit to the last commit of the repair, both timestamped by one nftables monitor of the ip and ip6
 // nat tables. iptables-legacy notifies nothing: its times are from the command's start until iptables-save
-// lists masqd's rules again (polled every 20 ms).
+// lists masqd's rules again (polled every 20 ms). As in TestReliabilityDrift the times are reported, and only
+// a repair missing after 10 s fails the test.
 func TestReliabilityDriftIPTables(t *testing.T) {
-	requireKernel(t)
-	if !iptablesModeAccepted(t) {
-		t.Skip("masqd does not accept --mode=iptables yet: the iptables backend (issue 5) is not wired into the agent")
-	}
-	if _, err := exec.LookPath("iptables-nft"); err != nil {
-		t.Fatal("iptables-nft not installed (package iptables)")
+	testenv.RequireKernel(t)
+	testenv.RequireCommand(t, "iptables-nft", "iptables")
+	if r := runMasqd(t, nil, "--mode=iptables", "--dry-run", "--config=/nonexistent"); r.code != 0 {
+		t.Fatalf("masqd --mode=iptables --dry-run: exit %d, want 0 (the iptables backend's rules for the defaults):\n%s", r.code, r.stderr)
 	}
 	reps := soakSize(20, 200)
 	lab := newLab(t, labOptions{})
@@ -205,10 +195,6 @@ func TestReliabilityDriftIPTables(t *testing.T) {
 	}
 	assertSource(t, lab, "udp", lab.Internet, lab.NodeIP)
 	assertSource(t, lab, "udp", lab.VPC, lab.PodIP)
-	p99 := percentile(all, 0.99)
-	if p99 > 5*time.Second {
-		t.Errorf("repair p99 %v: the agent is not repairing at once", p99)
-	}
 
 	var b strings.Builder
 	how := "from the tamper's commit to the last commit of masqd's repair, both timestamped by one nftables monitor of the ip and ip6 nat tables"
@@ -285,13 +271,16 @@ func ownedTable(ns *NS, name string, flags uint32) (*netlink.Conn, error) {
 // always sends flags 0 (Table.Flags is ignored), so ownership would also mean raw netlink and one socket kept
 // for masqd's whole life. Drift is instead repaired within milliseconds (TestReliabilityDrift).
 func TestReliabilityTableOwnerFlag(t *testing.T) {
-	requireKernel(t)
+	testenv.RequireKernel(t)
 	ns := newNS(t, "owner")
 	nftCmd := func(args ...string) (string, error) { return ns.RunErr(append([]string{"nft"}, args...)...) }
 
 	nl, err := ownedTable(ns, "owned", nftTableFOwner)
-	if err != nil {
-		t.Skipf("this kernel cannot create an owned table (NFT_TABLE_F_OWNER needs Linux 5.12): %v", err)
+	switch {
+	case flagUnsupported(err):
+		testenv.Skip(t, fmt.Sprintf("this kernel cannot create an owned table (NFT_TABLE_F_OWNER needs Linux 5.12): %v", err))
+	case err != nil:
+		t.Fatalf("creating an owned table: %v", err)
 	}
 	listing, _ := nftCmd("list", "ruleset")
 	if !strings.Contains(listing, "flags owner") {
@@ -324,8 +313,10 @@ func TestReliabilityTableOwnerFlag(t *testing.T) {
 	})
 	facts = append(facts, "when the owning socket closes (masqd exits or crashes) the table, and the masquerade in it, is gone")
 
-	if nl, err := ownedTable(ns, "persist", nftTableFOwner|nftTableFPersist); err != nil {
+	if nl, err := ownedTable(ns, "persist", nftTableFOwner|nftTableFPersist); flagUnsupported(err) {
 		facts = append(facts, "NFT_TABLE_F_PERSIST is not supported by this kernel ("+err.Error()+"): it needs Linux 6.9")
+	} else if err != nil {
+		t.Fatalf("creating an owner|persist table: %v", err)
 	} else {
 		nl.Close()
 		if l, _ := nftCmd("list", "tables"); !strings.Contains(l, "table inet persist") {
@@ -363,6 +354,13 @@ func TestReliabilityTableOwnerFlag(t *testing.T) {
 		b.WriteString("- " + f + "\n")
 	}
 	reportFigures(t, "owner", b.String())
+}
+
+// flagUnsupported reports whether err is the kernel refusing a table flag it does not know: EOPNOTSUPP for a
+// flag outside NFT_TABLE_F_MASK (Linux 5.12 and later), EINVAL for any flag but dormant before. Any other
+// error is the test's own fault.
+func flagUnsupported(err error) bool {
+	return errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EINVAL)
 }
 
 func firstLine(err error) string {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/masqd/masqd/internal/testenv"
 )
 
 // flipStep is one nft transaction of a flip variant and what the kernel holds after it: the class of lab.Internet
@@ -138,7 +140,7 @@ type flipStats struct {
 // (synchronous: it returns after the commit) and judges every datagram.
 func runFlipVariant(t *testing.T, v flipVariant, n int) flipStats {
 	t.Helper()
-	requireCommand(t, "conntrack", "conntrack")
+	testenv.RequireCommand(t, "conntrack", "conntrack")
 	lab := newLab(t, labOptions{})
 	keepUDPFlows(t, lab.Node)
 	lab.Node.Run(t, "nft", "-f", writeNFT(t, v.setup))
@@ -215,7 +217,7 @@ func runFlipVariant(t *testing.T, v flipVariant, n int) flipStats {
 // 300 edits, and must show no stale datagram; MASQD_SOAK=1 runs every variant 2,000 times and reports them.
 // MASQD_FLIP_EDITS and MASQD_FLIP_VARIANT (a substring of the name) narrow a run by hand.
 func TestReliabilityFlipKernel(t *testing.T) {
-	requireKernel(t)
+	testenv.RequireKernel(t)
 	soak := os.Getenv("MASQD_SOAK") == "1"
 	n := soakSize(300, 2000)
 	if s := os.Getenv("MASQD_FLIP_EDITS"); s != "" {
@@ -228,10 +230,14 @@ func TestReliabilityFlipKernel(t *testing.T) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "The kernel alone: `nft -f` scripts moving 198.51.100.10 and 10.130.0.9 through all four classes (the states of the churn test's flip configs), %d edits per variant, while the pod sent a datagram from a fresh port to each every millisecond. A datagram is stale when it was sent after the `nft -f` that committed a state had returned and was classified by an earlier one; the lag is from that return to the stale datagram's send (a stale datagram may have crossed the node during the next `nft -f`).\n\n", n)
 	b.WriteString("| change | masqd relies on it | edits | datagrams | stale | runs of stale | longest run | max lag |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
+	ran := 0
+	var names []string
 	for _, v := range flipVariants() {
+		names = append(names, v.name)
 		if only != "" && !strings.Contains(v.name, only) || only == "" && !soak && !v.relied {
 			continue
 		}
+		ran++
 		t.Run(strings.ReplaceAll(v.name, " ", "-"), func(t *testing.T) {
 			st := runFlipVariant(t, v, n)
 			t.Logf("%s: %+v", v.name, st)
@@ -243,6 +249,9 @@ func TestReliabilityFlipKernel(t *testing.T) {
 				t.Errorf("%s: %d datagrams classified by an earlier state after the commit of a later one had returned, and masqd relies on this shape", v.name, st.stale)
 			}
 		})
+	}
+	if ran == 0 {
+		t.Fatalf("MASQD_FLIP_VARIANT=%q names no variant; the variants are %q", only, names)
 	}
 	if !soak {
 		b.WriteString("\nDefault size: masqd's shape only; `just soak` runs every variant.\n")

@@ -16,6 +16,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/masqd/masqd/internal/testenv"
 )
 
 // hostileMaxSend is the largest input the test tries to put in a ConfigMap. The apiserver refuses a request
@@ -35,7 +37,7 @@ const hostileEventsChecked = 5
 // ConfigMap, in the log (and, for the first ones, as a Warning Event), with the kernel unchanged, the agent up,
 // healthy and ready, and its peak RSS under the DaemonSet's memory limit.
 func TestReliabilityHostileConfigMap(t *testing.T) {
-	requireKernel(t)
+	testenv.RequireKernel(t)
 	bins := kubeTools(t)
 	t.Setenv("GOMEMLIMIT", "128MiB") // as the DaemonSet sets it; the agent inherits the environment
 	t.Setenv("NODE_NAME", "e2e-node")

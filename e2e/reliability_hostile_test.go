@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/masqd/masqd/internal/testenv"
 )
 
 // Memory bounds for hostile input, chosen from measurements with margin (RELIABILITY.md has the measured
@@ -245,7 +247,7 @@ func checkHostileOutput(t *testing.T, in hostileInput, stderr string) {
 // every hostile input: each must exit 1 with a short error naming the problem, print nothing on stdout, not
 // panic, stay under onceRSSBound, and leave the kernel exactly as it was.
 func TestReliabilityHostileOnce(t *testing.T) {
-	requireKernel(t)
+	testenv.RequireKernel(t)
 	lab := newLab(t, labOptions{})
 	applyConfig(t, lab, cfgVPCOnly)
 	before := lab.Node.Run(t, "nft", "list", "ruleset")
@@ -289,7 +291,7 @@ func countGenerated(inputs []hostileInput) int {
 // never commit to the kernel, and stay under agentRSSBound. (The same inputs through the ConfigMap source are
 // for the Kubernetes suite, issue 4.)
 func TestReliabilityHostileAgent(t *testing.T) {
-	requireKernel(t)
+	testenv.RequireKernel(t)
 	t.Setenv("GOMEMLIMIT", "128MiB") // as the DaemonSet sets it; the agent inherits the environment
 	lab := newLab(t, labOptions{})
 	path := filepath.Join(t.TempDir(), "ip-masq-agent")

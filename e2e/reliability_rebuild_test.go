@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/masqd/masqd/internal/testenv"
 )
 
 // Two rulesets that classify every IPv4 destination alike (10/8 and link-local keep the pod address) but
@@ -82,7 +84,7 @@ var rebuildVariants = []rebuildVariant{
 		"flush chain inet masqd postrouting\ndelete set inet masqd s1\nadd set inet masqd s0 { type ipv4_addr; flags interval; elements = { 10.0.0.0/8, 169.254.0.0/16 }; }\nadd rule inet masqd postrouting ip daddr != @s0 fib daddr type != local counter masquerade\n",
 		"flush chain inet masqd postrouting\ndelete set inet masqd s0\nadd set inet masqd s1 { type ipv4_addr; flags interval; elements = { 10.0.0.0/8, 169.254.0.0/16 }; }\nadd rule inet masqd postrouting ip daddr != @s1 fib daddr type != local counter masquerade\n",
 	}},
-	{name: "replace table with set (masqd's rebuild today)", scripts: [2]string{
+	{name: "replace table with set (masqd's rebuild before finding 1)", scripts: [2]string{
 		"table inet masqd\ndelete table inet masqd\n" + rebuildV4,
 		"table inet masqd\ndelete table inet masqd\n" + rebuildV6,
 	}},
@@ -92,19 +94,19 @@ var rebuildVariants = []rebuildVariant{
 // table are atomic for packets. Each variant goes back and forth between two rulesets that both keep the pod
 // address for 10.0.0.0/8, 3,000 times (MASQD_SOAK=1 only: it takes about six minutes), while the pod sends UDP
 // from fresh ports to lab.VPC (10.130.0.9): a datagram that arrives with the node's address was masqueraded by
-// neither ruleset. Variants masqd relies on must show none; the others are measured and reported.
+// neither ruleset. Variants masqd relies on must show none; the others are measured and reported. At least
+// 99% of the datagrams must arrive, so that "none masqueraded by neither" is about traffic that went through.
 //
-// On Linux 6.18.44 a rule that reads a set created in the same transaction misses now and then (masqd's
-// rebuild replaces the table, sets included, in one batch): that is the failure TestReliabilityChurnRebuild
-// shows through masqd.
+// On Linux 6.18.44 a rule that reads a set created in the same transaction misses now and then: masqd's
+// rebuild used to replace the table, sets included, in one batch, which TestReliabilityChurnRebuild showed
+// through masqd (RELIABILITY.md, finding 1). It now creates the sets and their elements first and the rules
+// in a second transaction.
 func TestReliabilityRebuildAtomicity(t *testing.T) {
-	requireKernel(t)
-	if os.Getenv("MASQD_SOAK") != "1" {
-		t.Skip("kernel characterisation: about six minutes; runs with MASQD_SOAK=1 (just soak)")
-	}
+	testenv.RequireKernel(t)
+	testenv.Optional(t, "MASQD_SOAK", "kernel characterisation of about six minutes (just soak)")
 	const n = 3000
 	var b strings.Builder
-	fmt.Fprintf(&b, "The kernel alone (`nft -f` scripts), each variant %d times back and forth between two rulesets that both keep the pod address for 10.0.0.0/8, while the pod sent UDP from fresh ports to 10.130.0.9 (and 198.51.100.10):\n\n| change, in one transaction | masqd may rely on it | datagrams to the VPC | masqueraded by neither ruleset |\n|---|---|---:|---:|\n", n)
+	fmt.Fprintf(&b, "The kernel alone (`nft -f` scripts), each variant %d times back and forth between two rulesets that both keep the pod address for 10.0.0.0/8, while the pod sent UDP from fresh ports to 10.130.0.9 (and 198.51.100.10):\n\n| change, in one transaction | masqd may rely on it | datagrams to the VPC | arrived | masqueraded by neither ruleset |\n|---|---|---:|---:|---:|\n", n)
 	for _, v := range rebuildVariants {
 		t.Run(strings.ReplaceAll(v.name, " ", "-"), func(t *testing.T) {
 			lab := newLab(t, labOptions{})
@@ -125,18 +127,26 @@ func TestReliabilityRebuildAtomicity(t *testing.T) {
 				lab.Node.Run(t, "nft", "-f", files[(i+1)%2])
 			}
 			dgrams := traffic.stopAndSettle(t)
-			var sent, wrong [2]int
+			var sent, arrived, wrong [2]int
 			for _, d := range dgrams {
 				sent[d.dst]++
+				if d.arrived {
+					arrived[d.dst]++
+				}
 				if d.arrived && (d.dst == 0) != (d.src == lab.NodeIP) {
 					wrong[d.dst]++
+				}
+			}
+			for d := range sent {
+				if arrived[d] < sent[d]*99/100 || sent[d] == 0 {
+					t.Errorf("%s: only %d of %d datagrams to destination %d arrived", v.name, arrived[d], sent[d], d)
 				}
 			}
 			may := "no"
 			if v.relied {
 				may = "yes"
 			}
-			fmt.Fprintf(&b, "| %s | %s | %d | **%d** |\n", v.name, may, sent[1], wrong[0]+wrong[1])
+			fmt.Fprintf(&b, "| %s | %s | %d | %d | **%d** |\n", v.name, may, sent[1], arrived[1], wrong[0]+wrong[1])
 			t.Logf("%s ×%d: %d datagrams to each destination, %d to the internet with the pod's address, %d to the VPC with the node's",
 				v.name, n, sent[1], wrong[0], wrong[1])
 			if v.relied && wrong[0]+wrong[1] > 0 {

@@ -11,6 +11,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/masqd/masqd/internal/testenv"
 )
 
 // reliabilityPath is the document TestReliabilityReport writes.
@@ -23,11 +25,12 @@ const reliabilityTemplate = `# Reliability and security
 What masqd's reliability suite (issue 7, ` + "`e2e/reliability_*_test.go`" + `) shows, with the figures of its last
 runs. The text between ` + "`<!-- begin NAME -->`" + ` and ` + "`<!-- end NAME -->`" + ` is written by the tests; regenerate it with
 
-    sudo MASQD_WRITE_RELIABILITY=1 MASQD_E2E=required go test ./e2e -run 'Reliab' -count=1 -v   # default sizes
-    sudo just soak                                                                                 # long sizes
+    just reliability   # default sizes; the run's whole output goes to reliability/default.txt
+    just soak          # long sizes (about two hours); reliability/soak.txt
 
-A run rewrites the sections it measured and keeps the others; each section ends with the machine and the size
-it was measured with. Figures of a failing test are kept, marked as such: they are the evidence.
+A run rewrites the sections it measured and keeps the others; each section ends with the machine, the size it
+was measured with and the file that holds the run's raw output (` + "`go test -v`" + `), where every figure can be found.
+Figures of a failing test are kept, marked as such: they are the evidence.
 
 ## 1. No pod IP leaks under churn
 
@@ -93,9 +96,9 @@ GOMEMLIMIT) over all inputs in turn; at most 4 KiB of error output per input. A 
 
 @manifests
 
-` + "`govulncheck`" + ` runs in CI (` + "`.ci/run`: `go run golang.org/x/vuln/cmd/govulncheck@v1.9.0 ./...`" + `) when its database,
-https://vuln.go.dev, answers within 5 seconds; when it does not, CI prints one line saying govulncheck was skipped
-because the database is unreachable, and does not fail. From the development machines the database is unreachable.
+` + "`govulncheck`" + ` runs in CI (` + "`.ci/govulncheck`" + `), and a finding fails it. Its database, which https://vuln.go.dev
+serves but the development machines cannot reach, is built from the OSV files of the golang.org/x/vulndb module
+at a pinned version, fetched through the Go module proxy and indexed with vulndb's own ` + "`cmd/indexdb`" + `.
 
 ## Kernel: which changes are atomic for packets
 
@@ -130,8 +133,8 @@ Fixed (each has the test that found it):
 6. **A too-large cidrLimit was called "a non-integer number"** (TestHostileNumberTooLarge): now "number is too
    large".
 7. **The churn test's flip phase blamed the kernel for its own bookkeeping** (TestReliabilityChurn,
-   TestReliabilityFlipKernel). About half the runs reported 2–47 datagrams "classified by an older state of
-   the set" after masqd's commit. Every one of them matched the *next* config, not an older one (with four
+   TestReliabilityFlipKernel). Some runs reported a few datagrams "classified by an older state of the set"
+   after masqd's commit. Every one of them matched the *next* config, not an older one (with four
    configs cycling, two back and one ahead give each destination the same class, which hid it): the test raised
    its upper bound (the last config written) only after renaming the file, and masqd, which reacts to the
    rename within its 5 ms coalescing, sometimes committed that config while the test's goroutine had not yet
@@ -143,16 +146,15 @@ Fixed (each has the test that found it):
 8. **The masqd --once memory figures were the test's own** (TestReliabilityHostileOnce). A child's
    ru_maxrss, as its parent reads it, includes the parent's peak: Go starts children with vfork, and exec folds
    the high-water mark of the memory it replaces (the parent's, shared until then) into the child's. The
-   figure had grown with the test binary (92, then 113, then 132 MiB, the same for every input, a failure at
-   the last). The children now run under e2e/internal/peakrss, a small program that reports the child's own
+   figure had grown with the test binary, the same for every input, until the bound failed. The children now run under e2e/internal/peakrss, a small program that reports the child's own
    peak; masqd --once's real peak over the hostile inputs is the figure above.
 
 Open:
 
 9. **The DaemonSet's memory limit leaves little room** (no failing test: the bound holds). With
-   GOMEMLIMIT=128MiB the agent (VmHWM, which is the process's own) peaked between 69 and 117 MiB in the runs so
-   far, over the hostile inputs and a 1 MiB file of unknown keys, against a 128Mi limit (this run: the
-   figures above). Fix 5 lowers the peak; re-measure before changing the limit.
+   GOMEMLIMIT=128MiB the agent's peak (VmHWM, which is the process's own) over the hostile inputs and a 1 MiB
+   file of unknown keys is in the figures above, against a 128Mi limit. Fix 5 lowers the peak; re-measure
+   before changing the limit.
 10. **Not for masqd: two sets swapped in one transaction are not atomic** (TestReliabilityFlipKernel with
    MASQD_SOAK=1). Refilling an idle set and pointing the rule at it in the same transaction lets a packet
    that crosses during the commit see the new rule read the set's previous contents: in nf_tables_commit the
@@ -161,12 +163,23 @@ Open:
    kernel memory and twice the commits per edit — and masqd's in-place element changes already show none.
 `
 
+// rawOutputRE finds the file a section's last line names as its run's raw output.
+var rawOutputRE = regexp.MustCompile("raw output: `([^`]+)`")
+
 // TestReliabilityReport writes RELIABILITY.md from the figures the reliability tests of this run recorded,
 // keeping the sections they did not measure. It runs last (its file sorts after the other reliability tests)
 // and only with MASQD_WRITE_RELIABILITY=1, so that an ordinary test run leaves the tree clean.
+// MASQD_RELIABILITY_RAW names the file, relative to the repository, that keeps this run's output (`just
+// reliability` and `just soak` tee it there); every section it writes names it. A kept section that names
+// no raw output is dropped, and one that names this run's file, which this run overwrites, is an error.
 func TestReliabilityReport(t *testing.T) {
-	if os.Getenv("MASQD_WRITE_RELIABILITY") != "1" {
-		t.Skip("set MASQD_WRITE_RELIABILITY=1 to rewrite RELIABILITY.md with this run's figures")
+	testenv.Optional(t, "MASQD_WRITE_RELIABILITY", "rewrites RELIABILITY.md with this run's figures")
+	raw := os.Getenv("MASQD_RELIABILITY_RAW")
+	if raw == "" {
+		t.Fatal("MASQD_RELIABILITY_RAW is not set: keep this run's output (go test -v) in a file and name it there, relative to the repository, so that the figures say where they come from (just reliability and just soak do)")
+	}
+	if _, err := os.Stat(filepath.Join("..", raw)); err != nil {
+		t.Fatalf("MASQD_RELIABILITY_RAW: %v", err)
 	}
 	old, err := os.ReadFile(reliabilityPath)
 	if err != nil && !os.IsNotExist(err) {
@@ -177,10 +190,10 @@ func TestReliabilityReport(t *testing.T) {
 	figures.mu.Unlock()
 	measured["fuzz"] = fuzzSection(t)
 
-	machine := machineLine()
+	machine := machineLine(raw)
 	soak := os.Getenv("MASQD_SOAK") == "1"
 	var b strings.Builder
-	var kept, fresh []string
+	var kept, fresh, dropped []string
 	for line := range strings.Lines(reliabilityTemplate) {
 		name, ok := strings.CutPrefix(strings.TrimSpace(line), "@")
 		if !ok {
@@ -189,14 +202,24 @@ func TestReliabilityReport(t *testing.T) {
 		}
 		body, ok := measured[name]
 		prev, hadPrev := previousSection(string(old), name)
+		prevRaw := ""
+		if m := rawOutputRE.FindStringSubmatch(prev); m != nil {
+			prevRaw = m[1]
+		}
 		switch {
-		case ok && hadPrev && !soak && strings.Contains(prev, "; soak sizes"):
+		case ok && hadPrev && !soak && strings.Contains(prev, "; soak sizes") && prevRaw != "":
 			// A default-size run does not replace figures measured at soak size (`just soak`).
 			body = prev
 			kept = append(kept, name)
 		case ok:
 			body = strings.TrimRight(body, "\n") + "\n\n_" + machine + "_\n"
 			fresh = append(fresh, name)
+		case hadPrev && prevRaw == "":
+			body = "_Not measured since raw outputs are kept: `just soak` measures it._\n"
+			dropped = append(dropped, name)
+		case hadPrev && prevRaw == raw:
+			t.Errorf("section %s was measured by an earlier run whose output, %s, this run replaces: run every reliability test (just reliability, or just soak)", name, raw)
+			body = prev
 		case hadPrev:
 			body = prev
 			kept = append(kept, name)
@@ -209,7 +232,7 @@ func TestReliabilityReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	abs, _ := filepath.Abs(reliabilityPath)
-	t.Logf("wrote %s: measured %v, kept %v", abs, fresh, kept)
+	t.Logf("wrote %s: measured %v, kept %v, dropped (no raw output kept) %v", abs, fresh, kept, dropped)
 }
 
 // previousSection returns section name's body from an earlier RELIABILITY.md.
@@ -227,16 +250,16 @@ func previousSection(doc, name string) (string, bool) {
 	return rest[:j], true
 }
 
-// machineLine says where and how big a run was.
-func machineLine() string {
+// machineLine says where and how big a run was, and which file keeps its raw output.
+func machineLine(raw string) string {
 	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
 	nft, _ := exec.Command("nft", "--version").Output()
 	size := "default sizes"
 	if os.Getenv("MASQD_SOAK") == "1" {
 		size = "soak sizes (MASQD_SOAK=1)"
 	}
-	return fmt.Sprintf("Measured on Linux %s, %s, %s, %d CPUs; %s.", strings.TrimSpace(string(kernel)),
-		strings.TrimSpace(string(nft)), runtime.Version(), runtime.NumCPU(), size)
+	return fmt.Sprintf("Measured on Linux %s, %s, %s, %d CPUs; %s; raw output: `%s`.", strings.TrimSpace(string(kernel)),
+		strings.TrimSpace(string(nft)), runtime.Version(), runtime.NumCPU(), size, raw)
 }
 
 // fuzzSection lists the fuzz targets, their seed corpora and the CI commands.

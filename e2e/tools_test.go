@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/masqd/masqd/internal/testenv"
 )
 
 // Seed 003's ConfigMap (TKE): the config of the status tests.
@@ -37,7 +39,8 @@ func wantStatus(t *testing.T, what string, r result, code int, want ...string) {
 
 // TestToolsStatus: masqd status against a real kernel, applied with masqd --once, then tampered with by nft.
 func TestToolsStatus(t *testing.T) {
-	requireKernel(t)
+	testenv.RequireKernel(t)
+	testenv.RequireCommand(t, "setpriv", "util-linux") // for status without CAP_NET_ADMIN
 	lab := newLab(t, labOptions{})
 	path := writeConfig(t, toolsSeed003)
 	cfgFlag := "--config=" + path
@@ -95,16 +98,12 @@ func TestToolsStatus(t *testing.T) {
 	// Cannot tell: an invalid config, or no CAP_NET_ADMIN.
 	bad := writeConfig(t, "nonMasqueradeCIDRs: [10.0.0.1/8]\n")
 	wantStatus(t, "invalid config", toolsStatus(t, lab, "--config="+bad, "--http-address="), 2, "INVALID", "write 10.0.0.0/8")
-	if _, err := exec.LookPath("setpriv"); err == nil {
-		cmd := exec.Command("ip", "netns", "exec", lab.Node.Name, "setpriv", "--bounding-set=-all", "--inh-caps=-all",
-			masqdBin, "status", cfgFlag, "--http-address=")
-		out, err := cmd.Output()
-		ee, _ := err.(*exec.ExitError)
-		if ee == nil || ee.ExitCode() != 2 || !strings.Contains(string(out), "needs CAP_NET_ADMIN") {
-			t.Errorf("status without CAP_NET_ADMIN: %v, want exit 2 and the privilege named\n%s", err, out)
-		}
-	} else {
-		t.Log("setpriv not found (util-linux): not checking status without CAP_NET_ADMIN")
+	cmd := exec.Command("ip", "netns", "exec", lab.Node.Name, "setpriv", "--bounding-set=-all", "--inh-caps=-all",
+		masqdBin, "status", cfgFlag, "--http-address=")
+	out, err := cmd.Output()
+	ee, _ := err.(*exec.ExitError)
+	if ee == nil || ee.ExitCode() != 2 || !strings.Contains(string(out), "needs CAP_NET_ADMIN") {
+		t.Errorf("status without CAP_NET_ADMIN: %v, want exit 2 and the privilege named\n%s", err, out)
 	}
 
 	// No table at all.
@@ -134,7 +133,7 @@ type toolsAddrRange struct {
 // Each destination is added to the outside namespace's lo (the node routes everything there), then a pod
 // connects to it and the echo server there says which source it saw.
 func TestToolsExplainKernel(t *testing.T) {
-	requireKernel(t)
+	testenv.RequireKernel(t)
 	lab := newLab(t, labOptions{})
 	// Seed 002 done masqd's way, with IPv6.
 	path := writeConfig(t, `nonMasqueradeCIDRs:

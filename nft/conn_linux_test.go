@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/masqd/masqd/config"
+	"github.com/masqd/masqd/internal/testenv"
 )
 
 // netns is an empty network namespace made for one test and removed after it.
@@ -21,21 +22,10 @@ type netns struct {
 }
 
 // newNetns creates a network namespace, or skips the test when that is not permitted (a failure when
-// MASQD_E2E=required, as in CI).
+// MASQD_E2E=required, as under ./test and in CI).
 func newNetns(t testing.TB) *netns {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		msg := "kernel test: needs root to create a network namespace (run `go test` as root)"
-		if os.Getenv("MASQD_E2E") == "required" {
-			t.Fatal(msg + "; MASQD_E2E=required")
-		}
-		t.Skip(msg)
-	}
-	for _, bin := range []string{"ip", "nft"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Fatalf("kernel test: %s not found: install iproute2 and nftables", bin)
-		}
-	}
+	testenv.RequireKernel(t)
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
 	name := "masqd-nft-" + hex.EncodeToString(b)

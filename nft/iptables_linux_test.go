@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/masqd/masqd/config"
+	"github.com/masqd/masqd/internal/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -71,9 +72,7 @@ func requireIPTables(t testing.TB) {
 	t.Helper()
 	for _, v := range variants {
 		for _, bin := range []string{"iptables-" + v, "iptables-" + v + "-save", "iptables-" + v + "-restore", "ip6tables-" + v + "-save"} {
-			if _, err := exec.LookPath(bin); err != nil {
-				t.Fatalf("kernel test: %s not found: install iptables (Debian's has both variants)", bin)
-			}
+			testenv.RequireCommand(t, bin, "iptables") // Debian's has both variants
 		}
 	}
 }

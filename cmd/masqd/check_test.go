@@ -2,13 +2,17 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/masqd/masqd/config"
+	"github.com/masqd/masqd/nft"
 )
 
 // TestCheckGolden checks the seeds' ConfigMaps and configs, and one file for each pitfall.
@@ -115,17 +119,90 @@ func TestCheckStdin(t *testing.T) {
 	}
 }
 
-// TestCheckFuzzish: check never panics and always ends with its summary, whatever the bytes.
+// TestCheckFuzzish: whatever the bytes, check does not panic, its summary counts its findings, and its
+// verdict is config's own. Each input is checked as a file, and as the config of a well-formed ConfigMap
+// manifest.
 func TestCheckFuzzish(t *testing.T) {
 	inputs := []string{"", "\n", "-", ":", "data", "data\n  x: 1", "kind: ConfigMap", "kind: ConfigMap\ndata:\n  config: |\n",
 		"kind: ConfigMap\ndata: [1]", "kind: ConfigMap\ndata:\n  config: !!binary aGVsbG8=", "a: &x 1\nb: *x", "\t- x",
-		"apiVersion: v1\n---\nkind: Pod", "– a", "x:# y", "config: |\n  a\n b\n", "\u00a0\u00a0x: 1"}
+		"apiVersion: v1\n---\nkind: Pod", "– a", "x:# y", "config: |\n  a\n b\n", "\u00a0\u00a0x: 1",
+		"nonMasqueradeCIDRs: [10.0.0.0/8]", "nonMasqueradeCIDRs:\n  - 10.0.0.0/8\n  - 192.168.0.0/16\nmasqLinkLocal: true\n",
+		"nonMasqueradeCIDRs: [10.0.0.1/8]", "nonMasqueradeCIDRs: []\nresyncInterval: 0s", "{}", "cidrLimit: 1\nnonMasqueradeCIDRs: [10.0.0.0/8, 11.0.0.0/8]",
+		"resyncInterval: 30s\nmasqueradeCIDRs: [10.2.0.0/16]", "NonMasqueradeCIDRS: [172.16.0.0/12]", "unknownKey: 1", "nonMasqueradeCIDRs:\n  - \n"}
 	for _, in := range inputs {
-		res := checkFile([]byte(in), config.Options{})
-		var b bytes.Buffer
-		res.write(&b, "f", randomFully)
-		if !strings.Contains(b.String(), "f: ") {
-			t.Errorf("%q: no summary:\n%s", in, b.String())
+		checkVerdict(t, in, false)
+		checkVerdict(t, configMapManifest(in), true)
+	}
+}
+
+// configMapManifest is a well-formed ip-masq-agent ConfigMap whose config is cfg.
+func configMapManifest(cfg string) string {
+	var b strings.Builder
+	b.WriteString("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ip-masq-agent\n  namespace: kube-system\ndata:\n  config: |\n")
+	for line := range strings.Lines(cfg) {
+		b.WriteString("    " + line)
+	}
+	return b.String()
+}
+
+// asAgentReads returns the config text the agent reads from the file in: in itself, or for a Kubernetes
+// manifest the string under data.config. ok is false for a manifest that holds no such string.
+func asAgentReads(in string) (text string, manifest, ok bool) {
+	var doc map[string]any
+	if yaml.Unmarshal([]byte(in), &doc) != nil {
+		return in, false, true
+	}
+	_, api := doc["apiVersion"]
+	_, kind := doc["kind"]
+	if !api && !kind {
+		return in, false, true
+	}
+	data, _ := doc["data"].(map[string]any)
+	v, has := data["config"]
+	switch v := v.(type) {
+	case string:
+		return v, true, true
+	case nil:
+		return "", true, has // config: with nothing after it is the empty file: the defaults
+	}
+	return "", true, false
+}
+
+// checkVerdict checks one file with check and compares the verdict with config.Parse's on the text the agent
+// would read. When the file is a plain config, or wrapped (configMapManifest: a ConfigMap with the right
+// kind, name and namespace), and check found no pasted-text mistake (lintText), check must accept exactly
+// what config.Parse accepts.
+func checkVerdict(t *testing.T, in string, wrapped bool) {
+	t.Helper()
+	res := checkFile([]byte(in), config.Options{})
+	var b bytes.Buffer
+	res.write(&b, "f", randomFully)
+	out := b.String()
+	errs := res.count(sevError)
+	summary := fmt.Sprintf("f: %s, %s, %s\n", plural(errs, "error"), plural(res.count(sevWarning), "warning"), plural(res.count(sevNote), "note"))
+	if !strings.Contains(out, summary) {
+		t.Errorf("%q: no summary %q:\n%s", in, summary, out)
+	}
+	text, manifest, ok := asAgentReads(in)
+	if !ok {
+		if errs == 0 {
+			t.Errorf("%q: a manifest without a config string, and check found no error:\n%s", in, out)
 		}
+		return
+	}
+	cfg, _, perr := config.Parse("", []byte(text), config.Options{}) // as check parses it: no file name
+	pasted := &checkResult{}
+	lintText(in, pasted)
+	switch {
+	case perr != nil && (errs == 0 || !strings.Contains(out, "Not applied as it is")):
+		t.Errorf("%q: config.Parse says %v, but check found no error:\n%s", in, perr, out)
+	case perr != nil:
+	case errs == 0:
+		want := nft.Compile(cfg, randomFully).String()
+		if len(res.configs) != 1 || !res.configs[0].Equal(cfg) || !strings.Contains(out, want) {
+			t.Errorf("%q: check accepted it, but not as config.Parse reads it (%+v):\n%s\nwant the ruleset\n%s", in, cfg, out, want)
+		}
+	case (wrapped || !manifest) && pasted.count(sevError) == 0 && !strings.Contains(out, "is itself a Kubernetes manifest"):
+		t.Errorf("%q: config.Parse accepts it, but check found %d errors:\n%s", in, errs, out)
 	}
 }
