@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"fmt"
+	"github.com/masqd/masqd/internal/testenv"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,7 +18,7 @@ import (
 // warning where the form is odd), a plain config, and a whole ConfigMap manifest given as the config, which
 // every entry point but check refuses (check reads manifests as manifests: that is what it is for).
 func TestSameVerdictEverywhere(t *testing.T) {
-	requireKernel(t)
+	testenv.RequireKernel(t)
 	type verdictCase struct {
 		name     string
 		data     []byte
