@@ -2,6 +2,8 @@ module github.com/masqd/masqd
 
 go 1.26.8
 
+toolchain go1.26.10
+
 require (
 	github.com/coreos/go-systemd/v22 v22.7.0
 	github.com/fsnotify/fsnotify v1.10.1

@@ -17,7 +17,7 @@ ci:
 # medians (columns per implementation, with the ratio) go to bench/; BENCHMARKS.md quotes them.
 bench:
 	mkdir -p bench
-	go test ./nft -run '^$' -bench . -benchtime 5x -count 5 | tee bench/nft.txt
+	go test ./ruleset ./nft -run '^$' -bench . -benchtime 5x -count 5 | tee bench/nft.txt
 	go test ./e2e -run '^$' -bench 'FullApply|OnePrefixChange|Connect' -count 5 -timeout 60m | tee bench/e2e.txt
 	go test ./e2e -run '^$' -bench '^BenchmarkEditToKernel$' -benchtime 1000x -count 1 | tee bench/edit.txt
 	go test ./e2e -run '^$' -bench '^BenchmarkKubeEditToKernel$' -benchtime 200x -count 1 | tee bench/kube-edit.txt

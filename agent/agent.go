@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -17,7 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/masqd/masqd/config"
-	"github.com/masqd/masqd/nft"
+	"github.com/masqd/masqd/ruleset"
 )
 
 // Settings wire an Agent. Backend, Log and Metrics are required.
@@ -26,7 +25,7 @@ type Settings struct {
 	ConfigPath    string
 	ConfigOptions config.Options
 	// NFT compiles the config to the nftables ruleset (Desired.Ruleset).
-	NFT nft.Options
+	NFT ruleset.Options
 	// Backend holds the rules in the kernel. When it is a Watcher, the agent repairs other processes'
 	// changes as they happen; otherwise at the next resync.
 	Backend Backend
@@ -60,13 +59,13 @@ type ConfigSource interface {
 	Run(ctx context.Context, changed func()) error
 	// Report tells the source what became of the config Load last returned: err is the config's or the
 	// apply's error, or nil when the kernel now holds applied.
-	Report(applied *nft.Ruleset, err error)
+	Report(applied *ruleset.Ruleset, err error)
 }
 
 // Agent keeps the kernel in step with the config. Create it with New and start it with Run, once.
 type Agent struct {
 	s     Settings
-	kicks chan string // reasons to reconcile now; buffered, so sends coalesce
+	kicks chan reason // reasons to reconcile now; buffered, so sends coalesce
 
 	// Owned by the loop goroutine.
 	desired     *Desired // from the last valid config; nil until there is one
@@ -94,16 +93,31 @@ const (
 
 // New returns an Agent; it does nothing until Run.
 func New(s Settings) *Agent {
-	return &Agent{s: s, kicks: make(chan string, 1), resync: config.DefaultResyncInterval}
+	return &Agent{s: s, kicks: make(chan reason, 1), resync: config.DefaultResyncInterval}
 }
 
 // Ready reports whether the kernel held the desired ruleset at the last apply or check.
 func (a *Agent) Ready() bool { return a.ready.Load() }
 
+// reason is why the loop reconciles, as logs say it.
+type reason string
+
+const (
+	reasonStart     reason = "start"     // the agent started
+	reasonFile      reason = "file"      // the config file changed
+	reasonConfigMap reason = "configmap" // a watched ConfigMap changed
+	reasonSIGHUP    reason = "sighup"    // SIGHUP: reload
+	reasonResync    reason = "resync"    // the resync interval passed
+	reasonRetry     reason = "retry"     // a failed apply's backoff passed
+	reasonCommit    reason = "commit"    // a commit by another process may have touched the rules
+	reasonDrift     reason = "drift"     // another process changed masqd's table
+	reasonMonitor   reason = "monitor"   // the kernel watch failed: notifications may have been lost
+)
+
 // kick asks the loop to reconcile; it never blocks, and kicks arriving while one is pending merge into it.
-func (a *Agent) kick(reason string) {
+func (a *Agent) kick(r reason) {
 	select {
-	case a.kicks <- reason:
+	case a.kicks <- r:
 	default:
 	}
 }
@@ -127,7 +141,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	g.Go(func() error { return a.watchFile(ctx) })
 	if a.s.Source != nil {
-		g.Go(func() error { return a.s.Source.Run(ctx, func() { a.kick("configmap") }) })
+		g.Go(func() error { return a.s.Source.Run(ctx, func() { a.kick(reasonConfigMap) }) })
 	}
 	if w, ok := a.s.Backend.(Watcher); ok {
 		g.Go(func() error { return a.watchKernel(ctx, w) })
@@ -138,7 +152,7 @@ func (a *Agent) Run(ctx context.Context) error {
 
 func (a *Agent) loop(ctx context.Context) error {
 	log := a.s.Log
-	a.kick("start")
+	a.kick(reasonStart)
 	resync := time.NewTimer(a.resync)
 	retry := time.NewTimer(0)
 	retry.Stop()
@@ -149,24 +163,24 @@ func (a *Agent) loop(ctx context.Context) error {
 		watchdog = t.C
 	}
 	for {
-		reason := ""
+		var why reason
 		select {
 		case <-ctx.Done():
 			log.Info("stopping; rules stay in the kernel")
 			_ = a.s.Notify.Send("STOPPING=1")
 			return nil
-		case reason = <-a.kicks:
+		case why = <-a.kicks:
 		case <-a.s.Reload:
-			reason = "sighup"
+			why = reasonSIGHUP
 		case <-resync.C:
-			reason = "resync"
+			why = reasonResync
 		case <-retry.C:
-			reason = "retry"
+			why = reasonRetry
 		case <-watchdog:
 			_ = a.s.Notify.Send("WATCHDOG=1")
 			continue
 		}
-		ok := a.reconcile(reason)
+		ok := a.reconcile(why)
 		resync.Reset(a.resync)
 		if ok {
 			a.retryDelay = 0
@@ -182,10 +196,10 @@ func (a *Agent) loop(ctx context.Context) error {
 
 // reconcile reads the config and makes the kernel hold what it asks for. It returns false when the kernel
 // could not be made to.
-func (a *Agent) reconcile(reason string) bool {
+func (a *Agent) reconcile(why reason) bool {
 	m, log := a.s.Metrics, a.s.Log
 	cfg, warnings, fromSource, err := a.load()
-	report := func(applied *nft.Ruleset, err error) {
+	report := func(applied *ruleset.Ruleset, err error) {
 		if fromSource {
 			a.s.Source.Report(applied, err)
 		}
@@ -208,7 +222,7 @@ func (a *Agent) reconcile(reason string) bool {
 		a.logWarnings(warnings)
 		cfgChanged = a.desired == nil || !a.desired.Config.Equal(cfg)
 		if cfgChanged { // a resync of an unchanged config compiles nothing
-			want := nft.Compile(cfg, a.s.NFT)
+			want := ruleset.Compile(cfg, a.s.NFT)
 			a.desiredHash = ConfigHash(want)
 			a.desired = &Desired{Config: cfg, Ruleset: want}
 			a.resync = cfg.ResyncInterval
@@ -229,7 +243,7 @@ func (a *Agent) reconcile(reason string) bool {
 		a.ready.Store(false)
 		m.Ready.Set(0)
 		m.Syncs.WithLabelValues("error").Inc()
-		log.Error("apply failed; retrying", "reason", reason, "err", err)
+		log.Error("apply failed; retrying", "reason", why, "err", err)
 		report(nil, err)
 		if drifted {
 			a.drift.Store(true)
@@ -241,18 +255,18 @@ func (a *Agent) reconcile(reason string) bool {
 	m.SetApplied(a.desiredHash)
 	a.ready.Store(true)
 	m.Ready.Set(1)
-	if change != nft.Unchanged {
+	if change != ruleset.Unchanged {
 		// A repair is a change someone else made that this one undid: one the monitor saw, or one a
 		// compare found. A refresh (the nftables sets rewritten because what the kernel held was not
 		// known) may have changed nothing.
-		if drifted || change != nft.Refreshed && (reason == "resync" || reason == "monitor" || (reason == "commit" && !cfgChanged)) {
+		if drifted || change != ruleset.Refreshed && (why == reasonResync || why == reasonMonitor || (why == reasonCommit && !cfgChanged)) {
 			m.DriftRepairs.Inc()
 		}
-		log.Info("applied", "change", change, "reason", reason, "backend", a.s.Backend.Name(),
+		log.Info("applied", "change", change, "reason", why, "backend", a.s.Backend.Name(),
 			"ipv4_intervals", len(a.desired.Ruleset.NonMasq4), "ipv6_intervals", len(a.desired.Ruleset.NonMasq6),
 			"duration", time.Since(start).Round(time.Microsecond).String())
 	} else {
-		log.Debug("kernel already in step", "reason", reason)
+		log.Debug("kernel already in step", "reason", why)
 	}
 	if a.lastCfgErr == "" {
 		report(&a.desired.Ruleset, nil)
@@ -330,19 +344,19 @@ func (a *Agent) watchKernel(ctx context.Context, w Watcher) error {
 		start := time.Now()
 		err := w.Watch(ctx, func(d Drift) {
 			if d.Suspect {
-				a.kick("commit") // compare in full; a repair counts as drift
+				a.kick(reasonCommit) // compare in full; a repair counts as drift
 				return
 			}
 			a.drift.Store(true)
 			a.s.Log.Warn("masqd's rules were changed by another process; repairing",
 				"process", d.Process, "pid", d.PID, "generation", d.Gen)
-			a.kick("drift")
+			a.kick(reasonDrift)
 		})
 		if ctx.Err() != nil {
 			return nil
 		}
 		if errors.Is(err, unix.EPERM) || errors.Is(err, os.ErrPermission) {
-			return needsNetAdmin(err)
+			return ruleset.NeedsNetAdmin(err)
 		}
 		if time.Since(start) > maxRetry {
 			delay = 0 // it had been working: a new failure starts the backoff again
@@ -350,19 +364,11 @@ func (a *Agent) watchKernel(ctx context.Context, w Watcher) error {
 		delay = min(max(2*delay, firstRetry), maxRetry)
 		a.s.Log.Warn("kernel monitor failed; subscribing again and comparing in full", "err", err, "retry_in", delay.String())
 		a.s.Backend.Forget()
-		a.kick("monitor")
+		a.kick(reasonMonitor)
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-after(delay):
 		}
 	}
-}
-
-// needsNetAdmin says what a permission error from the kernel means, unless it says so already.
-func needsNetAdmin(err error) error {
-	if strings.Contains(err.Error(), "CAP_NET_ADMIN") {
-		return err
-	}
-	return fmt.Errorf("%w: masqd needs CAP_NET_ADMIN in this network namespace", err)
 }

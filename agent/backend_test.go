@@ -18,7 +18,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"golang.org/x/sys/unix"
 
-	"github.com/masqd/masqd/nft"
+	"github.com/masqd/masqd/ruleset"
 )
 
 // fakeBackend counts calls; Verify returns verifyErrs in turn, then nil. It is no Watcher.
@@ -27,16 +27,16 @@ type fakeBackend struct {
 	applies    int
 	verifies   int
 	verifyErrs []error
-	changes    []nft.Change // what Apply returns in turn, then Unchanged
+	changes    []ruleset.Change // what Apply returns in turn, then Unchanged
 }
 
 func (f *fakeBackend) Name() string { return "fake" }
-func (f *fakeBackend) Apply(Desired) (nft.Change, error) {
+func (f *fakeBackend) Apply(Desired) (ruleset.Change, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.applies++
 	if len(f.changes) == 0 {
-		return nft.Unchanged, nil
+		return ruleset.Unchanged, nil
 	}
 	c := f.changes[0]
 	f.changes = f.changes[1:]
@@ -54,9 +54,9 @@ func (f *fakeBackend) Verify(Desired) error {
 	f.verifyErrs = f.verifyErrs[1:]
 	return err
 }
-func (f *fakeBackend) Forget()                                   {}
-func (f *fakeBackend) Counters() (v4, v6 nft.Counter, err error) { return v4, v6, nil }
-func (f *fakeBackend) Delete() error                             { return nil }
+func (f *fakeBackend) Forget()                                       {}
+func (f *fakeBackend) Counters() (v4, v6 ruleset.Counter, err error) { return v4, v6, nil }
+func (f *fakeBackend) Delete() error                                 { return nil }
 
 func (f *fakeBackend) count(n *int) int {
 	f.mu.Lock()
@@ -82,7 +82,7 @@ func testAgent(t *testing.T, b Backend, reload chan os.Signal, migrate func() ([
 	t.Helper()
 	return New(Settings{
 		ConfigPath: filepath.Join(t.TempDir(), "ip-masq-agent"), // absent: the defaults
-		NFT:        nft.Options{RandomFully: true},
+		NFT:        ruleset.Options{RandomFully: true},
 		Backend:    b,
 		Migrate:    migrate,
 		Log:        slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -221,10 +221,10 @@ func waitUntil(ctx context.Context, cond func() bool) bool {
 // counts as a drift repair only when the compare changed something.
 func TestSuspectCommit(t *testing.T) {
 	for _, tc := range []struct {
-		second  nft.Change // what the compare after the commit finds to do
+		second  ruleset.Change // what the compare after the commit finds to do
 		repairs float64
-	}{{nft.Unchanged, 0}, {nft.Updated, 1}} {
-		w := &suspectWatcher{&fakeBackend{changes: []nft.Change{nft.Rebuilt, tc.second}}}
+	}{{ruleset.Unchanged, 0}, {ruleset.Updated, 1}} {
+		w := &suspectWatcher{&fakeBackend{changes: []ruleset.Change{ruleset.Rebuilt, tc.second}}}
 		a := testAgent(t, w, nil, nil)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		done := make(chan error, 1)

@@ -21,20 +21,15 @@ import (
 	"github.com/masqd/masqd/config"
 )
 
-// Data keys read from a ConfigMap, in order of preference. "config" is the key ip-masq-agent's documentation
-// creates (kubectl create configmap --from-file=config); "ip-masq-agent" is the name its volume gives the file.
-const (
-	DataKey    = "config"
-	AltDataKey = "ip-masq-agent"
-)
-
 // ConfigMapRef names one ConfigMap.
 type ConfigMapRef struct {
 	Namespace, Name string
 }
 
 // DefaultConfigMap is the ConfigMap ip-masq-agent reads.
-var DefaultConfigMap = ConfigMapRef{Namespace: "kube-system", Name: "ip-masq-agent"}
+func DefaultConfigMap() ConfigMapRef {
+	return ConfigMapRef{Namespace: config.ConfigMapNamespace, Name: config.ConfigMapName}
+}
 
 func (r ConfigMapRef) String() string { return r.Namespace + "/" + r.Name }
 
@@ -42,7 +37,7 @@ func (r ConfigMapRef) String() string { return r.Namespace + "/" + r.Name }
 func ParseConfigMapRef(s string) (ConfigMapRef, error) {
 	ns, name, ok := strings.Cut(s, "/")
 	if !ok {
-		return ConfigMapRef{}, fmt.Errorf("configmap %q: want NAMESPACE/NAME, such as %s", s, DefaultConfigMap)
+		return ConfigMapRef{}, fmt.Errorf("configmap %q: want NAMESPACE/NAME, such as %s", s, DefaultConfigMap())
 	}
 	if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
 		return ConfigMapRef{}, fmt.Errorf("configmap %q: namespace: %s", s, strings.Join(errs, "; "))
@@ -233,23 +228,23 @@ func parseConfigMaps(refs []ConfigMapRef, objs []*corev1.ConfigMap, opts config.
 	return config.Merge(cfgs...), warnings, 0, nil
 }
 
-// configData picks the data key of a ConfigMap: DataKey, else AltDataKey. file names the ConfigMap and key
+// configData picks the data key of a ConfigMap: config.ConfigMapKey, else config.ConfigMapAltKey. file names the ConfigMap and key
 // in errors and warnings ("configmap kube-system/ip-masq-agent key config"). A ConfigMap with neither key
 // reads as an empty file (the defaults), with a warning.
 func configData(ref ConfigMapRef, cm *corev1.ConfigMap) (file string, data []byte, warnings []config.Warning) {
 	name := "configmap " + ref.String()
-	for _, key := range []string{DataKey, AltDataKey} {
+	for _, key := range []string{config.ConfigMapKey, config.ConfigMapAltKey} {
 		v, ok := cm.Data[key]
 		if !ok {
 			continue
 		}
 		file = name + " key " + key
-		if _, both := cm.Data[AltDataKey]; key == DataKey && both {
-			warnings = append(warnings, config.Warning{Source: config.Source{File: name}, Key: AltDataKey,
-				Msg: fmt.Sprintf("ignored: key %q is read when both are present; remove one", DataKey)})
+		if _, both := cm.Data[config.ConfigMapAltKey]; key == config.ConfigMapKey && both {
+			warnings = append(warnings, config.Warning{Source: config.Source{File: name}, Key: config.ConfigMapAltKey,
+				Msg: fmt.Sprintf("ignored: key %q is read when both are present; remove one", config.ConfigMapKey)})
 		}
 		return file, []byte(v), warnings
 	}
-	return name, nil, []config.Warning{{Source: config.Source{File: name}, Key: DataKey,
-		Msg: fmt.Sprintf("the ConfigMap has neither key %q nor %q; using the defaults", DataKey, AltDataKey)}}
+	return name, nil, []config.Warning{{Source: config.Source{File: name}, Key: config.ConfigMapKey,
+		Msg: fmt.Sprintf("the ConfigMap has neither key %q nor %q; using the defaults", config.ConfigMapKey, config.ConfigMapAltKey)}}
 }

@@ -19,7 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/masqd/masqd/config"
-	"github.com/masqd/masqd/nft"
+	"github.com/masqd/masqd/ruleset"
 )
 
 func TestParseConfigMapRef(t *testing.T) {
@@ -202,7 +202,7 @@ func TestConfigMapSource(t *testing.T) {
 		configMap("kube-system", "other", "9", map[string]string{"config": "nonMasqueradeCIDRs: [1.0.0.0/8]\n"}),
 	)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	s, err := NewConfigMapSource(fakeAPI{client}, []ConfigMapRef{DefaultConfigMap}, "node-1", log)
+	s, err := NewConfigMapSource(fakeAPI{client}, []ConfigMapRef{DefaultConfigMap()}, "node-1", log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,7 +249,7 @@ func TestConfigMapSource(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := nft.Compile(cfg, nft.Options{})
+	r := ruleset.Compile(cfg, ruleset.Options{})
 	s.Report(&r, nil) // applied: no news, no Event
 	s.Report(&r, nil)
 

@@ -13,7 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/masqd/masqd/nft"
+	"github.com/masqd/masqd/ruleset"
 )
 
 // EventComponent is the source component of masqd's Events; the source host is the node's name.
@@ -51,7 +51,7 @@ type event struct {
 // fixed in between. The same warning from the same node on the same ConfigMap object is one Event, whose
 // count and lastTimestamp grow. Report never blocks: Run posts the Events. Absent ConfigMaps get no
 // Events: there is nothing to attach them to.
-func (s *ConfigMapSource) Report(applied *nft.Ruleset, err error) {
+func (s *ConfigMapSource) Report(applied *ruleset.Ruleset, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	l := s.lastLoad

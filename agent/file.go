@@ -47,7 +47,7 @@ func (a *Agent) watchFile(ctx context.Context) error {
 			a.s.Log.Warn("config watch error; reloading", "err", err)
 			settle.Reset(coalesce)
 		case <-settle.C:
-			a.kick("file")
+			a.kick(reasonFile)
 		}
 	}
 }

@@ -9,7 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/masqd/masqd/config"
-	"github.com/masqd/masqd/nft"
+	"github.com/masqd/masqd/ruleset"
 )
 
 // Metrics are the agent's Prometheus metrics. Create them with NewMetrics on a registry made by the caller.
@@ -44,7 +44,7 @@ type Metrics struct {
 
 // Counters reads the masquerade rules' counters: a Backend, or an *nft.Conn.
 type Counters interface {
-	Counters() (v4, v6 nft.Counter, err error)
+	Counters() (v4, v6 ruleset.Counter, err error)
 }
 
 // NewMetrics registers the agent's metrics on reg. The masqueraded packet and byte counters are read from
@@ -98,7 +98,7 @@ func NewMetrics(reg prometheus.Registerer, c Counters) *Metrics {
 
 // SetDesired exports what a valid config asks for: the intervals of the ruleset r compiled from cfg, and
 // the CIDRs cfg writes. The ipv6 series exist only while r has IPv6.
-func (m *Metrics) SetDesired(cfg config.Config, r nft.Ruleset) {
+func (m *Metrics) SetDesired(cfg config.Config, r ruleset.Ruleset) {
 	m.CIDRs.WithLabelValues("nonMasqueradeCIDRs").Set(float64(len(cfg.NonMasqueradeCIDRs)))
 	m.CIDRs.WithLabelValues("masqueradeCIDRs").Set(float64(len(cfg.MasqueradeCIDRs)))
 	m.Intervals.WithLabelValues("ipv4").Set(float64(len(r.NonMasq4)))
@@ -124,7 +124,7 @@ func (m *Metrics) SetApplied(hash string) {
 // (random-fully, --to-ports); counters aside. Equal rulesets have equal hashes on every node, architecture
 // and masqd version that compiles them alike. It is 12 hex digits of a SHA-256, and costs about a
 // millisecond at 100,000 intervals.
-func ConfigHash(r nft.Ruleset) string {
+func ConfigHash(r ruleset.Ruleset) string {
 	h := sha256.New()
 	var buf [8]byte
 	flag := func(b bool) {
@@ -143,7 +143,7 @@ func ConfigHash(r nft.Ruleset) string {
 		binary.BigEndian.PutUint16(buf[2:4], p.Last)
 		h.Write(buf[:4])
 	}
-	for _, set := range [][]nft.Interval{r.NonMasq4, r.NonMasq6} {
+	for _, set := range [][]ruleset.Interval{r.NonMasq4, r.NonMasq6} {
 		binary.BigEndian.PutUint64(buf[:], uint64(len(set)))
 		h.Write(buf[:])
 		for _, iv := range set {
@@ -185,7 +185,7 @@ func (c counterCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.NewInvalidMetric(c.packets, err)
 		return
 	}
-	families := map[string]nft.Counter{"ipv4": v4}
+	families := map[string]ruleset.Counter{"ipv4": v4}
 	if c.ipv6.Load() {
 		families["ipv6"] = v6
 	}

@@ -8,13 +8,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/masqd/masqd/config"
-	"github.com/masqd/masqd/nft"
+	"github.com/masqd/masqd/ruleset"
 )
 
 // countersOf is a Counters with fixed counts.
-type countersOf struct{ v4, v6 nft.Counter }
+type countersOf struct{ v4, v6 ruleset.Counter }
 
-func (c countersOf) Counters() (v4, v6 nft.Counter, err error) { return c.v4, c.v6, nil }
+func (c countersOf) Counters() (v4, v6 ruleset.Counter, err error) { return c.v4, c.v6, nil }
 
 func parseConfig(t *testing.T, text string, opts config.Options) config.Config {
 	t.Helper()
@@ -29,12 +29,12 @@ func parseConfig(t *testing.T, text string, opts config.Options) config.Config {
 // ipv6 series at all (neither intervals nor counters), and turning IPv6 off removes it.
 func TestMetricsFamilies(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	m := NewMetrics(reg, countersOf{v4: nft.Counter{Packets: 3, Bytes: 180}, v6: nft.Counter{Packets: 5, Bytes: 400}})
+	m := NewMetrics(reg, countersOf{v4: ruleset.Counter{Packets: 3, Bytes: 180}, v6: ruleset.Counter{Packets: 5, Bytes: 400}})
 	names := []string{"masqd_nonmasquerade_intervals", "masqd_config_cidrs", "masqd_masqueraded_packets_total"}
 
 	// 10.0.0.0/8 and 10.1.0.0/16 are one interval; with link-local, two. 10.2.0.0/16 masqueraded splits 10/8.
 	v4only := parseConfig(t, "nonMasqueradeCIDRs: [10.0.0.0/8, 10.1.0.0/16]\nmasqueradeCIDRs: [10.2.0.0/16]\n", config.Options{})
-	m.SetDesired(v4only, nft.Compile(v4only, nft.Options{}))
+	m.SetDesired(v4only, ruleset.Compile(v4only, ruleset.Options{}))
 	want := `# HELP masqd_config_cidrs CIDRs written in the last valid config, by key (nonMasqueradeCIDRs, masqueradeCIDRs).
 # TYPE masqd_config_cidrs gauge
 masqd_config_cidrs{key="masqueradeCIDRs"} 1
@@ -51,7 +51,7 @@ masqd_nonmasquerade_intervals{family="ipv4"} 3
 	}
 
 	dual := parseConfig(t, "nonMasqueradeCIDRs: [10.0.0.0/8, 2001:db8::/32]\n", config.Options{EnableIPv6: true})
-	m.SetDesired(dual, nft.Compile(dual, nft.Options{}))
+	m.SetDesired(dual, ruleset.Compile(dual, ruleset.Options{}))
 	want = `# HELP masqd_nonmasquerade_intervals Elements (address intervals) of the desired non-masquerade set, by family; no ipv6 series without IPv6.
 # TYPE masqd_nonmasquerade_intervals gauge
 masqd_nonmasquerade_intervals{family="ipv4"} 2
@@ -65,7 +65,7 @@ masqd_masqueraded_packets_total{family="ipv6"} 5
 		t.Errorf("dual stack: %v", err)
 	}
 
-	m.SetDesired(v4only, nft.Compile(v4only, nft.Options{}))
+	m.SetDesired(v4only, ruleset.Compile(v4only, ruleset.Options{}))
 	if n := testutil.CollectAndCount(m.Intervals); n != 1 {
 		t.Errorf("IPv6 turned off: %d interval series, want 1 (ipv4)", n)
 	}
@@ -74,10 +74,10 @@ masqd_masqueraded_packets_total{family="ipv6"} 5
 // TestConfigHash: the hash depends on what the kernel is told, not on how the config wrote it; it changes
 // with any prefix or masquerade option; it is the same on every run (the literal is the default config's).
 func TestConfigHash(t *testing.T) {
-	hash := func(text string, opts nft.Options) string {
-		return ConfigHash(nft.Compile(parseConfig(t, text, config.Options{}), opts))
+	hash := func(text string, opts ruleset.Options) string {
+		return ConfigHash(ruleset.Compile(parseConfig(t, text, config.Options{}), opts))
 	}
-	rf := nft.Options{RandomFully: true}
+	rf := ruleset.Options{RandomFully: true}
 	base := hash("", rf)
 	if base != "625eeeb15ee0" {
 		t.Errorf("default config's hash = %s; a change here changes every node's masqd_config_info", base)
@@ -100,8 +100,8 @@ func TestConfigHash(t *testing.T) {
 		"one more prefix": hash("nonMasqueradeCIDRs: [10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10]\n", rf),
 		"masqLinkLocal":   hash("masqLinkLocal: true\n", rf),
 		"masqueradeCIDRs": hash("masqueradeCIDRs: [10.2.0.0/16]\n", rf),
-		"no random-fully": hash("", nft.Options{}),
-		"--to-ports":      hash("", nft.Options{RandomFully: true, ToPorts: []nft.PortRange{{First: 1024, Last: 65535}}}),
+		"no random-fully": hash("", ruleset.Options{}),
+		"--to-ports":      hash("", ruleset.Options{RandomFully: true, ToPorts: []ruleset.PortRange{{First: 1024, Last: 65535}}}),
 	}
 	seen := map[string]string{base: "the defaults"}
 	for what, h := range differ {

@@ -154,7 +154,20 @@ func (d *decoder) field(doc *document, k key, w where, raw json.RawMessage, at k
 			}
 			return d.errAt(at.valueLine(), w.name, scalarText(raw), fmt.Sprintf("must be a list of CIDRs, not %s", kind), fix)
 		}
-		var elems []json.RawMessage
+		var texts []*string // a list of strings and nulls, as nearly every one is: decoded in one call
+		if json.Unmarshal(raw, &texts) == nil {
+			lines := at.itemLines(len(texts))
+			l.items = make([]item, len(texts))
+			for i, s := range texts {
+				if s == nil {
+					l.items[i] = item{null: true, line: lines[i]}
+				} else {
+					l.items[i] = item{text: *s, line: lines[i]}
+				}
+			}
+			return nil
+		}
+		var elems []json.RawMessage // something else: item by item, to say which one
 		if err := json.Unmarshal(raw, &elems); err != nil {
 			return d.errAt(at.valueLine(), w.name, "", "not a list: "+err.Error(), "")
 		}

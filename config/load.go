@@ -61,15 +61,14 @@ func (l *Loader) Load(path string, opts Options) (Config, []Warning, error) {
 }
 
 // parse is Parse, or what Parse gave for the same path, content and options in the last Load.
-func (l *Loader) parse(path string, data []byte, opts Options) (Config, []Warning, error) {
-	sum := sha256.Sum256(data)
-	if p, ok := l.parsed[path]; ok && p.opts == opts && p.sum == sum {
+func (l *Loader) parse(path string, f content, opts Options) (Config, []Warning, error) {
+	if p, ok := l.parsed[path]; ok && p.opts == opts && p.sum == f.sum {
 		l.next[path] = p
 		return p.cfg, p.warnings, nil
 	}
-	cfg, warnings, err := Parse(path, data, opts)
+	cfg, warnings, err := parse(path, f.data, opts, true)
 	if err == nil {
-		l.next[path] = parsedFile{sum: sum, opts: opts, cfg: cfg, warnings: warnings}
+		l.next[path] = parsedFile{sum: f.sum, opts: opts, cfg: cfg, warnings: warnings}
 	}
 	return cfg, warnings, err
 }
@@ -158,10 +157,11 @@ func (l *Loader) loadDir(dir string, opts Options) (Config, []Warning, error) {
 }
 
 // readFile reads path, refusing one larger than MaxFileSize without reading more of it than that.
-func readFile(path string) ([]byte, error) {
+// The content is read into a string once (the parsed CIDRs are parts of it) and hashed as it is read.
+func readFile(path string) (content, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, readError(path, err)
+		return content{}, readError(path, err)
 	}
 	defer f.Close()
 	var size int64
@@ -169,17 +169,27 @@ func readFile(path string) ([]byte, error) {
 		size = fi.Size()
 	}
 	if size > MaxFileSize {
-		return nil, tooLarge(path, size)
+		return content{}, tooLarge(path, size)
 	}
-	data := make([]byte, 0, size+512) // one allocation for a regular file
-	data, err = readAll(io.LimitReader(f, MaxFileSize+1), data)
+	var b strings.Builder
+	b.Grow(int(size) + 512) // one allocation for a regular file
+	h := sha256.New()
+	n, err := io.Copy(&b, io.TeeReader(io.LimitReader(f, MaxFileSize+1), h))
 	if err != nil {
-		return nil, readError(path, err)
+		return content{}, readError(path, err)
 	}
-	if len(data) > MaxFileSize { // not a regular file, or one that grew
-		return nil, tooLarge(path, int64(len(data)))
+	if n > MaxFileSize { // not a regular file, or one that grew
+		return content{}, tooLarge(path, n)
 	}
-	return data, nil
+	rf := content{data: b.String()}
+	h.Sum(rf.sum[:0])
+	return rf, nil
+}
+
+// content is a config file's content and its SHA-256.
+type content struct {
+	data string
+	sum  [sha256.Size]byte
 }
 
 // tooLarge is the error for a file of size bytes, more than MaxFileSize.
@@ -187,23 +197,6 @@ func tooLarge(path string, size int64) *Error {
 	return &Error{Source: Source{File: path},
 		Msg: fmt.Sprintf("file is %d bytes, larger than masqd reads (%d MiB); nothing was applied from it", size, MaxFileSize>>20),
 		Fix: "check that --config names the config file: a million prefixes take about 25 MiB; split a larger list into several ip-masq* files of one directory"}
-}
-
-// readAll is io.ReadAll into buf.
-func readAll(r io.Reader, buf []byte) ([]byte, error) {
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			return buf, nil
-		}
-		if err != nil {
-			return buf, err
-		}
-	}
 }
 
 // readError is an *Error for a file that cannot be read. It names path once, even when err is an *fs.PathError

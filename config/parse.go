@@ -25,18 +25,18 @@ import (
 // A failure is returned as an *Error, saying where it is and how to fix it; the Config and warnings are then
 // zero. Parse does not bound the size of data: Load does, for files.
 func Parse(file string, data []byte, opts Options) (Config, []Warning, error) {
-	return parse(file, data, opts, true)
+	return parse(file, string(data), opts, true)
 }
 
 // parse is Parse; fast false makes it read every file with upstream's decoder, for the tests that hold the
 // fast reader to it.
-func parse(file string, data []byte, opts Options, fast bool) (Config, []Warning, error) {
+func parse(file string, data string, opts Options, fast bool) (Config, []Warning, error) {
 	d := &decoder{file: file}
 	b := &builder{decoder: d, cfg: Default(opts), opts: opts}
 	var doc document
 	ok := false
 	if fast {
-		doc, ok = readFast(string(data))
+		doc, ok = readFast(data)
 	}
 	if !ok {
 		defaults := make([]string, len(b.cfg.NonMasqueradeCIDRs))
@@ -44,7 +44,7 @@ func parse(file string, data []byte, opts Options, fast bool) (Config, []Warning
 			defaults[i] = c.Prefix.String()
 		}
 		var err error
-		if doc, err = d.decode(data, defaults); err != nil {
+		if doc, err = d.decode([]byte(data), defaults); err != nil {
 			return Config{}, nil, err
 		}
 	}

@@ -20,6 +20,16 @@ const (
 	MaxFileSize = 64 << 20
 )
 
+// The ConfigMap ip-masq-agent reads, kube-system/ip-masq-agent, and its data keys in order of preference:
+// "config" is the key ip-masq-agent's documentation creates (kubectl create configmap --from-file=config),
+// and the DaemonSet mounts it as DefaultPath; "ip-masq-agent" is the name its volume gives the file.
+const (
+	ConfigMapNamespace = "kube-system"
+	ConfigMapName      = "ip-masq-agent"
+	ConfigMapKey       = "config"
+	ConfigMapAltKey    = "ip-masq-agent"
+)
+
 // Options are the command-line facts that change how a file is read.
 type Options struct {
 	// NoMasqAllReservedRanges makes the default nonMasqueradeCIDRs every reserved range, not only RFC 1918.
@@ -141,4 +151,36 @@ func shorten(s string, n int) string {
 		return s
 	}
 	return strings.ToValidUTF8(s[:n], "") + "…"
+}
+
+// Location is FILE:LINE, or FILE when the line is not known, or "config" for a built-in default: where a
+// finding is, as compilers print it.
+func (s Source) Location() string {
+	switch {
+	case s.File == "":
+		return "config"
+	case s.Line <= 0:
+		return s.File
+	}
+	return fmt.Sprintf("%s:%d", s.File, s.Line)
+}
+
+// WarningLines words warnings as FILE:LINE: warning: KEY: MESSAGE, and adds one when the config file is a
+// Kubernetes manifest rather than the config inside it.
+func WarningLines(warnings []Warning) []string {
+	var lines []string
+	manifestKeys := 0
+	for _, wn := range warnings {
+		lines = append(lines, fmt.Sprintf("%s: warning: %s: %s", wn.Source.Location(), wn.Key, wn.Msg))
+		if strings.EqualFold(wn.Key, "apiVersion") || strings.EqualFold(wn.Key, "kind") {
+			manifestKeys++
+		}
+	}
+	if manifestKeys == 2 {
+		lines = append(lines, fmt.Sprintf("%s: warning: this is a Kubernetes manifest, not a config: "+
+			"ip-masq-agent and masqd read its keys as config keys, ignore them, and use the defaults; "+
+			"give --config the text under data.config, and check the manifest with masqd check",
+			warnings[0].Source.File))
+	}
+	return lines
 }

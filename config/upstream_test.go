@@ -275,8 +275,8 @@ func FuzzFastPath(f *testing.F) {
 			return
 		}
 		for _, opts := range []Options{{}, {EnableIPv6: true}} {
-			fc, fw, ferr := parse("f", data, opts, true)
-			sc, sw, serr := parse("f", data, opts, false)
+			fc, fw, ferr := parse("f", string(data), opts, true)
+			sc, sw, serr := parse("f", string(data), opts, false)
 			if d := diff(fmt.Sprint(serr), fmt.Sprint(ferr)); d != "" {
 				t.Fatalf("input %q: errors differ (-full +fast):\n%s", data, d)
 			}

@@ -7,33 +7,27 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-
 	"github.com/masqd/masqd/nft"
+	"github.com/masqd/masqd/status"
 )
 
 // agentProc is masqd running as an agent inside the lab's node namespace.
 type agentProc struct {
-	t      testing.TB
+	*daemon
 	ns     *NS
-	cmd    *exec.Cmd
 	addr   string // HTTP address inside ns
 	client *http.Client
-	mu     sync.Mutex
+	logMu  sync.Mutex
 	logs   bytes.Buffer
-	exited chan struct{}
 }
 
 type lockedWriter struct {
@@ -58,28 +52,9 @@ func startAgent(t testing.TB, ns *NS, port int, args ...string) *agentProc {
 // --log-level=debug.
 func startAgentAs(t testing.TB, ns *NS, port int, prefix []string, bin string, args ...string) *agentProc {
 	t.Helper()
-	a := &agentProc{t: t, ns: ns, addr: fmt.Sprintf("127.0.0.1:%d", port), exited: make(chan struct{})}
-	argv := append([]string{"netns", "exec", ns.Name}, prefix...)
-	argv = append(argv, bin, "--http-address="+a.addr, "--log-format=json")
-	a.cmd = exec.Command("ip", append(argv, args...)...)
-	a.cmd.Stdout = lockedWriter{&a.mu, &a.logs}
-	a.cmd.Stderr = lockedWriter{&a.mu, &a.logs}
-	if err := a.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = a.cmd.Wait(); close(a.exited) }()
-	a.client = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
-		DisableKeepAlives: true,
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			var c net.Conn
-			err := ns.Do(func() error {
-				var err error
-				c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
-				return err
-			})
-			return c, err
-		},
-	}}
+	a := &agentProc{ns: ns, addr: fmt.Sprintf("127.0.0.1:%d", port), client: nsHTTPClient(ns)}
+	argv := append(slices.Clone(prefix), bin, "--http-address="+a.addr, "--log-format=json")
+	a.daemon = runDaemon(t, ns, "masqd", lockedWriter{&a.logMu, &a.logs}, "its log is printed when the test fails", append(argv, args...)...)
 	t.Cleanup(func() {
 		a.stop(syscall.SIGTERM)
 		if t.Failed() {
@@ -90,26 +65,9 @@ func startAgentAs(t testing.TB, ns *NS, port int, prefix []string, bin string, a
 }
 
 func (a *agentProc) Logs() string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	a.logMu.Lock()
+	defer a.logMu.Unlock()
 	return a.logs.String()
-}
-
-// stop signals the agent and waits for it to exit.
-func (a *agentProc) stop(sig syscall.Signal) {
-	select {
-	case <-a.exited:
-		return
-	default:
-	}
-	_ = a.cmd.Process.Signal(sig)
-	select {
-	case <-a.exited:
-	case <-time.After(10 * time.Second):
-		_ = a.cmd.Process.Kill()
-		<-a.exited
-		a.t.Errorf("masqd did not exit within 10s of %s", sig)
-	}
 }
 
 // get returns the status code and body of an HTTP GET on the agent.
@@ -186,14 +144,13 @@ func (a *agentProc) labels(name string) map[string]string {
 }
 
 // families returns the agent's /metrics, parsed, by metric name.
-func (a *agentProc) families() map[string]*dto.MetricFamily {
+func (a *agentProc) families() status.Metrics {
 	a.t.Helper()
 	code, body, err := a.get("/metrics")
 	if err != nil || code != http.StatusOK {
 		a.t.Fatalf("GET /metrics: %d %v", code, err)
 	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(strings.NewReader(body))
+	fams, err := status.ParseMetrics([]byte(body))
 	if err != nil {
 		a.t.Fatalf("parse /metrics: %v\n%s", err, body)
 	}

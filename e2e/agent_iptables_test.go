@@ -3,20 +3,16 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"net/http"
-	"net/netip"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/masqd/masqd/config"
 	"github.com/masqd/masqd/internal/testenv"
-	"github.com/masqd/masqd/nft"
+	"github.com/masqd/masqd/iptables"
 )
 
 // iptablesChainLines are the lines of chain in `iptables-VARIANT-save -t nat` (or ip6tables with six),
@@ -39,10 +35,10 @@ func iptablesChainLines(t *testing.T, ns *NS, variant, chain string, six bool) [
 
 // wantChainLines is what iptablesChainLines shows for cfg applied by masqd with --random-fully.
 func wantChainLines(cfg config.Config, six bool) []string {
-	r := nft.CompileIPTables(cfg, nft.IPTablesOptions{RandomFully: true, RandomFullySupported: true})
-	f := nft.IPv4
+	r := iptables.CompileIPTables(cfg, iptables.IPTablesOptions{RandomFully: true, RandomFullySupported: true})
+	f := iptables.IPv4
 	if six {
-		f = nft.IPv6
+		f = iptables.IPv6
 	}
 	return append([]string{r.JumpSaveLine()}, r.SaveLines(f)...)
 }
@@ -51,7 +47,7 @@ func wantChainLines(cfg config.Config, six bool) []string {
 func waitChain(t *testing.T, ns *NS, variant string, want []string, what string) {
 	t.Helper()
 	waitFor(t, 10*time.Second, what, func() error {
-		if got := iptablesChainLines(t, ns, variant, nft.DefaultIPTablesChain, false); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		if got := iptablesChainLines(t, ns, variant, iptables.DefaultIPTablesChain, false); strings.Join(got, "\n") != strings.Join(want, "\n") {
 			return fmt.Errorf("iptables-%s-save shows:\n%s\nwant:\n%s", variant, strings.Join(got, "\n"), strings.Join(want, "\n"))
 		}
 		return nil
@@ -72,10 +68,10 @@ func TestAgentIPTablesMode(t *testing.T) {
 		cfgBefore = "nonMasqueradeCIDRs: [10.0.0.0/8]\nresyncInterval: 1s\n"
 		cfgAfter  = "nonMasqueradeCIDRs: [10.0.0.0/8, 198.51.100.0/24]\nresyncInterval: 1s\n"
 	)
-	for _, tc := range []struct{ variant, other string }{{nft.VariantNFT, nft.VariantLegacy}, {nft.VariantLegacy, nft.VariantNFT}} {
+	for _, tc := range []struct{ variant, other string }{{iptables.VariantNFT, iptables.VariantLegacy}, {iptables.VariantLegacy, iptables.VariantNFT}} {
 		t.Run(tc.variant, func(t *testing.T) {
 			lab := newLab(t, labOptions{})
-			if tc.variant == nft.VariantLegacy {
+			if tc.variant == iptables.VariantLegacy {
 				lab.Node.Run(t, "iptables-legacy", "-w", "5", "-t", "nat", "-A", "POSTROUTING", "-d", "192.0.2.99/32", "-j", "RETURN")
 			}
 			path := writeConfig(t, cfgBefore)
@@ -94,7 +90,7 @@ func TestAgentIPTablesMode(t *testing.T) {
 				}
 				return nil
 			})
-			if got := iptablesChainLines(t, lab.Node, tc.other, nft.DefaultIPTablesChain, false); len(got) != 0 {
+			if got := iptablesChainLines(t, lab.Node, tc.other, iptables.DefaultIPTablesChain, false); len(got) != 0 {
 				t.Errorf("iptables-%s holds %q, want nothing: masqd never mixes the variants", tc.other, got)
 			}
 			checkSources(t, lab, []expect{{lab.Internet, lab.NodeIP}, {lab.VPC, lab.PodIP}, {lab.Metadata, lab.PodIP}, {lab.NodeLocal, lab.PodIP}})
@@ -109,7 +105,7 @@ func TestAgentIPTablesMode(t *testing.T) {
 
 			// Drift: flushing the chain lets traffic out with the pod address until masqd puts it back.
 			repairs := a.metric("masqd_drift_repairs_total")
-			lab.Node.Run(t, "iptables-"+tc.variant, "-w", "5", "-t", "nat", "-F", nft.DefaultIPTablesChain)
+			lab.Node.Run(t, "iptables-"+tc.variant, "-w", "5", "-t", "nat", "-F", iptables.DefaultIPTablesChain)
 			waitChain(t, lab.Node, tc.variant, want, "the flushed chain repaired")
 			checkSources(t, lab, []expect{{lab.Internet, lab.NodeIP}, {lab.VPC, lab.PodIP}})
 			// The chain is back before the apply returns and counts the repair.
@@ -123,7 +119,7 @@ func TestAgentIPTablesMode(t *testing.T) {
 				t.Errorf("masqd_masqueraded_packets_total{family=\"ipv4\"} = %v, want the chain's MASQUERADE counters (≥ 1)", got)
 			}
 			a.stop(syscall.SIGTERM)
-			if got := iptablesChainLines(t, lab.Node, tc.variant, nft.DefaultIPTablesChain, false); len(got) == 0 {
+			if got := iptablesChainLines(t, lab.Node, tc.variant, iptables.DefaultIPTablesChain, false); len(got) == 0 {
 				t.Errorf("the chain went with the agent; it must stay in the kernel")
 			}
 
@@ -158,22 +154,10 @@ func TestAgentIPTablesMode(t *testing.T) {
 func TestAgentMigrationUnderTraffic(t *testing.T) {
 	testenv.RequireKernel(t)
 	requireIPTables(t)
-	for _, variant := range []string{nft.VariantLegacy, nft.VariantNFT} {
+	for _, variant := range []string{iptables.VariantLegacy, iptables.VariantNFT} {
 		t.Run(variant, func(t *testing.T) {
-			lab := newLab(t, labOptions{})
-			installOldAgent(t, lab, variant)
-			checkSources(t, lab, []expect{{lab.Internet, lab.NodeIP}, {lab.Internet6, lab.NodeIP6}, {lab.VPC, lab.PodIP}})
-
-			ctx, stop := context.WithCancel(context.Background())
-			var sent atomic.Int64
-			var wg sync.WaitGroup
-			probers := make([]*prober, 2)
-			for i, dst := range []netip.Addr{lab.Internet, lab.Internet6} {
-				wg.Go(func() { probers[i] = runProber(ctx, lab, dst, &sent) })
-			}
-			defer func() { stop(); wg.Wait() }()
-			waitProbes(t, &sent, 60)
-
+			m := startMigration(t, variant)
+			lab := m.lab
 			a := startAgent(t, lab.Node, 9745, "--config=/nonexistent/ip-masq-agent", "--enable-ipv6")
 			a.waitStatus("/readyz", http.StatusOK)
 			waitFor(t, 10*time.Second, "the old chains removed", func() error {
@@ -184,17 +168,7 @@ func TestAgentMigrationUnderTraffic(t *testing.T) {
 				}
 				return nil
 			})
-			waitProbes(t, &sent, 60)
-			stop()
-			wg.Wait()
-
-			for i, fam := range []string{"IPv4", "IPv6"} {
-				p := probers[i]
-				t.Logf("%s: %d probes, %d seen with the pod address, %d failed", fam, p.total, p.podIP, p.failed)
-				if p.podIP != 0 || p.failed != 0 {
-					t.Errorf("%s: %d of %d probes left with the pod address and %d failed (first: %v)", fam, p.podIP, p.total, p.failed, p.firstErr)
-				}
-			}
+			m.finish(t)
 			// The agent logs the removals once all are done, which can be after iptables-save shows them.
 			var logs string
 			waitFor(t, 10*time.Second, "the agent's log of the removals", func() error {
@@ -208,10 +182,6 @@ func TestAgentMigrationUnderTraffic(t *testing.T) {
 			})
 			if applied, removed := strings.Index(logs, `"msg":"applied"`), strings.Index(logs, `"removed":`); applied < 0 || applied > removed {
 				t.Errorf("the old chains were removed before masqd's rules were applied:\n%s", logs)
-			}
-			noAgentChains(t, lab.Node)
-			if tables := nftRuleTables(t, lab.Node); len(tables) != 1 || tables["inet "+nft.TableName] != 2 {
-				t.Errorf("nftables rules by table: %v, want only masqd's 2 rules", tables)
 			}
 			checkSources(t, lab, []expect{{lab.Internet, lab.NodeIP}, {lab.Internet6, lab.NodeIP6}, {lab.VPC, lab.PodIP}})
 		})

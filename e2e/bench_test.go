@@ -25,6 +25,7 @@ import (
 	"github.com/masqd/masqd/config"
 	"github.com/masqd/masqd/internal/testenv"
 	"github.com/masqd/masqd/nft"
+	"github.com/masqd/masqd/ruleset"
 )
 
 // Benchmarks comparing masqd with "the iptables way": what ip-masq-agent does on every sync, an
@@ -64,8 +65,8 @@ func newBenchInput(v4, v6 []netip.Prefix) benchInput {
 	return benchInput{v4, v6, cfg}
 }
 
-func (in benchInput) compile() nft.Ruleset {
-	return nft.Compile(in.cfg, nft.Options{RandomFully: true})
+func (in benchInput) compile() ruleset.Ruleset {
+	return ruleset.Compile(in.cfg, ruleset.Options{RandomFully: true})
 }
 
 // ipMasqAgentPayload is the iptables-restore input ip-masq-agent writes for prefixes: the chain flushed
@@ -251,12 +252,12 @@ func benchKernelFloor(b *testing.B, base benchInput, extra netip.Prefix) {
 	}
 	defer nc.CloseLasting()
 	set := &nftables.Set{
-		Table:    &nftables.Table{Name: nft.TableName, Family: nftables.TableFamilyINet},
-		Name:     nft.Set4Name,
+		Table:    &nftables.Table{Name: ruleset.TableName, Family: nftables.TableFamilyINet},
+		Name:     ruleset.Set4Name,
 		KeyType:  nftables.TypeIPAddr,
 		Interval: true,
 	}
-	end := nft.PrefixInterval(extra).Last().Next()
+	end := ruleset.PrefixInterval(extra).Last().Next()
 	elems := []nftables.SetElement{{Key: extra.Addr().AsSlice()}, {Key: end.AsSlice(), IntervalEnd: true}}
 	i := 0
 	for b.Loop() {
@@ -287,7 +288,7 @@ func benchKernelFloor(b *testing.B, base benchInput, extra netip.Prefix) {
 		b.Fatal(err)
 	}
 	if !slices.ContainsFunc(got, func(e nftables.SetElement) bool { return !e.IntervalEnd && bytes.Equal(e.Key, extra.Addr().AsSlice()) }) {
-		b.Fatalf("%s is not in set %s after the edits", extra, nft.Set4Name)
+		b.Fatalf("%s is not in set %s after the edits", extra, ruleset.Set4Name)
 	}
 }
 

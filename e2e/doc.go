@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package e2e holds masqd's kernel tests. It has no non-test code.
 //
 // Each test builds a throwaway lab of three network namespaces (pod, node, outside) joined by veth pairs, with

@@ -10,14 +10,18 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/masqd/masqd/config"
 	"github.com/masqd/masqd/internal/testenv"
+	"github.com/masqd/masqd/iptables"
 	"github.com/masqd/masqd/nft"
-	"golang.org/x/sys/unix"
+	"github.com/masqd/masqd/ruleset"
 )
 
 // nsPath is the pin file of a lab namespace, as the nft package's iptables API takes it.
@@ -52,10 +56,10 @@ type backend struct {
 	variant string // "" for nftables
 }
 
-var allBackends = []backend{{"iptables-nft", nft.VariantNFT}, {"iptables-legacy", nft.VariantLegacy}, {"nftables", ""}}
+var allBackends = []backend{{"iptables-nft", iptables.VariantNFT}, {"iptables-legacy", iptables.VariantLegacy}, {"nftables", ""}}
 
 // apply puts cfg's rules in the node with random-fully, and returns a function that removes them.
-func (b backend) apply(t *testing.T, lab *Lab, cfg config.Config, ports []nft.PortRange) (remove func()) {
+func (b backend) apply(t *testing.T, lab *Lab, cfg config.Config, ports []ruleset.PortRange) (remove func()) {
 	t.Helper()
 	if b.variant == "" {
 		f, err := lab.Node.Open()
@@ -63,7 +67,7 @@ func (b backend) apply(t *testing.T, lab *Lab, cfg config.Config, ports []nft.Po
 			t.Fatal(err)
 		}
 		c := nft.NewConn(int(f.Fd()))
-		want := nft.Compile(cfg, nft.Options{RandomFully: true, ToPorts: ports})
+		want := ruleset.Compile(cfg, ruleset.Options{RandomFully: true, ToPorts: ports})
 		if _, err := c.Apply(want); err != nil {
 			t.Fatalf("nftables apply: %v", err)
 		}
@@ -75,8 +79,8 @@ func (b backend) apply(t *testing.T, lab *Lab, cfg config.Config, ports []nft.Po
 			}
 		}
 	}
-	want := nft.CompileIPTables(cfg, nft.IPTablesOptions{RandomFully: true, RandomFullySupported: true, ToPorts: ports})
-	ipt, err := nft.NewIPTables(b.variant, want.Chain, nsPath(lab.Node))
+	want := iptables.CompileIPTables(cfg, iptables.IPTablesOptions{RandomFully: true, RandomFullySupported: true, ToPorts: ports})
+	ipt, err := iptables.NewIPTables(b.variant, want.Chain, nsPath(lab.Node))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,5 +240,54 @@ func noAgentChains(t *testing.T, ns *NS) {
 		if out := ns.Run(t, bin); strings.Contains(out, "IP-MASQ") {
 			t.Errorf("%s still shows an IP-MASQ chain:\n%s", bin, out)
 		}
+	}
+}
+
+// migration is a node running ip-masq-agent's chains (IPv4 and IPv6) in one iptables variant, with the pod
+// opening new flows to the internet over both families throughout: the stage on which masqd takes over.
+type migration struct {
+	lab     *Lab
+	sent    atomic.Int64
+	probers []*prober
+	stop    context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+// startMigration sets the stage and returns once 60 probes have gone through ip-masq-agent's rules.
+func startMigration(t *testing.T, variant string) *migration {
+	t.Helper()
+	m := &migration{lab: newLab(t, labOptions{}), probers: make([]*prober, 2)}
+	installOldAgent(t, m.lab, variant)
+	checkSources(t, m.lab, []expect{{m.lab.Internet, m.lab.NodeIP}, {m.lab.Internet6, m.lab.NodeIP6}, {m.lab.VPC, m.lab.PodIP}})
+	var ctx context.Context
+	ctx, m.stop = context.WithCancel(context.Background())
+	for i, dst := range []netip.Addr{m.lab.Internet, m.lab.Internet6} {
+		m.wg.Go(func() { m.probers[i] = runProber(ctx, m.lab, dst, &m.sent) })
+	}
+	t.Cleanup(func() { m.stop(); m.wg.Wait() })
+	m.waitProbes(t)
+	return m
+}
+
+// waitProbes waits for 60 more probes.
+func (m *migration) waitProbes(t *testing.T) { waitProbes(t, &m.sent, 60) }
+
+// finish stops the probes and checks the outcome: no probe left with the pod's address or failed, no
+// ip-masq-agent chain is left, and only masqd's two rules are in nftables.
+func (m *migration) finish(t *testing.T) {
+	t.Helper()
+	m.waitProbes(t)
+	m.stop()
+	m.wg.Wait()
+	for i, fam := range []string{"IPv4", "IPv6"} {
+		p := m.probers[i]
+		t.Logf("%s: %d probes, %d seen with the pod address, %d failed", fam, p.total, p.podIP, p.failed)
+		if p.podIP != 0 || p.failed != 0 {
+			t.Errorf("%s: %d of %d probes left with the pod address and %d failed (first: %v)", fam, p.podIP, p.total, p.failed, p.firstErr)
+		}
+	}
+	noAgentChains(t, m.lab.Node)
+	if tables := nftRuleTables(t, m.lab.Node); len(tables) != 1 || tables["inet "+ruleset.TableName] != 2 {
+		t.Errorf("nftables rules by table: %v, want only masqd's 2 rules", tables)
 	}
 }

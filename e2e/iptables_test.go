@@ -4,18 +4,16 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"math"
-	"net/netip"
 	"os/exec"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/masqd/masqd/config"
 	"github.com/masqd/masqd/internal/testenv"
+	"github.com/masqd/masqd/iptables"
 	"github.com/masqd/masqd/nft"
+	"github.com/masqd/masqd/ruleset"
 )
 
 // TestIPTablesScenarios runs the core packet scenarios with ip-masq-agent's chain through iptables-nft
@@ -109,22 +107,10 @@ func installOldAgent(t *testing.T, lab *Lab, variant string) {
 func TestMigrationUnderTraffic(t *testing.T) {
 	testenv.RequireKernel(t)
 	requireIPTables(t)
-	for _, variant := range []string{nft.VariantLegacy, nft.VariantNFT} {
+	for _, variant := range []string{iptables.VariantLegacy, iptables.VariantNFT} {
 		t.Run(variant, func(t *testing.T) {
-			lab := newLab(t, labOptions{})
-			installOldAgent(t, lab, variant)
-			checkSources(t, lab, []expect{{lab.Internet, lab.NodeIP}, {lab.Internet6, lab.NodeIP6}, {lab.VPC, lab.PodIP}})
-
-			ctx, stop := context.WithCancel(context.Background())
-			var sent atomic.Int64
-			var wg sync.WaitGroup
-			probers := make([]*prober, 2)
-			for i, dst := range []netip.Addr{lab.Internet, lab.Internet6} {
-				wg.Go(func() { probers[i] = runProber(ctx, lab, dst, &sent) })
-			}
-			defer func() { stop(); wg.Wait() }()
-			waitProbes(t, &sent, 60)
-
+			m := startMigration(t, variant)
+			lab := m.lab
 			// masqd's own rules, live and verified, before anything of the old agent goes.
 			f, err := lab.Node.Open()
 			if err != nil {
@@ -133,16 +119,16 @@ func TestMigrationUnderTraffic(t *testing.T) {
 			defer f.Close()
 			conn := nft.NewConn(int(f.Fd()))
 			defer conn.Close()
-			want := nft.Compile(config.Default(config.Options{EnableIPv6: true}), nft.Options{RandomFully: true})
+			want := ruleset.Compile(config.Default(config.Options{EnableIPv6: true}), ruleset.Options{RandomFully: true})
 			if _, err := conn.Apply(want); err != nil {
 				t.Fatal(err)
 			}
 			if have, present, err := conn.Read(); err != nil || !present || !have.SameRules(want) {
 				t.Fatalf("masqd's table not verified: present %t, %v", present, err)
 			}
-			waitProbes(t, &sent, 60)
+			m.waitProbes(t)
 
-			removed, err := nft.RemoveOldAgentChains(nsPath(lab.Node), nil, nil)
+			removed, err := iptables.RemoveOldAgentChains(nsPath(lab.Node), nil, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -150,21 +136,7 @@ func TestMigrationUnderTraffic(t *testing.T) {
 			if !slices.Equal(removed, wantRemoved) {
 				t.Errorf("removed %q, want %q", removed, wantRemoved)
 			}
-			waitProbes(t, &sent, 60)
-			stop()
-			wg.Wait()
-
-			for i, fam := range []string{"IPv4", "IPv6"} {
-				p := probers[i]
-				t.Logf("%s: %d probes, %d seen with the pod address, %d failed", fam, p.total, p.podIP, p.failed)
-				if p.podIP != 0 || p.failed != 0 {
-					t.Errorf("%s: %d of %d probes left with the pod address and %d failed (first: %v)", fam, p.podIP, p.total, p.failed, p.firstErr)
-				}
-			}
-			noAgentChains(t, lab.Node)
-			if tables := nftRuleTables(t, lab.Node); len(tables) != 1 || tables["inet "+nft.TableName] != 2 {
-				t.Errorf("nftables rules by table: %v, want only masqd's 2 rules", tables)
-			}
+			m.finish(t)
 			checkSources(t, lab, []expect{{lab.Internet, lab.NodeIP}, {lab.Internet6, lab.NodeIP6}, {lab.VPC, lab.PodIP}})
 		})
 	}
@@ -177,7 +149,7 @@ func TestToPortsDistribution(t *testing.T) {
 	testenv.RequireKernel(t)
 	requireIPTables(t)
 	lab := newLab(t, labOptions{})
-	ranges := []nft.PortRange{{First: 10000, Last: 10999}, {First: 20000, Last: 22999}}
+	ranges := []ruleset.PortRange{{First: 10000, Last: 10999}, {First: 20000, Last: 22999}}
 	const flows = 1000
 	for _, b := range allBackends {
 		t.Run(b.name, func(t *testing.T) {
@@ -194,7 +166,7 @@ func TestToPortsDistribution(t *testing.T) {
 				if s.Addr() != lab.NodeIP {
 					t.Fatalf("flow from %s, want the node address %s", s, lab.NodeIP)
 				}
-				i := slices.IndexFunc(ranges, func(r nft.PortRange) bool { return s.Port() >= r.First && s.Port() <= r.Last })
+				i := slices.IndexFunc(ranges, func(r ruleset.PortRange) bool { return s.Port() >= r.First && s.Port() <= r.Last })
 				if i < 0 {
 					t.Fatalf("flow from port %d, outside %v", s.Port(), ranges)
 				}

@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -325,40 +326,45 @@ func nsHTTPClient(ns *NS) *http.Client {
 	return &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, DialContext: nsDialer(ns)}}
 }
 
-// daemon is a long-running process inside a namespace, its output in a log file.
+// daemon is a long-running process inside a namespace: masqd's agent, etcd, kube-apiserver.
 type daemon struct {
 	t      testing.TB
 	name   string
 	cmd    *exec.Cmd
-	log    *os.File
 	exited chan struct{}
 	mu     sync.Mutex
 	err    error // how it exited, once it has
 }
 
-// startDaemon runs `ip netns exec NS bin args...` (ip execs bin, so the process is bin itself) with its
-// output appended to logPath. The caller stops it.
+// runDaemon runs `ip netns exec NS argv...` (ip execs argv[0], so the process is that command itself) with
+// its output written to out, which where names in the exit error. The caller stops it.
+func runDaemon(t testing.TB, ns *NS, name string, out io.Writer, where string, argv ...string) *daemon {
+	t.Helper()
+	d := &daemon{t: t, name: name, exited: make(chan struct{})}
+	d.cmd = exec.Command("ip", append([]string{"netns", "exec", ns.Name}, argv...)...)
+	d.cmd.Stdout, d.cmd.Stderr = out, out
+	if err := d.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	go func() {
+		err := d.cmd.Wait()
+		d.mu.Lock()
+		d.err = fmt.Errorf("%s exited: %v (%s)", name, err, where)
+		d.mu.Unlock()
+		close(d.exited)
+	}()
+	return d
+}
+
+// startDaemon runs `ip netns exec NS bin args...` with its output appended to logPath. The caller stops it.
 func startDaemon(t testing.TB, ns *NS, name, logPath, bin string, args ...string) *daemon {
 	t.Helper()
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &daemon{t: t, name: name, log: f, exited: make(chan struct{})}
-	d.cmd = exec.Command("ip", append([]string{"netns", "exec", ns.Name, bin}, args...)...)
-	d.cmd.Stdout, d.cmd.Stderr = f, f
-	if err := d.cmd.Start(); err != nil {
-		f.Close()
-		t.Fatalf("start %s: %v", name, err)
-	}
-	go func() {
-		err := d.cmd.Wait()
-		d.mu.Lock()
-		d.err = fmt.Errorf("%s exited: %v (log: %s)", name, err, logPath)
-		d.mu.Unlock()
-		f.Close()
-		close(d.exited)
-	}()
+	d := runDaemon(t, ns, name, f, "log: "+logPath, append([]string{bin}, args...)...)
+	go func() { <-d.exited; f.Close() }()
 	return d
 }
 

@@ -18,7 +18,7 @@ import (
 
 	"github.com/masqd/masqd/agent"
 	"github.com/masqd/masqd/config"
-	"github.com/masqd/masqd/nft"
+	"github.com/masqd/masqd/ruleset"
 )
 
 // The Prometheus Operator's objects, as far as deploy/monitoring uses them. Decoding is strict: a field
@@ -213,7 +213,7 @@ func masqdMetricNames(t *testing.T) map[string]bool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := nft.Compile(cfg, nft.Options{})
+	r := ruleset.Compile(cfg, ruleset.Options{})
 	m.SetDesired(cfg, r)
 	m.SetApplied(agent.ConfigHash(r))
 	m.SyncDuration.Observe(0.001)
@@ -234,4 +234,4 @@ func masqdMetricNames(t *testing.T) map[string]bool {
 // countersStub is an agent.Counters with no traffic.
 type countersStub struct{}
 
-func (countersStub) Counters() (v4, v6 nft.Counter, err error) { return v4, v6, nil }
+func (countersStub) Counters() (v4, v6 ruleset.Counter, err error) { return v4, v6, nil }

@@ -39,7 +39,8 @@ const hostileEventsChecked = 5
 func TestReliabilityHostileConfigMap(t *testing.T) {
 	testenv.RequireKernel(t)
 	bins := kubeTools(t)
-	t.Setenv("GOMEMLIMIT", "128MiB") // as the DaemonSet sets it; the agent inherits the environment
+	memLimit := daemonSetGOMEMLIMIT(t)
+	t.Setenv("GOMEMLIMIT", memLimit) // as the DaemonSet sets it; the agent inherits the environment
 	t.Setenv("NODE_NAME", "e2e-node")
 	lab := newLab(t, labOptions{})
 	cp := startControlPlane(t, lab.Node, bins, lab.NodeIP.String())
@@ -153,8 +154,8 @@ func TestReliabilityHostileConfigMap(t *testing.T) {
 	waitKernel(t, lab, "a good config after the hostile ones", dryRun(t, writeConfig(t, cfgWithNetDocs)))
 
 	var b strings.Builder
-	fmt.Fprintf(&b, "The agent watched `kube-system/ip-masq-agent` through a real kube-apiserver (as the DaemonSet's ServiceAccount, with the RBAC of `deploy/kubernetes`, GOMEMLIMIT=128MiB) while the hostile inputs that are file content were written one by one into the ConfigMap's `config` key (protobuf, so that bytes such as invalid UTF-8 arrive as they are), the good config restored in between. **%d went through**, up to %d bytes, each stored unaltered: every one was logged with its error, naming `configmap kube-system/ip-masq-agent key config`, `masqd_config_valid` went to 0 and back to 1, the agent stayed alive, healthy and ready, made no commit, and `nft list ruleset` was unchanged; the first %d also gave a Warning `InvalidConfig` Event with the error (client-go's recorder then rate-limits and combines Events per object, so the log line is the record). Peak RSS (VmHWM): **%s** (bound: the DaemonSet's memory limit, %s). A good edit then reached the kernel.\n\n",
-		sent, largest, hostileEventsChecked, inMiB(rss), inMiB(agentRSSBound))
+	fmt.Fprintf(&b, "The agent watched `kube-system/ip-masq-agent` through a real kube-apiserver (as the DaemonSet's ServiceAccount, with the RBAC of `deploy/kubernetes`, GOMEMLIMIT=%s) while the hostile inputs that are file content were written one by one into the ConfigMap's `config` key (protobuf, so that bytes such as invalid UTF-8 arrive as they are), the good config restored in between. **%d went through**, up to %d bytes, each stored unaltered: every one was logged with its error, naming `configmap kube-system/ip-masq-agent key config`, `masqd_config_valid` went to 0 and back to 1, the agent stayed alive, healthy and ready, made no commit, and `nft list ruleset` was unchanged; the first %d also gave a Warning `InvalidConfig` Event with the error (client-go's recorder then rate-limits and combines Events per object, so the log line is the record). Peak RSS (VmHWM): **%s** (bound: the DaemonSet's memory limit, %s). A good edit then reached the kernel.\n\n",
+		memLimit, sent, largest, hostileEventsChecked, inMiB(rss), inMiB(agentRSSBound))
 	fmt.Fprintf(&b, "What cannot go through a ConfigMap, and why:\n\n")
 	for _, reason := range slices.Sorted(maps.Keys(refusals)) {
 		fmt.Fprintf(&b, "- refused by the apiserver, %s: %s — masqd never sees it\n", reason, strings.Join(refusals[reason], "; "))

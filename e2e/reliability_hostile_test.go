@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,16 +19,30 @@ import (
 )
 
 // Memory bounds for hostile input, chosen from measurements with margin (RELIABILITY.md has the measured
-// peaks). masqd's own baseline is about 35 MiB (the binary links client-go); the most expensive input that fits
-// in the 1 MiB a file may hold is a dense list of about 100,000 CIDRs, parsed in full before cidrLimit is
-// checked.
+// peaks). masqd's own baseline is about 35 MiB (the binary links client-go).
 const (
 	onceRSSBound = 128 << 20 // masqd --once, any single input
 	// agentRSSBound is the DaemonSet's memory limit (deploy/kubernetes/base: limits.memory 128Mi, with
-	// GOMEMLIMIT set from it): the agent must get through every input in turn without being OOM-killed.
+	// the GOMEMLIMIT of daemonSetGOMEMLIMIT): the agent must get through every input in turn without being
+	// OOM-killed.
 	agentRSSBound = 128 << 20
 	stderrBound   = 4 << 10 // an error is a sentence or two, whatever the input
 )
+
+// daemonSetGOMEMLIMIT is the GOMEMLIMIT the DaemonSet of deploy/kubernetes/base gives masqd, which the
+// agent tests set as it does.
+func daemonSetGOMEMLIMIT(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("../deploy/kubernetes/base/daemonset.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`- name: GOMEMLIMIT\n\s+value: (\S+)\n`).FindSubmatch(b)
+	if m == nil {
+		t.Fatal("deploy/kubernetes/base/daemonset.yaml sets no GOMEMLIMIT value")
+	}
+	return string(m[1])
+}
 
 // hostileInput is one bad config: how to put it at a path, and a substring its error must contain.
 type hostileInput struct {
@@ -292,7 +307,8 @@ func countGenerated(inputs []hostileInput) int {
 // for the Kubernetes suite, issue 4.)
 func TestReliabilityHostileAgent(t *testing.T) {
 	testenv.RequireKernel(t)
-	t.Setenv("GOMEMLIMIT", "128MiB") // as the DaemonSet sets it; the agent inherits the environment
+	memLimit := daemonSetGOMEMLIMIT(t)
+	t.Setenv("GOMEMLIMIT", memLimit) // as the DaemonSet sets it; the agent inherits the environment
 	lab := newLab(t, labOptions{})
 	path := filepath.Join(t.TempDir(), "ip-masq-agent")
 	mustWrite(t, path, cfgVPCOnly)
@@ -331,8 +347,8 @@ func TestReliabilityHostileAgent(t *testing.T) {
 		return nil
 	})
 	rss := checkSurvived(t, lab, a, w, before, "the config")
-	reportFigures(t, "hostile-agent", fmt.Sprintf("The same inputs, those that are a single file (%d), put one by one at the running agent's config path (rename; hard or symbolic link for the generated ones), the good config restored in between: each was logged with its error, `masqd_config_valid` went to 0 and back to 1, the agent stayed alive, healthy and ready, and made no commit. Then a valid 1 MiB file of unknown keys (the most expensive valid input: a warning each). With GOMEMLIMIT=128MiB as in the DaemonSet, the agent's peak RSS (VmHWM): **%s** after the hostile inputs, **%s** after the unknown keys too (bound: the DaemonSet's memory limit, %s). The same inputs through the ConfigMap: next section.\n",
-		tried, inMiB(hostileRSS), inMiB(rss), inMiB(agentRSSBound)))
+	reportFigures(t, "hostile-agent", fmt.Sprintf("The same inputs, those that are a single file (%d), put one by one at the running agent's config path (rename; hard or symbolic link for the generated ones), the good config restored in between: each was logged with its error, `masqd_config_valid` went to 0 and back to 1, the agent stayed alive, healthy and ready, and made no commit. Then a valid 1 MiB file of unknown keys (the most expensive valid input: a warning each). With GOMEMLIMIT=%s as in the DaemonSet, the agent's peak RSS (VmHWM): **%s** after the hostile inputs, **%s** after the unknown keys too (bound: the DaemonSet's memory limit, %s). The same inputs through the ConfigMap: next section.\n",
+		tried, memLimit, inMiB(hostileRSS), inMiB(rss), inMiB(agentRSSBound)))
 }
 
 // agentConfigErrors returns the errors of the agent's "invalid config" log lines, in order.

@@ -152,7 +152,7 @@ Fixed (each has the test that found it):
 Open:
 
 9. **The DaemonSet's memory limit leaves little room** (no failing test: the bound holds). With
-   GOMEMLIMIT=128MiB the agent's peak (VmHWM, which is the process's own) over the hostile inputs and a 1 MiB
+   GOMEMLIMIT as in the DaemonSet (100MiB) the agent's peak (VmHWM, which is the process's own) over the hostile inputs and a 1 MiB
    file of unknown keys is in the figures above, against a 128Mi limit. Fix 5 lowers the peak; re-measure
    before changing the limit.
 10. **Not for masqd: two sets swapped in one transaction are not atomic** (TestReliabilityFlipKernel with

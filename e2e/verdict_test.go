@@ -4,12 +4,13 @@ package e2e
 
 import (
 	"fmt"
-	"github.com/masqd/masqd/internal/testenv"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/masqd/masqd/internal/testenv"
 )
 
 // TestSameVerdictEverywhere: the same bytes get the same verdict from every entry point: `masqd --dry-run`,

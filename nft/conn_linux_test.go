@@ -1,38 +1,29 @@
 package nft
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net/netip"
-	"os"
-	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/masqd/masqd/config"
 	"github.com/masqd/masqd/internal/testenv"
+	"github.com/masqd/masqd/ruleset"
 )
 
-// netns is an empty network namespace made for one test and removed after it.
+// netns is an empty network namespace made for one test and removed after it, with a Conn into it.
 type netns struct {
+	*testenv.NS
 	name string
 	conn *Conn
 }
 
-// newNetns creates a network namespace, or skips the test when that is not permitted (a failure when
-// MASQD_E2E=required, as under ./test and in CI).
+// newNetns creates a network namespace (testenv.NewNS: a failure under MASQD_E2E=required when it may not).
 func newNetns(t testing.TB) *netns {
 	t.Helper()
-	testenv.RequireKernel(t)
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	name := "masqd-nft-" + hex.EncodeToString(b)
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add %s: %v: %s", name, err, out)
-	}
-	f, err := os.Open("/run/netns/" + name)
+	ns := testenv.NewNS(t, "nft")
+	f, err := ns.Open()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,34 +31,22 @@ func newNetns(t testing.TB) *netns {
 	t.Cleanup(func() {
 		conn.Close()
 		f.Close()
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v: %s", name, err, out)
-		}
 	})
-	return &netns{name: name, conn: conn}
+	return &netns{NS: ns, name: ns.Name, conn: conn}
 }
 
 // nft runs the nft command inside the namespace.
 func (n *netns) nft(t testing.TB, args ...string) string {
 	t.Helper()
-	out, err := exec.Command("ip", append([]string{"netns", "exec", n.name, "nft"}, args...)...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("nft %s: %v: %s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
+	return n.Run(t, append([]string{"nft"}, args...)...)
 }
 
-func cidrs(ss ...string) []config.CIDR {
-	var out []config.CIDR
-	for _, s := range ss {
-		out = append(out, config.CIDR{Prefix: netip.MustParsePrefix(s)})
-	}
-	return out
-}
+// cidrs is testenv.CIDRs.
+var cidrs = testenv.CIDRs
 
 var rfc1918 = cidrs("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
 
-func mustApply(t *testing.T, c *Conn, r Ruleset, want Change) {
+func mustApply(t *testing.T, c *Conn, r ruleset.Ruleset, want ruleset.Change) {
 	t.Helper()
 	got, err := c.Apply(r)
 	if err != nil {
@@ -80,7 +59,7 @@ func mustApply(t *testing.T, c *Conn, r Ruleset, want Change) {
 
 // checkKernel asserts that the kernel holds want: nft's own listing is want's text, and reading the table back
 // gives the same rules.
-func checkKernel(t *testing.T, n *netns, want Ruleset) {
+func checkKernel(t *testing.T, n *netns, want ruleset.Ruleset) {
 	t.Helper()
 	have, present, err := n.conn.Read()
 	if err != nil || !present {
@@ -89,7 +68,7 @@ func checkKernel(t *testing.T, n *netns, want Ruleset) {
 	if !have.SameRules(want) {
 		t.Fatalf("kernel holds\n%s\nforeign %q\nwant\n%s", have, have.Foreign, want)
 	}
-	listed := n.nft(t, "list", "table", "inet", TableName)
+	listed := n.nft(t, "list", "table", "inet", ruleset.TableName)
 	if text := have.String(); listed != text {
 		t.Fatalf("nft list table differs from the read-back rendering:\n--- nft\n%s\n--- masqd\n%s", listed, text)
 	}
@@ -113,35 +92,35 @@ func TestApplyReadRoundTrip(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			n := newNetns(t)
-			want := Compile(cfg, Options{RandomFully: true})
-			mustApply(t, n.conn, want, Rebuilt)
+			want := ruleset.Compile(cfg, ruleset.Options{RandomFully: true})
+			mustApply(t, n.conn, want, ruleset.Rebuilt)
 			checkKernel(t, n, want)
-			mustApply(t, n.conn, want, Unchanged)
+			mustApply(t, n.conn, want, ruleset.Unchanged)
 		})
 	}
 }
 
 func TestApplyDelta(t *testing.T) {
 	n := newNetns(t)
-	a := Compile(config.Config{NonMasqueradeCIDRs: rfc1918}, Options{RandomFully: true})
-	mustApply(t, n.conn, a, Rebuilt)
+	a := ruleset.Compile(config.Config{NonMasqueradeCIDRs: rfc1918}, ruleset.Options{RandomFully: true})
+	mustApply(t, n.conn, a, ruleset.Rebuilt)
 	// Traffic is not needed to move a counter here: the counter must survive an in-place update, so give it
 	// a value the kernel did not invent by resetting nothing and checking it is still zero after the update.
 	steps := []struct {
 		cfg  config.Config
-		want Change
+		want ruleset.Change
 	}{
-		{config.Config{NonMasqueradeCIDRs: cidrs("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")}, Updated},
-		{config.Config{NonMasqueradeCIDRs: cidrs("10.0.0.0/8", "11.0.0.0/8")}, Updated},               // merged neighbours
-		{config.Config{NonMasqueradeCIDRs: cidrs("10.0.0.0/8", "11.0.0.0/8", "12.0.0.0/8")}, Updated}, // end moves
-		{config.Config{NonMasqueradeCIDRs: cidrs("10.0.0.0/8"), MasqueradeCIDRs: cidrs("10.2.1.100/32")}, Updated},
-		{config.Config{}, Updated},
-		{config.Config{NonMasqueradeCIDRs: rfc1918, EnableIPv6: true}, Rebuilt}, // a new set and rule
-		{config.Config{NonMasqueradeCIDRs: cidrs("2001:db8::/32"), EnableIPv6: true}, Updated},
-		{config.Config{NonMasqueradeCIDRs: rfc1918}, Rebuilt},
+		{config.Config{NonMasqueradeCIDRs: cidrs("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")}, ruleset.Updated},
+		{config.Config{NonMasqueradeCIDRs: cidrs("10.0.0.0/8", "11.0.0.0/8")}, ruleset.Updated},               // merged neighbours
+		{config.Config{NonMasqueradeCIDRs: cidrs("10.0.0.0/8", "11.0.0.0/8", "12.0.0.0/8")}, ruleset.Updated}, // end moves
+		{config.Config{NonMasqueradeCIDRs: cidrs("10.0.0.0/8"), MasqueradeCIDRs: cidrs("10.2.1.100/32")}, ruleset.Updated},
+		{config.Config{}, ruleset.Updated},
+		{config.Config{NonMasqueradeCIDRs: rfc1918, EnableIPv6: true}, ruleset.Rebuilt}, // a new set and rule
+		{config.Config{NonMasqueradeCIDRs: cidrs("2001:db8::/32"), EnableIPv6: true}, ruleset.Updated},
+		{config.Config{NonMasqueradeCIDRs: rfc1918}, ruleset.Rebuilt},
 	}
 	for i, s := range steps {
-		want := Compile(s.cfg, Options{RandomFully: true})
+		want := ruleset.Compile(s.cfg, ruleset.Options{RandomFully: true})
 		got, err := n.conn.Apply(want)
 		if err != nil {
 			t.Fatalf("step %d: %v", i, err)
@@ -152,8 +131,8 @@ func TestApplyDelta(t *testing.T) {
 		checkKernel(t, n, want)
 	}
 	// Changing the masquerade flags rebuilds.
-	plain := Compile(config.Config{NonMasqueradeCIDRs: rfc1918}, Options{RandomFully: false})
-	mustApply(t, n.conn, plain, Rebuilt)
+	plain := ruleset.Compile(config.Config{NonMasqueradeCIDRs: rfc1918}, ruleset.Options{RandomFully: false})
+	mustApply(t, n.conn, plain, ruleset.Rebuilt)
 	checkKernel(t, n, plain)
 }
 
@@ -163,22 +142,22 @@ func TestApplyDelta(t *testing.T) {
 func TestApplyToPorts(t *testing.T) {
 	n := newNetns(t)
 	cfg := config.Config{NonMasqueradeCIDRs: rfc1918, EnableIPv6: true}
-	two := []PortRange{{1024, 29999}, {32768, 65535}}
+	two := []ruleset.PortRange{{First: 1024, Last: 29999}, {First: 32768, Last: 65535}}
 	steps := []struct {
 		name string
-		opts Options
-		want Change
+		opts ruleset.Options
+		want ruleset.Change
 	}{
-		{"none", Options{RandomFully: true}, Rebuilt},
-		{"two ranges", Options{RandomFully: true, ToPorts: two}, Rebuilt},
-		{"the same", Options{RandomFully: true, ToPorts: two}, Unchanged},
-		{"plain masquerade", Options{ToPorts: two}, Rebuilt},
-		{"one port", Options{ToPorts: []PortRange{{40000, 40000}}}, Rebuilt},
-		{"three ranges", Options{RandomFully: true, ToPorts: []PortRange{{1024, 1100}, {2000, 2300}, {5000, 5000}}}, Rebuilt},
-		{"none again", Options{RandomFully: true}, Rebuilt},
+		{"none", ruleset.Options{RandomFully: true}, ruleset.Rebuilt},
+		{"two ranges", ruleset.Options{RandomFully: true, ToPorts: two}, ruleset.Rebuilt},
+		{"the same", ruleset.Options{RandomFully: true, ToPorts: two}, ruleset.Unchanged},
+		{"plain masquerade", ruleset.Options{ToPorts: two}, ruleset.Rebuilt},
+		{"one port", ruleset.Options{ToPorts: []ruleset.PortRange{{First: 40000, Last: 40000}}}, ruleset.Rebuilt},
+		{"three ranges", ruleset.Options{RandomFully: true, ToPorts: []ruleset.PortRange{{First: 1024, Last: 1100}, {First: 2000, Last: 2300}, {First: 5000, Last: 5000}}}, ruleset.Rebuilt},
+		{"none again", ruleset.Options{RandomFully: true}, ruleset.Rebuilt},
 	}
 	for _, s := range steps {
-		want := Compile(cfg, s.opts)
+		want := ruleset.Compile(cfg, s.opts)
 		mustApply(t, n.conn, want, s.want)
 		checkKernel(t, n, want)
 		have, _, err := n.conn.Read()
@@ -192,15 +171,15 @@ func TestApplyToPorts(t *testing.T) {
 	}
 
 	// A port rule changed behind masqd's back (here its range) is foreign, and the next Apply repairs it.
-	want := Compile(cfg, Options{RandomFully: true, ToPorts: two})
-	mustApply(t, n.conn, want, Rebuilt)
-	listed := n.nft(t, "-a", "list", "chain", "inet", TableName, ChainName)
+	want := ruleset.Compile(cfg, ruleset.Options{RandomFully: true, ToPorts: two})
+	mustApply(t, n.conn, want, ruleset.Rebuilt)
+	listed := n.nft(t, "-a", "list", "chain", "inet", ruleset.TableName, ruleset.ChainName)
 	handle := regexp.MustCompile(`meta l4proto udp counter .* # handle (\d+)`).FindStringSubmatch(listed)
 	if handle == nil {
 		t.Fatalf("no UDP catch-range rule in\n%s", listed)
 	}
-	n.nft(t, "replace", "rule", "inet", TableName, ChainName, "handle", handle[1],
-		"ip", "daddr", "!=", "@"+Set4Name, "fib", "daddr", "type", "!=", "local", "meta", "l4proto", "udp",
+	n.nft(t, "replace", "rule", "inet", ruleset.TableName, ruleset.ChainName, "handle", handle[1],
+		"ip", "daddr", "!=", "@"+ruleset.Set4Name, "fib", "daddr", "type", "!=", "local", "meta", "l4proto", "udp",
 		"counter", "masquerade", "to", ":32768-65000", "random,fully-random")
 	have, _, err := n.conn.Read()
 	if err != nil {
@@ -210,21 +189,21 @@ func TestApplyToPorts(t *testing.T) {
 		t.Fatalf("Read did not see the changed port rule: foreign %q", have.Foreign)
 	}
 	n.conn.Forget()
-	mustApply(t, n.conn, want, Refreshed)
+	mustApply(t, n.conn, want, ruleset.Refreshed)
 	checkKernel(t, n, want)
 }
 
 func TestReadSeesForeignObjects(t *testing.T) {
 	n := newNetns(t)
-	want := Compile(config.Config{NonMasqueradeCIDRs: rfc1918}, Options{RandomFully: true})
+	want := ruleset.Compile(config.Config{NonMasqueradeCIDRs: rfc1918}, ruleset.Options{RandomFully: true})
 	for _, tamper := range [][]string{
-		{"add", "rule", "inet", TableName, ChainName, "counter"},
-		{"add", "set", "inet", TableName, "extra", "{ type ipv4_addr; }"},
-		{"add", "element", "inet", TableName, Set4Name, "{ 198.51.100.0/24 }"},
-		{"delete", "element", "inet", TableName, Set4Name, "{ 10.0.0.0/8 }"},
-		{"flush", "chain", "inet", TableName, ChainName},
-		{"delete", "table", "inet", TableName},
-		{"add", "chain", "inet", TableName, "other"},
+		{"add", "rule", "inet", ruleset.TableName, ruleset.ChainName, "counter"},
+		{"add", "set", "inet", ruleset.TableName, "extra", "{ type ipv4_addr; }"},
+		{"add", "element", "inet", ruleset.TableName, ruleset.Set4Name, "{ 198.51.100.0/24 }"},
+		{"delete", "element", "inet", ruleset.TableName, ruleset.Set4Name, "{ 10.0.0.0/8 }"},
+		{"flush", "chain", "inet", ruleset.TableName, ruleset.ChainName},
+		{"delete", "table", "inet", ruleset.TableName},
+		{"add", "chain", "inet", ruleset.TableName, "other"},
 	} {
 		mustApply(t, n.conn, want, changeFor(t, n, want))
 		n.nft(t, tamper...)
@@ -243,19 +222,19 @@ func TestReadSeesForeignObjects(t *testing.T) {
 }
 
 // changeFor is the Change an Apply of want makes now: Unchanged when the kernel holds it already.
-func changeFor(t *testing.T, n *netns, want Ruleset) Change {
+func changeFor(t *testing.T, n *netns, want ruleset.Ruleset) ruleset.Change {
 	t.Helper()
 	have, present, err := n.conn.Read()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !present {
-		return Rebuilt
+		return ruleset.Rebuilt
 	}
 	if have.SameRules(want) {
-		return Unchanged
+		return ruleset.Unchanged
 	}
-	return Updated
+	return ruleset.Updated
 }
 
 func TestDeleteLeavesOtherTables(t *testing.T) {
@@ -264,7 +243,7 @@ func TestDeleteLeavesOtherTables(t *testing.T) {
 	n.nft(t, "add", "chain", "ip", "other", "post", "{ type nat hook postrouting priority 100; }")
 	n.nft(t, "add", "rule", "ip", "other", "post", "ip daddr 192.0.2.1 masquerade")
 	before := n.nft(t, "list", "ruleset")
-	mustApply(t, n.conn, Compile(config.Config{NonMasqueradeCIDRs: rfc1918}, Options{}), Rebuilt)
+	mustApply(t, n.conn, ruleset.Compile(config.Config{NonMasqueradeCIDRs: rfc1918}, ruleset.Options{}), ruleset.Rebuilt)
 	if err := n.conn.Delete(); err != nil {
 		t.Fatal(err)
 	}
@@ -291,11 +270,11 @@ func TestScale(t *testing.T) {
 			config.CIDR{Prefix: netip.PrefixFrom(v4, 31)},
 			config.CIDR{Prefix: netip.MustParsePrefix(fmt.Sprintf("2001:db8:%x:%x::/64", i>>8, i&0xff<<1))})
 	}
-	want := Compile(cfg, Options{RandomFully: true})
+	want := ruleset.Compile(cfg, ruleset.Options{RandomFully: true})
 	if len(want.NonMasq4) != count+1 || len(want.NonMasq6) != count+1 { // +1: link-local
 		t.Fatalf("compiled %d/%d intervals, want %d each", len(want.NonMasq4), len(want.NonMasq6), count+1)
 	}
-	mustApply(t, n.conn, want, Rebuilt)
+	mustApply(t, n.conn, want, ruleset.Rebuilt)
 	have, _, err := n.conn.Read()
 	if err != nil {
 		t.Fatal(err)
@@ -306,8 +285,8 @@ func TestScale(t *testing.T) {
 	}
 	// One prefix more is an in-place update of two elements.
 	cfg.NonMasqueradeCIDRs = append(cfg.NonMasqueradeCIDRs, config.CIDR{Prefix: netip.MustParsePrefix("203.0.113.0/24")})
-	want = Compile(cfg, Options{RandomFully: true})
-	mustApply(t, n.conn, want, Updated)
+	want = ruleset.Compile(cfg, ruleset.Options{RandomFully: true})
+	mustApply(t, n.conn, want, ruleset.Updated)
 	if have, _, err = n.conn.Read(); err != nil || !have.SameRules(want) {
 		t.Fatalf("after one more prefix: SameRules false (%v)", err)
 	}
@@ -326,24 +305,24 @@ func TestApplyRepairsWhatItWasNotTold(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		cidrs []config.CIDR
-		want  []Change // after each tamper below
+		want  []ruleset.Change // after each tamper below
 	}{
-		{"small", rfc1918, []Change{Updated, Updated, Refreshed, Rebuilt}},
-		{"beyond readLimit", append(large, rfc1918...), []Change{Refreshed, Refreshed, Refreshed, Rebuilt}},
+		{"small", rfc1918, []ruleset.Change{ruleset.Updated, ruleset.Updated, ruleset.Refreshed, ruleset.Rebuilt}},
+		{"beyond readLimit", append(large, rfc1918...), []ruleset.Change{ruleset.Refreshed, ruleset.Refreshed, ruleset.Refreshed, ruleset.Rebuilt}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n := newNetns(t)
-			want := Compile(config.Config{NonMasqueradeCIDRs: tc.cidrs, EnableIPv6: true}, Options{RandomFully: true})
-			mustApply(t, n.conn, want, Rebuilt)
+			want := ruleset.Compile(config.Config{NonMasqueradeCIDRs: tc.cidrs, EnableIPv6: true}, ruleset.Options{RandomFully: true})
+			mustApply(t, n.conn, want, ruleset.Rebuilt)
 			if ok, err := n.conn.InSync(want); err != nil || !ok {
 				t.Fatalf("InSync after Apply: %t, %v", ok, err)
 			}
-			mustApply(t, n.conn, want, Unchanged)
+			mustApply(t, n.conn, want, ruleset.Unchanged)
 			for i, tamper := range [][]string{
-				{"delete", "element", "inet", TableName, Set4Name, "{ 172.16.0.0/12 }"},
-				{"add", "element", "inet", TableName, Set6Name, "{ 2001:db8::/32 }"},
-				{"flush", "chain", "inet", TableName, ChainName},
-				{"delete", "table", "inet", TableName},
+				{"delete", "element", "inet", ruleset.TableName, ruleset.Set4Name, "{ 172.16.0.0/12 }"},
+				{"add", "element", "inet", ruleset.TableName, ruleset.Set6Name, "{ 2001:db8::/32 }"},
+				{"flush", "chain", "inet", ruleset.TableName, ruleset.ChainName},
+				{"delete", "table", "inet", ruleset.TableName},
 			} {
 				n.nft(t, tamper...)
 				if ok, err := n.conn.InSync(want); err != nil || ok {

@@ -5,13 +5,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"os"
+	"syscall"
 	"time"
 
-	"github.com/google/nftables"
-	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/masqd/masqd/ruleset"
 )
 
 // ProbeNFTables asks the kernel whether it can run masqd's table, without changing anything: it sends the
@@ -25,147 +24,84 @@ import (
 // and hook, whole-table loop detection) it does not check here, on this kernel as for `nft -c`; masqd's
 // table is fixed and valid by construction, so the probe asks only what the kernel supports.
 //
-// It returns nil when the kernel accepted every message; an error wrapping ErrNotSupported when it rejected
+// It returns nil when the kernel accepted every message; an error wrapping ruleset.ErrNotSupported when it rejected
 // one as unknown or unsupported (no nf_tables, no nat chain type for inet, no fib or masq expression); and
 // any other error (such as permission denied) as it is. netnsFD selects the network namespace (0 means
 // the caller's). It needs CAP_NET_ADMIN.
 func ProbeNFTables(netnsFD int) error {
-	msgs, err := probeBatch()
-	if err != nil {
-		return fmt.Errorf("nftables probe: build batch: %w", err)
-	}
-	return checkBatch(netnsFD, msgs)
+	return checkBatch(netnsFD, probeBatch())
 }
 
-// probeBatch renders masqd's table, under a name of its own, as netlink messages, batch end removed.
-func probeBatch() ([]netlink.Message, error) {
+// probeBatch is masqd's table under a name of its own, with both families' sets and rules.
+func probeBatch() *batch {
 	suffix := make([]byte, 4)
 	_, _ = rand.Read(suffix)
-	table := &nftables.Table{Name: "masqd_probe_" + hex.EncodeToString(suffix), Family: nftables.TableFamilyINet}
-	s4 := &nftables.Set{Table: table, Name: Set4Name, Interval: true, KeyType: nftables.TypeIPAddr}
-	s6 := &nftables.Set{Table: table, Name: Set6Name, Interval: true, KeyType: nftables.TypeIP6Addr}
-	return captureBatch(func(nc *nftables.Conn) error {
-		nc.AddTable(table)
-		for _, s := range []*nftables.Set{s4, s6} {
-			if err := nc.AddSet(s, nil); err != nil {
-				return err
-			}
-		}
-		chain := nc.AddChain(&nftables.Chain{
-			Name:     ChainName,
-			Table:    table,
-			Type:     nftables.ChainTypeNAT,
-			Hooknum:  nftables.ChainHookPostrouting,
-			Priority: nftables.ChainPriorityNATSource,
-			Policy:   ptr(nftables.ChainPolicyAccept),
-		})
-		nc.AddRule(&nftables.Rule{Table: table, Chain: chain, Exprs: ruleExprs(unix.NFPROTO_IPV4, s4, true)})
-		nc.AddRule(&nftables.Rule{Table: table, Chain: chain, Exprs: ruleExprs(unix.NFPROTO_IPV6, s6, true)})
-		return nil
-	})
+	b := newBatch("masqd_probe_" + hex.EncodeToString(suffix))
+	tx := ruleset.Transaction{
+		{Kind: ruleset.AddTable},
+		{Kind: ruleset.AddSet, Set: ruleset.Set4Name}, {Kind: ruleset.AddSet, Set: ruleset.Set6Name},
+		{Kind: ruleset.AddChain},
+		{Kind: ruleset.AddRule, Rule: ruleset.Rule{RandomFully: true}},
+		{Kind: ruleset.AddRule, Rule: ruleset.Rule{IPv6: true, RandomFully: true}},
+	}
+	if err := b.transaction(tx); err != nil {
+		panic(fmt.Sprintf("nftables probe: %v", err)) // a fixed transaction: it always encodes
+	}
+	return b
 }
 
-// captureBatch runs queue against a google/nftables connection that sends nothing and returns the batch
-// its Flush would have sent, without the closing NFNL_MSG_BATCH_END.
-func captureBatch(queue func(*nftables.Conn) error) ([]netlink.Message, error) {
-	var batch []netlink.Message
-	nc, err := nftables.New(nftables.WithTestDial(func(req []netlink.Message) ([]netlink.Message, error) {
-		batch = append(batch, req...)
-		return nil, io.EOF // no replies: Flush takes that as acknowledged
-	}))
-	if err != nil {
-		return nil, err
-	}
-	if err := queue(nc); err != nil {
-		return nil, err
-	}
-	if err := nc.Flush(); err != nil {
-		return nil, err
-	}
-	end := netlink.HeaderType(unix.NFNL_MSG_BATCH_END)
-	if len(batch) < 2 || batch[len(batch)-1].Header.Type != end {
-		return nil, fmt.Errorf("unexpected batch of %d messages from google/nftables", len(batch))
-	}
-	batch = batch[:len(batch)-1]
-	for i := range batch {
-		batch[i].Header.Length, batch[i].Header.Sequence, batch[i].Header.PID = 0, 0, 0
-	}
-	return batch, nil
-}
-
-// checkBatch sends an unterminated batch and waits for the kernel's answer to every message that asked
-// for one.
-func checkBatch(netnsFD int, msgs []netlink.Message) error {
-	nl, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: netnsFD})
+// checkBatch sends b's messages after a batch begin and without its end, and waits for the kernel's answer
+// to every one: the kernel checks each, then aborts the unfinished transaction.
+func checkBatch(netnsFD int, b *batch) error {
+	s, err := dialSock(netnsFD)
 	if err != nil {
 		return probeError("dial netlink", err)
 	}
-	defer nl.Close()
-	_ = nl.SetOption(netlink.ExtendedAcknowledge, true)
-	want := 0
-	for _, m := range msgs {
-		if m.Header.Flags&netlink.Acknowledge != 0 {
-			want++
-		}
+	defer s.close()
+	begin := []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0}
+	begin[2], begin[3] = byte(unix.NFNL_SUBSYS_NFTABLES>>8), byte(unix.NFNL_SUBSYS_NFTABLES)
+	beginSeq := s.nextSeq()
+	head := appendNlmsgHdr(nil, uint32(nlmsgHdrLen+len(begin)), unix.NFNL_MSG_BATCH_BEGIN, unix.NLM_F_REQUEST, beginSeq)
+	head = append(head, begin...)
+	for _, m := range b.msgs {
+		putSeq(b.buf, m.offset, s.nextSeq())
 	}
-	if _, err := nl.SendMessages(msgs); err != nil {
+	if err := s.send(head, b.buf); err != nil {
 		return probeError("send", err)
 	}
-	if err := nl.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+	if err := s.conn.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
 		return fmt.Errorf("nftables probe: %w", err)
 	}
-	for got := 0; got < want; {
-		replies, err := nl.Receive()
-		if err != nil {
-			return probeError("kernel rejected masqd's table (nat chain, sets, fib, masquerade)", err)
+	got, first := 0, error(nil)
+	err = s.receive(func(m syscall.NetlinkMessage) bool {
+		if m.Header.Type != unix.NLMSG_ERROR {
+			return false
 		}
-		for _, r := range replies {
-			if r.Header.Type == netlink.Error {
-				got++
-			}
+		seq, err := ackError(m)
+		if err != nil && first == nil {
+			first = err
 		}
+		if seq == beginSeq { // the batch as a whole was refused (EPERM without CAP_NET_ADMIN): nothing follows
+			return err != nil
+		}
+		got++
+		return got == len(b.msgs)
+	})
+	if err != nil {
+		return probeError("receive", err)
+	}
+	if first != nil {
+		return probeError("kernel rejected masqd's table (nat chain, sets, fib, masquerade)", first)
 	}
 	return nil
 }
 
-// probeError marks the errors that mean "this kernel cannot" as ErrNotSupported.
+// probeError marks the errors that mean "this kernel cannot" as ruleset.ErrNotSupported.
 func probeError(what string, err error) error {
 	for _, errno := range []error{unix.ENOENT, unix.EOPNOTSUPP, unix.EPROTONOSUPPORT, unix.EAFNOSUPPORT, unix.EINVAL} {
 		if errors.Is(err, errno) {
-			return fmt.Errorf("nftables probe: %s: %w: %w", what, ErrNotSupported, err)
+			return fmt.Errorf("nftables probe: %s: %w: %w", what, ruleset.ErrNotSupported, err)
 		}
 	}
 	return fmt.Errorf("nftables probe: %s: %w", what, err)
-}
-
-// GatherFacts observes what ChooseBackend needs for mode, in the network namespace pinned at netnsPath (""
-// means the caller's): ProbeNFTables, and, when NeedsIPTables says the choice may depend on them, for each
-// iptables variant whether its iptables-save runs and what iptables-save and ip6tables-save show (rule lines,
-// the kubelet's chains). A variant whose commands are missing or fail counts as unusable with no rules, as
-// iptables-wrappers counts it. It changes nothing and needs CAP_NET_ADMIN.
-func GatherFacts(netnsPath, mode string) (Facts, error) {
-	var f Facts
-	fd := 0
-	if netnsPath != "" {
-		ns, err := os.Open(netnsPath)
-		if err != nil {
-			return f, fmt.Errorf("gather facts: open network namespace: %w", err)
-		}
-		defer ns.Close()
-		fd = int(ns.Fd())
-	}
-	f.NFTables = ProbeNFTables(fd)
-	if NeedsIPTables(mode, f) {
-		f.IPTables = true
-		f.Legacy = variantFacts(VariantLegacy, netnsPath)
-		f.NFT = variantFacts(VariantNFT, netnsPath)
-	}
-	return f, nil
-}
-
-func variantFacts(variant, netnsPath string) VariantFacts {
-	t := &IPTables{variant: variant, netns: netnsPath}
-	out4, err := t.run(nil, t.bin(IPv4, "-save"))
-	out6, _ := t.run(nil, t.bin(IPv6, "-save"))
-	return VariantFacts{Usable: err == nil, Counts: countSave(out4 + "\n" + out6)}
 }

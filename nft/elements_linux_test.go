@@ -13,12 +13,13 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/masqd/masqd/config"
+	"github.com/masqd/masqd/ruleset"
 )
 
 // elements is google/nftables' form of the elements the kernel stores for ivs: a start key, and an
 // interval-end key at the address after the last one (none when the interval runs to the end of the
 // address space).
-func elements(ivs []Interval) []nftables.SetElement {
+func elements(ivs []ruleset.Interval) []nftables.SetElement {
 	out := make([]nftables.SetElement, 0, 2*len(ivs))
 	for _, iv := range ivs {
 		out = append(out, nftables.SetElement{Key: iv.First().AsSlice()})
@@ -31,7 +32,7 @@ func elements(ivs []Interval) []nftables.SetElement {
 
 // manyIntervals returns n disjoint, non-adjacent intervals of the family of base, the last one running to
 // the end of the address space.
-func manyIntervals(base netip.Addr, n int) []Interval {
+func manyIntervals(base netip.Addr, n int) []ruleset.Interval {
 	var cfg config.Config
 	cfg.EnableIPv6 = base.Is6()
 	cfg.MasqLinkLocal, cfg.MasqLinkLocalIPv6 = true, true
@@ -50,7 +51,7 @@ func manyIntervals(base netip.Addr, n int) []Interval {
 		top = netip.MustParsePrefix("240.0.0.0/4")
 	}
 	cfg.NonMasqueradeCIDRs = append(cfg.NonMasqueradeCIDRs, config.CIDR{Prefix: top})
-	r := Compile(cfg, Options{})
+	r := ruleset.Compile(cfg, ruleset.Options{})
 	if base.Is4() {
 		return r.NonMasq4
 	}
@@ -107,25 +108,28 @@ func elemCount(t *testing.T, data []byte) int {
 	return n
 }
 
-// TestElemWriterMatchesGoogle: elemWriter encodes set elements byte for byte as google/nftables does, for
+// TestElemWriterMatchesGoogle: the batch encodes set elements byte for byte as google/nftables does, for
 // both families, with and without interval ends and set IDs, split into as many messages as needed.
 func TestElemWriterMatchesGoogle(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		ivs  []Interval
+		ivs  []ruleset.Interval
 		id   uint32
 		del  bool
 	}{
-		{"ipv4 one", []Interval{PrefixInterval(netip.MustParsePrefix("10.0.0.0/8"))}, 0, false},
-		{"ipv4 top only", []Interval{PrefixInterval(netip.MustParsePrefix("0.0.0.0/0"))}, 7, false},
+		{"ipv4 one", []ruleset.Interval{ruleset.PrefixInterval(netip.MustParsePrefix("10.0.0.0/8"))}, 0, false},
+		{"ipv4 top only", []ruleset.Interval{ruleset.PrefixInterval(netip.MustParsePrefix("0.0.0.0/0"))}, 7, false},
 		{"ipv4 many", manyIntervals(netip.MustParseAddr("10.0.0.0"), 5000), 3, false},
 		{"ipv4 many delete", manyIntervals(netip.MustParseAddr("10.0.0.0"), 5000), 0, true},
 		{"ipv6 many", manyIntervals(netip.MustParseAddr("2001:db8::"), 3000), 1, false},
 		{"ipv6 many delete", manyIntervals(netip.MustParseAddr("2001:db8::"), 3000), 0, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var w elemWriter
-			w.writeIntervals("nonmasq", tc.id, tc.del, tc.ivs)
+			w := newBatch(ruleset.TableName)
+			if tc.id != 0 {
+				w.setIDs["nonmasq"] = tc.id
+			}
+			w.writeIntervals("nonmasq", tc.del, tc.ivs)
 			want := elements(tc.ivs)
 			set := &nftables.Set{Table: masqdTable(), Name: "nonmasq", ID: tc.id}
 			msgType := netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_NEWSETELEM)
@@ -167,13 +171,13 @@ func TestElemWriterMatchesGoogle(t *testing.T) {
 // (nft's listing and Read) and from a Conn that has to read the table because it remembers nothing.
 func TestApplyManyElements(t *testing.T) {
 	n := newNetns(t)
-	want := Ruleset{
+	want := ruleset.Ruleset{
 		NonMasq4:    manyIntervals(netip.MustParseAddr("10.0.0.0"), 6000),
 		NonMasq6:    manyIntervals(netip.MustParseAddr("2001:db8::"), 4000),
 		IPv6:        true,
 		RandomFully: true,
 	}
-	mustApply(t, n.conn, want, Rebuilt)
+	mustApply(t, n.conn, want, ruleset.Rebuilt)
 	checkKernel(t, n, want)
 
 	// Every third interval goes, and new ones come between the others.
@@ -185,7 +189,7 @@ func TestApplyManyElements(t *testing.T) {
 		}
 		if i%5 == 1 && i < len(want.NonMasq4)-1 {
 			a := iv.Last().Next().Next()
-			next.NonMasq4 = append(next.NonMasq4, IntervalFrom(a, a.Next()))
+			next.NonMasq4 = append(next.NonMasq4, ruleset.IntervalFrom(a, a.Next()))
 		}
 	}
 	for i, iv := range want.NonMasq6 {
@@ -196,12 +200,12 @@ func TestApplyManyElements(t *testing.T) {
 	if next.SameRules(want) {
 		t.Fatal("the change changes nothing")
 	}
-	mustApply(t, n.conn, next, Updated)
+	mustApply(t, n.conn, next, ruleset.Updated)
 	checkKernel(t, n, next)
 
 	fresh := NewConn(n.conn.netns) // knows nothing of the kernel: reads the table, not larger than readLimit
 	defer fresh.Close()
-	mustApply(t, fresh, want, Updated)
+	mustApply(t, fresh, want, ruleset.Updated)
 	checkKernel(t, n, want)
 }
 
@@ -209,63 +213,57 @@ func TestApplyManyElements(t *testing.T) {
 // else has committed, and changes nothing.
 func TestCommitRefusedAfterForeignCommit(t *testing.T) {
 	n := newNetns(t)
-	want := Compile(config.Config{NonMasqueradeCIDRs: rfc1918}, Options{RandomFully: true})
-	mustApply(t, n.conn, want, Rebuilt)
+	want := ruleset.Compile(config.Config{NonMasqueradeCIDRs: rfc1918}, ruleset.Options{RandomFully: true})
+	mustApply(t, n.conn, want, ruleset.Rebuilt)
 	gen, err := n.conn.generation()
 	if err != nil {
 		t.Fatal(err)
 	}
 	n.nft(t, "add", "table", "inet", "someone-else")
 
-	tx := beginLocked(t, n)
-	tx.genID = gen
-	s4, _ := sets(false)
-	tx.deleteElements(s4, want.NonMasq4[:1])
-	_, err = tx.commit()
-	n.conn.mu.Unlock()
+	err = commitLocked(t, n, gen, ruleset.Op{Kind: ruleset.DeleteElements, Set: ruleset.Set4Name, Elements: want.NonMasq4[:1]})
 	if !errors.Is(err, unix.ERESTART) {
 		t.Fatalf("commit at a stale generation: %v, want ERESTART", err)
 	}
 	checkKernel(t, n, want)
 }
 
-// beginLocked starts a transaction on n's Conn as Apply does, holding the Conn's lock: the caller unlocks
-// it after the commit.
-func beginLocked(t *testing.T, n *netns) *txn {
+// commitLocked sends ops as one transaction on n's Conn's socket, as Apply does (holding the Conn's
+// lock), with genID gen (0: none).
+func commitLocked(t *testing.T, n *netns, gen uint32, ops ...ruleset.Op) error {
 	t.Helper()
 	n.conn.mu.Lock()
+	defer n.conn.mu.Unlock()
 	s, err := n.conn.socket()
-	if err == nil {
-		var tx *txn
-		if tx, err = n.conn.begin(s, true); err == nil {
-			return tx
-		}
+	if err != nil {
+		t.Fatal(err)
 	}
-	n.conn.mu.Unlock()
-	t.Fatal(err)
-	return nil
+	b := newBatch(ruleset.TableName)
+	if err := b.transaction(ops); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.commit(b, gen)
+	return err
 }
 
 // TestCommitErrorNamesMessage: the kernel's refusal of one element message says which, and leaves the
 // table as it was; Apply then recovers by reading the table.
 func TestCommitErrorNamesMessage(t *testing.T) {
 	n := newNetns(t)
-	want := Compile(config.Config{NonMasqueradeCIDRs: rfc1918}, Options{RandomFully: true})
-	mustApply(t, n.conn, want, Rebuilt)
+	want := ruleset.Compile(config.Config{NonMasqueradeCIDRs: rfc1918}, ruleset.Options{RandomFully: true})
+	mustApply(t, n.conn, want, ruleset.Rebuilt)
 
-	tx := beginLocked(t, n)
-	s4, _ := sets(false)
-	tx.addElements(s4, []Interval{PrefixInterval(netip.MustParsePrefix("100.64.0.0/10"))})
-	tx.deleteElements(s4, []Interval{PrefixInterval(netip.MustParsePrefix("192.0.2.0/24"))}) // not there
-	_, err := tx.commit()
-	n.conn.mu.Unlock()
-	if !errors.Is(err, unix.ENOENT) || !strings.Contains(err.Error(), "delete elements from set "+Set4Name) {
+	err := commitLocked(t, n, 0,
+		ruleset.Op{Kind: ruleset.AddElements, Set: ruleset.Set4Name, Elements: []ruleset.Interval{ruleset.PrefixInterval(netip.MustParsePrefix("100.64.0.0/10"))}},
+		ruleset.Op{Kind: ruleset.DeleteElements, Set: ruleset.Set4Name, Elements: []ruleset.Interval{ruleset.PrefixInterval(netip.MustParsePrefix("192.0.2.0/24"))}}, // not there
+	)
+	if !errors.Is(err, unix.ENOENT) || !strings.Contains(err.Error(), "delete elements from set "+ruleset.Set4Name) {
 		t.Fatalf("commit: %v, want ENOENT naming the delete", err)
 	}
 	checkKernel(t, n, want)
 
 	// Someone deletes an element masqd remembers; Apply's delete of it fails, and Apply recovers.
-	n.nft(t, "delete", "element", "inet", TableName, Set4Name, "{ 10.0.0.0/8 }")
+	n.nft(t, "delete", "element", "inet", ruleset.TableName, ruleset.Set4Name, "{ 10.0.0.0/8 }")
 	n.conn.mu.Lock()
 	// Pretend nobody committed, as if the delete had raced Apply's check: Apply trusts its memory.
 	gen, err := n.conn.sock.generation()
@@ -274,7 +272,7 @@ func TestCommitErrorNamesMessage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	next := Compile(config.Config{NonMasqueradeCIDRs: cidrs("172.16.0.0/12", "192.168.0.0/16")}, Options{RandomFully: true})
+	next := ruleset.Compile(config.Config{NonMasqueradeCIDRs: cidrs("172.16.0.0/12", "192.168.0.0/16")}, ruleset.Options{RandomFully: true})
 	if change, err := n.conn.Apply(next); err != nil {
 		t.Fatalf("Apply after a foreign delete: %s, %v", change, err)
 	}

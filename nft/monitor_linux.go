@@ -11,6 +11,8 @@ import (
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/masqd/masqd/ruleset"
 )
 
 // Commit is one committed nftables transaction, anyone's, as Monitor sees it.
@@ -107,7 +109,7 @@ func (c *Conn) Monitor(ctx context.Context, fn func(Commit)) (err error) {
 				// A flush of the whole ruleset arrives as table deletions, so it is caught here too.
 				// masqd's own cold apply notifies 200,000 elements: once one message names the table, the
 				// rest need not be read.
-				if !cur.Touched && family == unix.NFPROTO_INET && tableAttr(attrs) == TableName {
+				if !cur.Touched && family == unix.NFPROTO_INET && tableAttr(attrs) == ruleset.TableName {
 					cur.Touched = true
 				}
 			}

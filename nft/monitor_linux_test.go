@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/masqd/masqd/config"
+	"github.com/masqd/masqd/ruleset"
 )
 
 func TestMonitor(t *testing.T) {
@@ -67,17 +68,17 @@ func TestMonitor(t *testing.T) {
 		t.Errorf("foreign table: %+v, want untouched, not own, by nft", c)
 	}
 	// An Apply through another Conn of this process is seen, as this process's own.
-	want := Compile(config.Config{NonMasqueradeCIDRs: rfc1918}, Options{RandomFully: true})
+	want := ruleset.Compile(config.Config{NonMasqueradeCIDRs: rfc1918}, ruleset.Options{RandomFully: true})
 	other := NewConn(n.conn.netns)
 	defer other.Close()
-	mustApply(t, other, want, Rebuilt)
+	mustApply(t, other, want, ruleset.Rebuilt)
 	if c := next("own apply"); !c.Touched || !c.Own {
 		t.Errorf("own apply: %+v, want touched and own", c)
 	}
 	// An Apply through the monitor's own Conn is not: the monitor does not listen while it commits, so the
 	// next commit seen is the foreign one that follows.
-	mustApply(t, n.conn, Compile(config.Config{NonMasqueradeCIDRs: rfc1918[:2]}, Options{RandomFully: true}), Updated)
-	n.nft(t, "delete", "element", "inet", TableName, Set4Name, "{ 10.0.0.0/8 }")
+	mustApply(t, n.conn, ruleset.Compile(config.Config{NonMasqueradeCIDRs: rfc1918[:2]}, ruleset.Options{RandomFully: true}), ruleset.Updated)
+	n.nft(t, "delete", "element", "inet", ruleset.TableName, ruleset.Set4Name, "{ 10.0.0.0/8 }")
 	if c := next("foreign element delete"); !c.Touched || c.Own {
 		t.Errorf("foreign element delete: %+v, want touched, not own", c)
 	}
@@ -106,7 +107,7 @@ func TestMonitorMissesNothingWhileDeaf(t *testing.T) {
 	for i := range 50_000 {
 		cidrs = append(cidrs, config.CIDR{Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{11 + byte(i>>16), byte(i >> 8), byte(i), 0}), 25)})
 	}
-	want := Compile(config.Config{NonMasqueradeCIDRs: cidrs}, Options{RandomFully: true})
+	want := ruleset.Compile(config.Config{NonMasqueradeCIDRs: cidrs}, ruleset.Options{RandomFully: true})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	foreign := make(chan Commit, 100)
@@ -135,7 +136,7 @@ func TestMonitorMissesNothingWhileDeaf(t *testing.T) {
 		}
 		_ = n.conn.Delete()
 		n.conn.Forget()
-		race := exec.Command("ip", "netns", "exec", n.name, "sh", "-c", "sleep "+delay+"; nft delete table inet "+TableName)
+		race := exec.Command("ip", "netns", "exec", n.name, "sh", "-c", "sleep "+delay+"; nft delete table inet "+ruleset.TableName)
 		if err := race.Start(); err != nil {
 			t.Fatal(err)
 		}

@@ -6,144 +6,43 @@ import (
 	"fmt"
 	"syscall"
 
-	"github.com/google/nftables"
 	"github.com/mdlayher/netlink"
-	"github.com/mdlayher/netlink/nltest"
 	"golang.org/x/sys/unix"
+
+	"github.com/masqd/masqd/ruleset"
 )
 
-// txn builds and sends an Apply's transactions. google/nftables encodes the table, set, chain and rule
-// messages (through nc, whose Flush only hands them to txn), masqd the set elements (elems, see
-// elemWriter); commit sends them all in one netlink batch, google/nftables' messages first, on Conn's
-// socket. nc's reads (the sets, chains and rules of a table that is there) go through to the kernel on
-// the same socket, by way of a MasqPortsTransport, whose repair of masquerade flags commit also applies
-// to the batch's rules.
-type txn struct {
-	sock  *nlSock
-	nc    *nftables.Conn
-	ports *MasqPortsTransport
-
-	captured []netlink.Message // nc's messages since the last commit
-	acks     []netlink.Header  // acknowledgements nc's Flush still waits for
-	elems    elemWriter
-	// genID, when not 0, makes the kernel refuse the batch (ERESTART) unless the ruleset generation is
-	// still genID: nobody has committed since masqd computed the batch. A commit that succeeds made
-	// generation genID+1, exactly, and commit moves genID on to it for the next batch of the transaction.
-	genID uint32
-}
-
-// begin starts an Apply's transactions on c's socket. randomFully is the masquerade flag that the repair
-// of port-range masquerades adds (see MasqPortsTransport).
-func (c *Conn) begin(s *nlSock, randomFully bool) (*txn, error) {
-	t := &txn{sock: s, ports: &MasqPortsTransport{netns: c.netns, randomFully: randomFully, conn: s.conn}}
-	nc, err := nftables.New(nftables.WithTestDial(t.roundTrip))
-	if err != nil {
-		return nil, fmt.Errorf("nftables: %w", err)
+// commit sends b as one batch, which the kernel applies as one transaction or not at all, and returns the
+// ruleset generation the transaction made. A batch is sent with genID, the generation it was computed at:
+// the kernel refuses it (ERESTART) if anyone has committed since, and when it takes it, the transaction
+// made generation genID+1, exactly. With genID 0 the batch is sent without it and the generation is not
+// known (0 is returned). An empty batch sends nothing and returns genID.
+func (s *nlSock) commit(b *batch, genID uint32) (uint32, error) {
+	b.flush()
+	if b.empty() {
+		return genID, nil
 	}
-	t.nc = nc
-	return t, nil
-}
-
-// roundTrip is nc's transport. A batch (nc.Flush) is kept for commit and acknowledged at once; anything
-// else goes to the kernel.
-func (t *txn) roundTrip(req []netlink.Message) ([]netlink.Message, error) {
-	switch {
-	case len(req) >= 2 && req[0].Header.Type == netlink.HeaderType(unix.NFNL_MSG_BATCH_BEGIN):
-		for _, m := range req[1 : len(req)-1] {
-			t.captured = append(t.captured, m)
-			if m.Header.Flags&netlink.Acknowledge != 0 {
-				t.acks = append(t.acks, m.Header)
-			}
-		}
-		return nil, nil
-	case req == nil && len(t.acks) > 0:
-		h := t.acks[0]
-		t.acks = t.acks[1:]
-		ack := netlink.Message{
-			Header: netlink.Header{Type: netlink.Error, Sequence: h.Sequence, PID: nltest.PID},
-			Data:   make([]byte, 4+nlmsgHdrLen), // error 0, and the request's header
-		}
-		return []netlink.Message{ack}, nil
-	}
-	return t.ports.roundTrip(req)
-}
-
-// addElements queues the elements of ivs into set s.
-func (t *txn) addElements(s *nftables.Set, ivs []Interval) {
-	t.elems.writeIntervals(s.Name, s.ID, false, ivs)
-}
-
-// deleteElements queues the removal of the elements of ivs from set s.
-func (t *txn) deleteElements(s *nftables.Set, ivs []Interval) {
-	t.elems.writeIntervals(s.Name, s.ID, true, ivs)
-}
-
-// commit sends everything queued since the last commit as one batch, which the kernel applies as one
-// transaction or not at all, and returns the ruleset generation the transaction made (0 when the batch
-// was sent without genID, as then it is not known). With nothing queued it sends nothing and returns the
-// current generation.
-func (t *txn) commit() (uint32, error) {
-	if err := t.nc.Flush(); err != nil { // only hands nc's messages to roundTrip
-		return 0, fmt.Errorf("encode batch: %w", err)
-	}
-	captured, elems := t.captured, t.elems
-	t.captured, t.acks, t.elems = nil, nil, elemWriter{}
-	elems.flush()
-	if len(captured) == 0 && len(elems.msgs) == 0 {
-		return t.sock.generation()
-	}
-	s := t.sock
-	what := make(map[uint32]string, len(captured)+len(elems.msgs))
-
-	// The batch: BEGIN (with the generation it was computed at), nc's messages, the element messages, END.
-	size := 2 * (nlmsgHdrLen + 12)
-	for _, m := range captured {
-		size += nlmsgHdrLen + len(m.Data) + 64
-	}
-	head := make([]byte, 0, size)
+	what := make(map[uint32]string, len(b.msgs)+1)
 	beginSeq := s.nextSeq()
 	begin := []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0}
 	binary.BigEndian.PutUint16(begin[2:], unix.NFNL_SUBSYS_NFTABLES)
-	if t.genID != 0 {
-		begin = appendAttrHdr(begin, nlaHdrLen+4, unix.NFNL_BATCH_GENID)
-		begin = binary.BigEndian.AppendUint32(begin, t.genID)
+	if genID != 0 {
+		begin = appendAttrU32(begin, unix.NFNL_BATCH_GENID, genID)
 	}
-	head = appendNlmsgHdr(head, uint32(nlmsgHdrLen+len(begin)), unix.NFNL_MSG_BATCH_BEGIN, unix.NLM_F_REQUEST, beginSeq)
+	head := appendNlmsgHdr(nil, uint32(nlmsgHdrLen+len(begin)), unix.NFNL_MSG_BATCH_BEGIN, unix.NLM_F_REQUEST, beginSeq)
 	head = append(head, begin...)
 	what[beginSeq] = "batch"
-	lastFlags := -1 // offset of the last message's flags
-	for _, m := range captured {
-		data := m.Data
-		if m.Header.Type == netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8|unix.NFT_MSG_NEWRULE) {
-			var err error
-			if data, err = t.ports.repairRule(data); err != nil {
-				return 0, fmt.Errorf("encode batch: %w", err)
-			}
-		}
+	buf := b.buf
+	for _, m := range b.msgs {
 		seq := s.nextSeq()
-		what[seq] = describe(m.Header.Type, len(data) == 4)
-		lastFlags = len(head) + 6
-		head = appendNlmsgHdr(head, uint32(nlmsgHdrLen+len(data)), uint16(m.Header.Type), uint16(m.Header.Flags), seq)
-		head = append(head, data...)
-		for len(head)%4 != 0 {
-			head = append(head, 0)
-		}
-	}
-	buf := elems.buf
-	for _, m := range elems.msgs {
-		seq := s.nextSeq()
-		binary.NativeEndian.PutUint32(buf[m.offset+8:], seq)
-		what[seq] = m.String()
+		putSeq(buf, m.offset, seq)
+		what[seq] = m.what
 	}
 	lastSeq := s.seq
 	// Element messages ask for no acknowledgement (the kernel reports only their errors), but the last
 	// message does: its reply, after every other, marks the end of the kernel's answer.
-	if n := len(elems.msgs); n > 0 {
-		off := elems.msgs[n-1].offset + 6
-		binary.NativeEndian.PutUint16(buf[off:], binary.NativeEndian.Uint16(buf[off:])|unix.NLM_F_ACK)
-	} else {
-		binary.NativeEndian.PutUint16(head[lastFlags:], binary.NativeEndian.Uint16(head[lastFlags:])|unix.NLM_F_ACK)
-	}
+	off := b.msgs[len(b.msgs)-1].offset + 6
+	binary.NativeEndian.PutUint16(buf[off:], binary.NativeEndian.Uint16(buf[off:])|unix.NLM_F_ACK)
 	end := appendNlmsgHdr(nil, nlmsgHdrLen+4, unix.NFNL_MSG_BATCH_END, unix.NLM_F_REQUEST, s.nextSeq())
 	end = binary.BigEndian.AppendUint16(append(end, unix.AF_UNSPEC, unix.NFNETLINK_V0), unix.NFNL_SUBSYS_NFTABLES)
 
@@ -152,18 +51,17 @@ func (t *txn) commit() (uint32, error) {
 	}
 	var errs []error
 	err := s.receive(func(m syscall.NetlinkMessage) bool {
-		switch m.Header.Type {
-		case unix.NLMSG_ERROR:
-			seq, err := ackError(m)
-			if seq < beginSeq || seq > lastSeq {
-				return false // left over from something that failed earlier
-			}
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", what[seq], err))
-			}
-			return seq == lastSeq || seq == beginSeq && err != nil
+		if m.Header.Type != unix.NLMSG_ERROR {
+			return false
 		}
-		return false
+		seq, err := ackError(m)
+		if seq < beginSeq || seq > lastSeq {
+			return false // left over from something that failed earlier
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", what[seq], err))
+		}
+		return seq == lastSeq || seq == beginSeq && err != nil
 	})
 	if err != nil {
 		return 0, err
@@ -171,48 +69,17 @@ func (t *txn) commit() (uint32, error) {
 	if len(errs) > 0 {
 		return 0, errors.Join(errs...)
 	}
-	if t.genID == 0 {
-		// A batch sent without its generation: the one read now may already be someone else's, so
-		// none is claimed (a Conn that remembers generation 0 compares in full next time).
+	if genID == 0 {
 		return 0, nil
 	}
-	if t.genID++; t.genID == 0 { // the kernel skips 0 when the counter wraps
-		t.genID = 1
+	if genID++; genID == 0 { // the kernel skips 0 when the counter wraps
+		genID = 1
 	}
-	return t.genID, nil
+	return genID, nil
 }
 
-func (m elemMsg) String() string {
-	if m.del {
-		return "delete elements from set " + m.set
-	}
-	return "add elements to set " + m.set
-}
-
-// describe names what a message of google/nftables' does, for errors. empty says it has no attributes.
-func describe(t netlink.HeaderType, empty bool) string {
-	switch t & 0xff {
-	case unix.NFT_MSG_NEWTABLE:
-		return "add table"
-	case unix.NFT_MSG_DELTABLE:
-		return "delete table"
-	case unix.NFT_MSG_NEWSET:
-		return "add set"
-	case unix.NFT_MSG_DELSET:
-		return "delete set"
-	case unix.NFT_MSG_DELSETELEM:
-		return "flush set"
-	case unix.NFT_MSG_NEWCHAIN:
-		return "add chain"
-	case unix.NFT_MSG_DELCHAIN:
-		return "delete chain"
-	case unix.NFT_MSG_NEWRULE:
-		return "add rule"
-	case unix.NFT_MSG_DELRULE:
-		return "delete rule"
-	}
-	return fmt.Sprintf("message type %#x", uint16(t))
-}
+// putSeq writes the sequence number of the message whose header is at offset in buf.
+func putSeq(buf []byte, offset int, seq uint32) { binary.NativeEndian.PutUint32(buf[offset+8:], seq) }
 
 // nlSock is Conn's netlink socket to nf_tables. Conn keeps it open between Applies: closing a netfilter
 // socket makes the kernel wait for the cleanup of the last commit (an RCU grace period, milliseconds),
@@ -359,15 +226,33 @@ func (s *nlSock) generation() (uint32, error) {
 	return gen, nil
 }
 
+// TableExists reports whether table name of family (an NFPROTO_ number) exists, without reading it, in
+// the network namespace behind netnsFD (0: the caller's). It needs CAP_NET_ADMIN.
+func TableExists(netnsFD int, family byte, name string) (bool, error) {
+	s, err := dialSock(netnsFD)
+	if err != nil {
+		return false, err
+	}
+	defer s.close()
+	err = s.request(unix.NFT_MSG_GETTABLE, family, appendAttrString(nil, unix.NFTA_TABLE_NAME, name), func(syscall.NetlinkMessage) {})
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("nftables: get table %s: %w", name, err)
+	}
+	return true, nil
+}
+
 // tableExists reports whether table inet masqd exists, without reading it.
 func (s *nlSock) tableExists() (bool, error) {
-	attrs := appendAttrString(nil, unix.NFTA_TABLE_NAME, TableName)
+	attrs := appendAttrString(nil, unix.NFTA_TABLE_NAME, ruleset.TableName)
 	err := s.request(unix.NFT_MSG_GETTABLE, unix.NFPROTO_INET, attrs, func(syscall.NetlinkMessage) {})
 	switch {
 	case errors.Is(err, unix.ENOENT):
 		return false, nil
 	case err != nil:
-		return false, fmt.Errorf("nftables: get table inet %s: %w", TableName, err)
+		return false, fmt.Errorf("nftables: get table inet %s: %w", ruleset.TableName, err)
 	}
 	return true, nil
 }

@@ -11,7 +11,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/masqd/masqd/nft"
+	"github.com/masqd/masqd/iptables"
+	"github.com/masqd/masqd/ruleset"
 )
 
 // TestBackendFlags: --mode, --to-ports, --migrate-from-chain and --masq-chain as parsed.
@@ -19,15 +20,15 @@ func TestBackendFlags(t *testing.T) {
 	for _, tc := range []struct {
 		args        []string
 		mode        string
-		toPorts     []nft.PortRange
+		toPorts     []ruleset.PortRange
 		migrateFrom []string
 		masqChain   string
 	}{
 		{nil, "auto", nil, []string{"IP-MASQ-AGENT", "IP-MASQ"}, "IP-MASQ-AGENT"},
 		{[]string{"--mode=nftables"}, "nftables", nil, []string{"IP-MASQ-AGENT", "IP-MASQ"}, "IP-MASQ-AGENT"},
 		{[]string{"--mode=iptables", "--to-ports=1024-29999,32768-65535", "--masq-chain=IP-MASQ"}, "iptables",
-			[]nft.PortRange{{First: 1024, Last: 29999}, {First: 32768, Last: 65535}}, []string{"IP-MASQ-AGENT", "IP-MASQ"}, "IP-MASQ"},
-		{[]string{"--to-ports=5000"}, "auto", []nft.PortRange{{First: 5000, Last: 5000}}, []string{"IP-MASQ-AGENT", "IP-MASQ"}, "IP-MASQ-AGENT"},
+			[]ruleset.PortRange{{First: 1024, Last: 29999}, {First: 32768, Last: 65535}}, []string{"IP-MASQ-AGENT", "IP-MASQ"}, "IP-MASQ"},
+		{[]string{"--to-ports=5000"}, "auto", []ruleset.PortRange{{First: 5000, Last: 5000}}, []string{"IP-MASQ-AGENT", "IP-MASQ"}, "IP-MASQ-AGENT"},
 		{[]string{"--migrate-from-chain="}, "auto", nil, nil, "IP-MASQ-AGENT"},
 		{[]string{"--migrate-from-chain= OLD-MASQ, IP-MASQ,OLD-MASQ"}, "auto", nil, []string{"OLD-MASQ", "IP-MASQ"}, "IP-MASQ-AGENT"},
 	} {
@@ -117,26 +118,26 @@ COMMIT
 
 // TestChooseBackendWiring: --mode with the node's facts, and what the errors say.
 func TestChooseBackendWiring(t *testing.T) {
-	notSupported := fmt.Errorf("nftables probe: kernel rejected masqd's table: %w: %w", nft.ErrNotSupported, unix.EOPNOTSUPP)
+	notSupported := fmt.Errorf("nftables probe: kernel rejected masqd's table: %w: %w", ruleset.ErrNotSupported, unix.EOPNOTSUPP)
 	denied := fmt.Errorf("nftables probe: kernel rejected masqd's table: %w", unix.EPERM)
-	usable := nft.VariantFacts{Usable: true}
+	usable := iptables.VariantFacts{Usable: true}
 	for _, tc := range []struct {
 		name    string
 		mode    string
-		facts   nft.Facts
+		facts   iptables.Facts
 		gather  error
 		want    string   // the backend's name
 		wantErr []string // substrings of the error
 	}{
-		{name: "auto, nftables works", mode: "auto", facts: nft.Facts{NFT: usable, Legacy: usable}, want: "nftables"},
-		{name: "auto, no nftables NAT", mode: "auto", facts: nft.Facts{NFTables: notSupported, NFT: usable, Legacy: usable}, want: "iptables-nft"},
-		{name: "iptables, legacy busier", mode: "iptables", facts: nft.Facts{NFT: usable, Legacy: nft.VariantFacts{Usable: true, Counts: nft.RuleCounts{Rules: 3}}}, want: "iptables-legacy"},
-		{name: "auto, not permitted", mode: "auto", facts: nft.Facts{NFTables: denied}, wantErr: []string{"not permitted", "CAP_NET_ADMIN"}},
-		{name: "iptables, not permitted", mode: "iptables", facts: nft.Facts{NFTables: denied}, wantErr: []string{"--mode=iptables", "not permitted", "CAP_NET_ADMIN"}},
-		{name: "nftables, not supported", mode: "nftables", facts: nft.Facts{NFTables: notSupported, NFT: usable}, wantErr: []string{"--mode=nftables", "not supported"}},
+		{name: "auto, nftables works", mode: "auto", facts: iptables.Facts{NFT: usable, Legacy: usable}, want: "nftables"},
+		{name: "auto, no nftables NAT", mode: "auto", facts: iptables.Facts{NFTables: notSupported, NFT: usable, Legacy: usable}, want: "iptables-nft"},
+		{name: "iptables, legacy busier", mode: "iptables", facts: iptables.Facts{NFT: usable, Legacy: iptables.VariantFacts{Usable: true, Counts: iptables.RuleCounts{Rules: 3}}}, want: "iptables-legacy"},
+		{name: "auto, not permitted", mode: "auto", facts: iptables.Facts{NFTables: denied}, wantErr: []string{"not permitted", "CAP_NET_ADMIN"}},
+		{name: "iptables, not permitted", mode: "iptables", facts: iptables.Facts{NFTables: denied}, wantErr: []string{"--mode=iptables", "not permitted", "CAP_NET_ADMIN"}},
+		{name: "nftables, not supported", mode: "nftables", facts: iptables.Facts{NFTables: notSupported, NFT: usable}, wantErr: []string{"--mode=nftables", "not supported"}},
 		{name: "facts unreadable", mode: "auto", gather: errors.New("gather facts: open network namespace: no such file"), wantErr: []string{"gather facts"}},
 	} {
-		b, _, err := chooseBackend(tc.mode, func() (nft.Facts, error) { return tc.facts, tc.gather })
+		b, _, err := chooseBackend(tc.mode, func() (iptables.Facts, error) { return tc.facts, tc.gather })
 		switch {
 		case tc.wantErr == nil && err != nil:
 			t.Errorf("%s: %v", tc.name, err)
@@ -149,46 +150,6 @@ func TestChooseBackendWiring(t *testing.T) {
 			if err != nil && !strings.Contains(err.Error(), w) {
 				t.Errorf("%s: error %q does not say %q", tc.name, err, w)
 			}
-		}
-	}
-}
-
-// TestMigrationPlan: what masqd removes once its rules are verified, per backend.
-func TestMigrationPlan(t *testing.T) {
-	both := nft.Facts{IPTables: true, Legacy: nft.VariantFacts{Usable: true}, NFT: nft.VariantFacts{Usable: true}}
-	onlyNFT := nft.Facts{IPTables: true, NFT: nft.VariantFacts{Usable: true}}
-	notGathered := nft.Facts{} // nftables mode: the kernel says at migration which variants have a nat table
-	defaults := []string{"IP-MASQ-AGENT", "IP-MASQ"}
-	nftables := nft.Backend{Kind: nft.KindNFTables}
-	iptNFT := nft.Backend{Kind: nft.KindIPTables, Variant: nft.VariantNFT}
-	iptLegacy := nft.Backend{Kind: nft.KindIPTables, Variant: nft.VariantLegacy}
-	for _, tc := range []struct {
-		name        string
-		backend     nft.Backend
-		facts       nft.Facts
-		masqChain   string
-		from        []string
-		steps       []migrationStep
-		deleteTable bool
-	}{
-		{"nftables: both variants, legacy first", nftables, both, "IP-MASQ-AGENT", defaults,
-			[]migrationStep{{"legacy", defaults}, {"nft", defaults}}, false},
-		{"nftables: own --masq-chain too", nftables, both, "MASQD", defaults,
-			[]migrationStep{{"legacy", []string{"IP-MASQ-AGENT", "IP-MASQ", "MASQD"}}, {"nft", []string{"IP-MASQ-AGENT", "IP-MASQ", "MASQD"}}}, false},
-		{"nftables: migration off still leaves no masqd chain", nftables, onlyNFT, "IP-MASQ-AGENT", nil,
-			[]migrationStep{{"nft", []string{"IP-MASQ-AGENT"}}}, false},
-		{"nftables: no iptables", nftables, nft.Facts{IPTables: true}, "IP-MASQ-AGENT", defaults, nil, false},
-		{"nftables: iptables not asked", nftables, notGathered, "IP-MASQ-AGENT", defaults,
-			[]migrationStep{{"legacy", defaults}, {"nft", defaults}}, false},
-		{"iptables-nft keeps its own chain", iptNFT, both, "IP-MASQ-AGENT", defaults,
-			[]migrationStep{{"legacy", defaults}, {"nft", []string{"IP-MASQ"}}}, true},
-		{"iptables-legacy with GKE's chain", iptLegacy, both, "IP-MASQ", defaults,
-			[]migrationStep{{"legacy", []string{"IP-MASQ-AGENT"}}, {"nft", defaults}}, true},
-		{"iptables-nft, migration off, only nft", iptNFT, onlyNFT, "IP-MASQ-AGENT", nil, nil, true},
-	} {
-		steps, del := migrationPlan(tc.backend, tc.facts, tc.masqChain, tc.from)
-		if !reflect.DeepEqual(steps, tc.steps) || del != tc.deleteTable {
-			t.Errorf("%s: steps %v, delete table %t; want %v, %t", tc.name, steps, del, tc.steps, tc.deleteTable)
 		}
 	}
 }

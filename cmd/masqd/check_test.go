@@ -12,7 +12,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/masqd/masqd/config"
-	"github.com/masqd/masqd/nft"
+	"github.com/masqd/masqd/ruleset"
 )
 
 // TestCheckGolden checks the seeds' ConfigMaps and configs, and one file for each pitfall.
@@ -170,16 +170,16 @@ func asAgentReads(in string) (text string, manifest, ok bool) {
 
 // checkVerdict checks one file with check and compares the verdict with config.Parse's on the text the agent
 // would read. When the file is a plain config, or wrapped (configMapManifest: a ConfigMap with the right
-// kind, name and namespace), and check found no pasted-text mistake (lintText), check must accept exactly
+// kind, name and namespace), and check found no pasted-text mistake (config.Check's Repaired lines), check must accept exactly
 // what config.Parse accepts.
 func checkVerdict(t *testing.T, in string, wrapped bool) {
 	t.Helper()
-	res := checkFile([]byte(in), config.Options{})
+	res := config.Check([]byte(in), config.Options{})
 	var b bytes.Buffer
-	res.write(&b, "f", randomFully)
+	writeCheck(&b, res, "f", randomFully)
 	out := b.String()
-	errs := res.count(sevError)
-	summary := fmt.Sprintf("f: %s, %s, %s\n", plural(errs, "error"), plural(res.count(sevWarning), "warning"), plural(res.count(sevNote), "note"))
+	errs := res.Count(config.SevError)
+	summary := fmt.Sprintf("f: %s, %s, %s\n", plural(errs, "error"), plural(res.Count(config.SevWarning), "warning"), plural(res.Count(config.SevNote), "note"))
 	if !strings.Contains(out, summary) {
 		t.Errorf("%q: no summary %q:\n%s", in, summary, out)
 	}
@@ -191,18 +191,16 @@ func checkVerdict(t *testing.T, in string, wrapped bool) {
 		return
 	}
 	cfg, _, perr := config.Parse("", []byte(text), config.Options{}) // as check parses it: no file name
-	pasted := &checkResult{}
-	lintText(in, pasted)
 	switch {
 	case perr != nil && (errs == 0 || !strings.Contains(out, "Not applied as it is")):
 		t.Errorf("%q: config.Parse says %v, but check found no error:\n%s", in, perr, out)
 	case perr != nil:
 	case errs == 0:
-		want := nft.Compile(cfg, randomFully).String()
-		if len(res.configs) != 1 || !res.configs[0].Equal(cfg) || !strings.Contains(out, want) {
+		want := ruleset.Compile(cfg, randomFully).String()
+		if len(res.Configs) != 1 || !res.Configs[0].Equal(cfg) || !strings.Contains(out, want) {
 			t.Errorf("%q: check accepted it, but not as config.Parse reads it (%+v):\n%s\nwant the ruleset\n%s", in, cfg, out, want)
 		}
-	case (wrapped || !manifest) && pasted.count(sevError) == 0 && !strings.Contains(out, "is itself a Kubernetes manifest"):
+	case (wrapped || !manifest) && len(res.Repaired) == 0 && !strings.Contains(out, "is itself a Kubernetes manifest"):
 		t.Errorf("%q: config.Parse accepts it, but check found %d errors:\n%s", in, errs, out)
 	}
 }

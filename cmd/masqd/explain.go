@@ -2,79 +2,16 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"net/netip"
-	"os"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/masqd/masqd/config"
-	"github.com/masqd/masqd/nft"
+	"github.com/masqd/masqd/ruleset"
+	"github.com/masqd/masqd/status"
 )
-
-// host is what the operator commands read from the machine they run on. Tests replace it.
-type host struct {
-	// kernel reads table inet masqd in this network namespace (nft.Conn.Read; needs CAP_NET_ADMIN).
-	kernel func() (nft.Ruleset, bool, error)
-	// iptables names the iptables variants ("iptables-nft", "iptables-legacy") whose nat table holds chain;
-	// nil means none are looked at.
-	iptables func(chain string) []string
-	// addrs lists the addresses of this host's interfaces.
-	addrs func() ([]netip.Addr, error)
-	// get fetches url, as the agent's HTTP client.
-	get func(url string) (code int, body []byte, err error)
-	now func() time.Time
-}
-
-// hostFacts is the real host: this network namespace's kernel and interfaces, HTTP with a short timeout.
-func hostFacts() host {
-	client := &http.Client{Timeout: 2 * time.Second}
-	return host{
-		kernel: func() (nft.Ruleset, bool, error) { return nft.NewConn(0).Read() },
-		iptables: func(chain string) []string {
-			var found []string
-			for _, v := range []string{nft.VariantNFT, nft.VariantLegacy} {
-				if ipt, err := nft.NewIPTables(v, chain, ""); err == nil {
-					if s, err := ipt.Read(); err == nil && (s.V4.Chain || s.V6.Chain) {
-						found = append(found, nft.Backend{Kind: nft.KindIPTables, Variant: v}.String())
-					}
-				}
-			}
-			return found
-		},
-		addrs: func() ([]netip.Addr, error) {
-			ifaddrs, err := net.InterfaceAddrs()
-			if err != nil {
-				return nil, err
-			}
-			var out []netip.Addr
-			for _, a := range ifaddrs {
-				if n, ok := a.(*net.IPNet); ok {
-					if ip, ok := netip.AddrFromSlice(n.IP); ok {
-						out = append(out, ip.Unmap())
-					}
-				}
-			}
-			return out, nil
-		},
-		get: func(url string) (int, []byte, error) {
-			resp, err := client.Get(url)
-			if err != nil {
-				return 0, nil, err
-			}
-			defer resp.Body.Close()
-			body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-			return resp.StatusCode, body, err
-		},
-		now: time.Now,
-	}
-}
 
 const explainUsage = `Usage: masqd explain [flags] ADDRESS...
 
@@ -99,30 +36,20 @@ Flags:
 `
 
 // explainMain is `masqd explain`.
-func explainMain(args []string, stdout, stderr io.Writer, h host) int {
+func explainMain(args []string, stdout, stderr io.Writer, h status.Host) int {
 	var (
-		path    string
-		cfgOpts config.Options
-		nftOpts nft.Options
-		kernel  bool
-		output  string
+		kernel bool
+		output string
 	)
-	fs := newFlagSet("masqd explain")
-	addConfigFlags(fs, &path, &cfgOpts, &nftOpts)
-	fs.BoolVar(&kernel, "kernel", false, "explain from the kernel's table inet masqd, and say where it disagrees with the config")
-	fs.StringVar(&output, "output", "text", "output `format`: text or json")
-	operands, err := parseCommand(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		printUsage(stdout, fs, explainUsage)
-		return 0
+	c := newCommand("masqd explain", explainUsage)
+	c.fs.BoolVar(&kernel, "kernel", false, "explain from the kernel's table inet masqd, and say where it disagrees with the config")
+	c.fs.StringVar(&output, "output", "text", "output `format`: text or json")
+	operands, code, ok := c.parse(args, stdout, stderr)
+	if !ok {
+		return code
 	}
-	fail := func(format string, a ...any) int {
-		fmt.Fprintf(stderr, "masqd explain: "+format+"\n", a...)
-		return 2
-	}
+	fail := func(format string, a ...any) int { return c.fail(stderr, format, a...) }
 	switch {
-	case err != nil:
-		return fail("%v", err)
 	case output != "text" && output != "json":
 		return fail("--output=%q: want text or json", output)
 	case len(operands) == 0:
@@ -140,31 +67,31 @@ func explainMain(args []string, stdout, stderr io.Writer, h host) int {
 		dsts[i] = a
 	}
 
-	cfg, warnings, err := config.Load(path, cfgOpts)
+	cfg, warnings, err := config.Load(c.path, c.cfg)
 	printConfigWarnings(stderr, warnings)
 	if err != nil {
-		return fail("the config is invalid, so there is nothing to explain: %v (masqd check %s lists every problem)", err, path)
+		return fail("the config is invalid, so there is nothing to explain: %v (masqd check %s lists every problem)", err, c.path)
 	}
 	local := func(netip.Addr) bool { return false }
-	if addrs, err := h.addrs(); err != nil {
+	if addrs, err := h.Addrs(); err != nil {
 		fmt.Fprintf(stderr, "masqd explain: cannot list this host's addresses, so local destinations are not recognised: %v\n", err)
 	} else {
 		local = func(a netip.Addr) bool { return a.IsLoopback() || slices.Contains(addrs, a) }
 	}
 
 	ex := explanation{Kernel: kernel}
-	var have nft.Ruleset
+	var have ruleset.Ruleset
 	if kernel {
 		var err error
-		have, ex.Table, err = h.kernel()
+		have, ex.Table, err = h.Kernel()
 		if err != nil {
-			return fail("cannot read the kernel's table inet %s: %v%s", nft.TableName, err, privilegeHint(err))
+			return fail("cannot read the kernel's table inet %s: %v%s", ruleset.TableName, err, status.PrivilegeHint(err))
 		}
 		ex.Foreign = have.Foreign
 	}
 	names := entryNamer{}
 	for i, dst := range dsts {
-		d := nft.Explain(cfg, nftOpts, dst)
+		d := ruleset.Explain(cfg, c.nft, dst)
 		a := addrExplanation{
 			Address: operands[i], Masquerade: d.Masquerade, Reason: d.Reason.String(), Local: local(d.Dst),
 			File: d.Entry.Source.File, Line: d.Entry.Source.Line,
@@ -224,7 +151,7 @@ type addrExplanation struct {
 	Address    string `json:"address"`
 	Masquerade bool   `json:"masquerade"`
 	Local      bool   `json:"local"`
-	// Reason is nft.Reason's name, or "local".
+	// Reason is ruleset.Reason's name, or "local".
 	Reason        string         `json:"reason"`
 	CIDR          string         `json:"cidr,omitempty"`
 	File          string         `json:"file,omitempty"`
@@ -243,7 +170,7 @@ type kernelVerdict struct {
 	table, ipv6Rule bool
 }
 
-func kernelVerdictOf(have nft.Ruleset, table bool, dst netip.Addr, local bool) kernelVerdict {
+func kernelVerdictOf(have ruleset.Ruleset, table bool, dst netip.Addr, local bool) kernelVerdict {
 	k := kernelVerdict{Agrees: true, table: table, ipv6Rule: have.IPv6}
 	if !table || local {
 		return k
@@ -257,17 +184,17 @@ func kernelVerdictOf(have nft.Ruleset, table bool, dst netip.Addr, local bool) k
 
 // text is the kernel's verdict, for a line where it disagrees with the config.
 func (k kernelVerdict) text(dst netip.Addr) string {
-	set := nft.Set4Name
+	set := ruleset.Set4Name
 	if dst.Is6() {
-		set = nft.Set6Name
+		set = ruleset.Set6Name
 	}
 	switch {
 	case k.Masquerade:
 		return fmt.Sprintf("the kernel masquerades it (no element of set %s holds it) — source becomes the node IP", set)
 	case !k.table:
-		return fmt.Sprintf("the kernel keeps the source (there is no table inet %s: masqd masquerades nothing)", nft.TableName)
+		return fmt.Sprintf("the kernel keeps the source (there is no table inet %s: masqd masquerades nothing)", ruleset.TableName)
 	case dst.Is6() && !k.ipv6Rule:
-		return fmt.Sprintf("the kernel keeps the source (table inet %s has no IPv6 rule)", nft.TableName)
+		return fmt.Sprintf("the kernel keeps the source (table inet %s has no IPv6 rule)", ruleset.TableName)
 	default:
 		return fmt.Sprintf("the kernel keeps the source (set %s holds %s)", set, k.Element)
 	}
@@ -276,9 +203,9 @@ func (k kernelVerdict) text(dst netip.Addr) string {
 func (ex explanation) writeKernelSummary(w io.Writer) {
 	switch {
 	case !ex.Table:
-		fmt.Fprintf(w, "kernel: there is no table inet %s here: masqd has applied nothing in this network namespace\n", nft.TableName)
+		fmt.Fprintf(w, "kernel: there is no table inet %s here: masqd has applied nothing in this network namespace\n", ruleset.TableName)
 	case ex.Disagree == 0:
-		fmt.Fprintf(w, "kernel: table inet %s agrees with the config for every address\n", nft.TableName)
+		fmt.Fprintf(w, "kernel: table inet %s agrees with the config for every address\n", ruleset.TableName)
 	}
 	if ex.Disagree > 0 {
 		fmt.Fprintf(w, "kernel: disagrees with the config for %d of %d addresses: the kernel does not hold this config (see masqd status)\n",
@@ -286,7 +213,7 @@ func (ex explanation) writeKernelSummary(w io.Writer) {
 	}
 	if len(ex.Foreign) > 0 {
 		fmt.Fprintf(w, "kernel: table inet %s also holds what masqd does not write (%s): these verdicts read only masqd's own set and rule\n",
-			nft.TableName, strings.Join(ex.Foreign, "; "))
+			ruleset.TableName, strings.Join(ex.Foreign, "; "))
 	}
 }
 
@@ -311,7 +238,7 @@ func (n entryNamer) entry(key string, c config.CIDR) string {
 }
 
 // decision words d, or the local verdict when the destination is this host's.
-func (n entryNamer) decision(d nft.Decision, local bool) string {
+func (n entryNamer) decision(d ruleset.Decision, local bool) string {
 	const becomesNode = " — source becomes the node IP"
 	linkLocalKey := "masqLinkLocal"
 	if d.Dst.Is6() {
@@ -320,17 +247,17 @@ func (n entryNamer) decision(d nft.Decision, local bool) string {
 	switch {
 	case local:
 		return "local to this node: never masqueraded"
-	case d.Reason == nft.MasqueradeCIDR:
+	case d.Reason == ruleset.MasqueradeCIDR:
 		return "masqueraded (" + n.entry("masqueradeCIDRs", d.Entry) + ")" + becomesNode
-	case d.Reason == nft.NonMasqueradeCIDR:
+	case d.Reason == ruleset.NonMasqueradeCIDR:
 		return "source kept (" + n.entry("nonMasqueradeCIDRs", d.Entry) + ")"
-	case d.Reason == nft.LinkLocal && d.Masquerade:
+	case d.Reason == ruleset.LinkLocal && d.Masquerade:
 		return "masqueraded (link-local; " + linkLocalKey + " is true)" + becomesNode
-	case d.Reason == nft.LinkLocal:
+	case d.Reason == ruleset.LinkLocal:
 		return "kept (link-local; " + linkLocalKey + " is false)"
-	case d.Reason == nft.NoIPv6Rule:
+	case d.Reason == ruleset.NoIPv6Rule:
 		return "kept: masqd has no IPv6 rule; pass --enable-ipv6"
-	case d.Reason == nft.NoRange:
+	case d.Reason == ruleset.NoRange:
 		return "masqueraded: no non-masquerade range contains it" + becomesNode
 	case d.Masquerade:
 		return "masqueraded (no config entry explains it: this is a bug in masqd)" + becomesNode
@@ -341,46 +268,7 @@ func (n entryNamer) decision(d nft.Decision, local bool) string {
 
 // printConfigWarnings prints the config's warnings, one a line (see warningLines).
 func printConfigWarnings(w io.Writer, warnings []config.Warning) {
-	for _, l := range warningLines(warnings) {
+	for _, l := range config.WarningLines(warnings) {
 		fmt.Fprintln(w, l)
 	}
-}
-
-// warningLines words the config's warnings as FILE:LINE: warning: KEY: MESSAGE, and adds one when the config
-// file is a Kubernetes manifest rather than the config inside it.
-func warningLines(warnings []config.Warning) []string {
-	var lines []string
-	manifestKeys := 0
-	for _, wn := range warnings {
-		lines = append(lines, fmt.Sprintf("%s: warning: %s: %s", location(wn.Source.File, wn.Source.Line), wn.Key, wn.Msg))
-		if strings.EqualFold(wn.Key, "apiVersion") || strings.EqualFold(wn.Key, "kind") {
-			manifestKeys++
-		}
-	}
-	if manifestKeys == 2 {
-		lines = append(lines, fmt.Sprintf("%s: warning: this is a Kubernetes manifest, not a config: "+
-			"ip-masq-agent and masqd read its keys as config keys, ignore them, and use the defaults; "+
-			"give --config the text under data.config, and check the manifest with masqd check",
-			warnings[0].Source.File))
-	}
-	return lines
-}
-
-// location is FILE:LINE, or FILE when the line is not known, or "config" for a built-in default.
-func location(file string, line int) string {
-	switch {
-	case file == "":
-		return "config"
-	case line <= 0:
-		return file
-	}
-	return fmt.Sprintf("%s:%d", file, line)
-}
-
-// privilegeHint explains a permission error from the kernel.
-func privilegeHint(err error) string {
-	if errors.Is(err, os.ErrPermission) {
-		return " (reading nftables needs CAP_NET_ADMIN: run as root on the node)"
-	}
-	return ""
 }

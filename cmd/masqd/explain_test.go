@@ -15,17 +15,18 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/masqd/masqd/config"
-	"github.com/masqd/masqd/nft"
+	"github.com/masqd/masqd/ruleset"
+	"github.com/masqd/masqd/status"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/golden/*.txt from the commands' output (review the diff!)")
 
-// command is one of masqd's operator commands, as run() calls it.
-type command func(args []string, stdout, stderr io.Writer) int
+// runner is one of masqd's operator commands, as run() calls it.
+type runner func(args []string, stdout, stderr io.Writer) int
 
-// checkGolden runs `masqd name args...` and compares a transcript of it (the command line, stdout, stderr,
+// checkGolden runs `masqd name args...` and compares a transcript of it (the runner line, stdout, stderr,
 // exit status) with testdata/golden/<golden>.txt.
-func checkGolden(t *testing.T, golden, name string, cmd command, args ...string) {
+func checkGolden(t *testing.T, golden, name string, cmd runner, args ...string) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
 	code := cmd(args, &stdout, &stderr)
@@ -51,22 +52,22 @@ func checkGolden(t *testing.T, golden, name string, cmd command, args ...string)
 
 // fakeKernel is table inet masqd as a test wants the kernel to hold it.
 type fakeKernel struct {
-	rs      nft.Ruleset
+	rs      ruleset.Ruleset
 	present bool
 	err     error
 }
 
-// testHost is a host whose kernel, addresses, agent and clock are the test's. The node's addresses are the
+// testHost is a status.Host whose kernel, addresses, agent and clock are the test's. The node's addresses are the
 // lab's: 10.128.0.5 on eth0 and 203.0.113.1 on lo. Agent answers map a URL to a status code and body; a URL
 // not in it does not answer.
-func testHost(k fakeKernel, agent map[string]string) host {
-	return host{
-		kernel: func() (nft.Ruleset, bool, error) { return k.rs, k.present, k.err },
-		addrs: func() ([]netip.Addr, error) {
+func testHost(k fakeKernel, agent map[string]string) status.Host {
+	return status.Host{
+		Kernel: func() (ruleset.Ruleset, bool, error) { return k.rs, k.present, k.err },
+		Addrs: func() ([]netip.Addr, error) {
 			return []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("10.128.0.5"),
 				netip.MustParseAddr("203.0.113.1"), netip.MustParseAddr("::1")}, nil
 		},
-		get: func(url string) (int, []byte, error) {
+		Get: func(url string) (int, []byte, error) {
 			answer, ok := agent[url]
 			if !ok {
 				return 0, nil, fmt.Errorf("Get %q: dial tcp: connect: connection refused", url)
@@ -76,25 +77,25 @@ func testHost(k fakeKernel, agent map[string]string) host {
 			fmt.Sscan(code, &n)
 			return n, []byte(body), nil
 		},
-		now: func() time.Time { return time.Date(2026, 5, 4, 10, 0, 12, 0, time.UTC) },
+		Now: func() time.Time { return time.Date(2026, 5, 4, 10, 0, 12, 0, time.UTC) },
 	}
 }
 
 // compiled is the ruleset masqd applies for the config file at path.
-func compiled(t *testing.T, path string, opts config.Options, nopts nft.Options) nft.Ruleset {
+func compiled(t *testing.T, path string, opts config.Options, nopts ruleset.Options) ruleset.Ruleset {
 	t.Helper()
 	cfg, _, err := config.Load(path, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return nft.Compile(cfg, nopts)
+	return ruleset.Compile(cfg, nopts)
 }
 
-func withHost(h host, f func([]string, io.Writer, io.Writer, host) int) command {
+func withHost(h status.Host, f func([]string, io.Writer, io.Writer, status.Host) int) runner {
 	return func(args []string, stdout, stderr io.Writer) int { return f(args, stdout, stderr, h) }
 }
 
-var randomFully = nft.Options{RandomFully: true}
+var randomFully = ruleset.Options{RandomFully: true}
 
 // TestExplainGolden explains destinations of the seeds' scenarios.
 func TestExplainGolden(t *testing.T) {
@@ -105,7 +106,7 @@ func TestExplainGolden(t *testing.T) {
 	foreign.Foreign = []string{"rule 1 (handle 9) in chain postrouting"}
 	for _, tc := range []struct {
 		golden string
-		h      host
+		h      status.Host
 		args   []string
 	}{
 		// Seed 002 solved with masqueradeCIDRs: the issue's examples, a node address and IPv6.
@@ -160,7 +161,7 @@ func TestExplainHelp(t *testing.T) {
 	}
 }
 
-// TestExplainRun goes through run(), with this host's addresses: loopback is local.
+// TestExplainRun goes through run(), with this status.Host's addresses: loopback is local.
 func TestExplainRun(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	code := run([]string{"explain", "--config=testdata/seed001.config", "127.0.0.1", "10.1.2.3"}, nil, &stdout, &stderr)

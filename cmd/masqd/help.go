@@ -1,10 +1,14 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/masqd/masqd/config"
+	"github.com/masqd/masqd/ruleset"
 )
 
 // newFlagSet returns a FlagSet that prints nothing itself: its caller prints the usage to stdout when help is
@@ -14,6 +18,42 @@ func newFlagSet(name string) *flag.FlagSet {
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
 	return fs
+}
+
+// command is an operator command's flags: the agent's config flags (so that it reads the config as the agent
+// does), and its own, added to fs before parse.
+type command struct {
+	name, usage string
+	fs          *flag.FlagSet
+	path        string
+	cfg         config.Options
+	nft         ruleset.Options
+}
+
+func newCommand(name, usage string) *command {
+	c := &command{name: name, usage: usage, fs: newFlagSet(name)}
+	addConfigFlags(c.fs, &c.path, &c.cfg, &c.nft)
+	return c
+}
+
+// parse parses args and returns the operands. When ok is false the command is done, with exit status code:
+// 0 after --help (the usage printed on stdout), 2 for a bad flag (the error printed on stderr).
+func (c *command) parse(args []string, stdout, stderr io.Writer) (operands []string, code int, ok bool) {
+	operands, err := parseCommand(c.fs, args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		printUsage(stdout, c.fs, c.usage)
+		return nil, 0, false
+	case err != nil:
+		return nil, c.fail(stderr, "%v", err), false
+	}
+	return operands, 0, true
+}
+
+// fail prints "NAME: message" on stderr and returns exit status 2.
+func (c *command) fail(stderr io.Writer, format string, a ...any) int {
+	fmt.Fprintf(stderr, c.name+": "+format+"\n", a...)
+	return 2
 }
 
 // printUsage prints usage and then fs's flags to w.

@@ -12,26 +12,23 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"syscall"
 
 	"github.com/lmittmann/tint"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"k8s.io/client-go/rest"
-	"k8s.io/klog/v2"
 
 	"github.com/masqd/masqd/agent"
 	"github.com/masqd/masqd/config"
-	"github.com/masqd/masqd/nft"
+	"github.com/masqd/masqd/iptables"
+	"github.com/masqd/masqd/ruleset"
+	"github.com/masqd/masqd/status"
 )
 
 // options are the parsed command line.
 type options struct {
 	configPath  string
 	cfg         config.Options
-	nft         nft.Options
+	nft         ruleset.Options
 	masqChain   string
 	mode        string   // --mode: auto, nftables or iptables
 	migrateFrom []string // --migrate-from-chain
@@ -89,9 +86,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
 		switch args[0] {
 		case "explain":
-			return explainMain(args[1:], stdout, stderr, hostFacts())
+			return explainMain(args[1:], stdout, stderr, status.NodeHost())
 		case "status":
-			return statusMain(args[1:], stdout, stderr, hostFacts())
+			return statusMain(args[1:], stdout, stderr, status.NodeHost())
 		case "check":
 			return checkMain(args[1:], stdin, stdout, stderr)
 		case "help":
@@ -122,59 +119,15 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func runMode(ctx context.Context, opts options, stdout io.Writer, log *slog.Logger) error {
-	if opts.cleanup {
-		return cleanup(opts.masqChain, log)
-	}
-	var cfg config.Config
-	if opts.dryRun || opts.once {
-		// The agent reads the config itself: an invalid one at start is reported and waited out, not fatal.
-		var err error
-		if cfg, err = loadConfig(opts, log); err != nil {
-			return err
-		}
-	}
-	if opts.dryRun {
-		return dryRunOutput(stdout, cfg, opts)
-	}
-	b, facts, err := chooseBackend(opts.mode, func() (nft.Facts, error) { return nft.GatherFacts("", opts.mode) })
-	if err != nil {
-		return err
-	}
-	backend, err := newBackend(b, opts, log)
-	if err != nil {
-		return err
-	}
-	migrate := migrator(b, facts, opts)
-	if !opts.once {
-		return runAgent(ctx, opts, backend, migrate, log)
-	}
-	d := agent.Desired{Config: cfg, Ruleset: nft.Compile(cfg, opts.nft)}
-	change, err := backend.Apply(d)
-	if err != nil {
-		return needCapNetAdmin(err)
-	}
-	log.Info("applied", "change", change, "backend", backend.Name(),
-		"ipv4_intervals", len(d.Ruleset.NonMasq4), "ipv6_intervals", len(d.Ruleset.NonMasq6))
-	if err := backend.Verify(d); err != nil {
-		return fmt.Errorf("not removing the rules masqd replaces: %w", err)
-	}
-	removed, err := migrate()
-	for _, r := range removed {
-		log.Info("removed rules masqd replaces", "removed", r)
-	}
-	return err
-}
-
 // dryRunOutput prints what --dry-run shows. It runs nothing and needs no privilege: with --mode=auto or
 // nftables, the nftables table (what auto picks wherever nftables can NAT); with --mode=iptables, the
 // iptables-restore inputs, as if iptables supported --random-fully (1.6.2 and later).
 func dryRunOutput(w io.Writer, cfg config.Config, opts options) error {
-	if opts.mode != nft.KindIPTables {
-		_, err := io.WriteString(w, nft.Compile(cfg, opts.nft).String())
+	if opts.mode != iptables.KindIPTables {
+		_, err := io.WriteString(w, ruleset.Compile(cfg, opts.nft).String())
 		return err
 	}
-	rules := nft.CompileIPTables(cfg, nft.IPTablesOptions{Chain: opts.masqChain, RandomFully: opts.nft.RandomFully,
+	rules := iptables.CompileIPTables(cfg, iptables.IPTablesOptions{Chain: opts.masqChain, RandomFully: opts.nft.RandomFully,
 		RandomFullySupported: true, ToPorts: opts.nft.ToPorts})
 	_, err := io.WriteString(w, rules.String())
 	return err
@@ -214,7 +167,7 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	fs := newFlagSet("masqd")
 	// ip-masq-agent's flags, with its names and defaults.
 	addConfigFlags(fs, &o.configPath, &o.cfg, &o.nft)
-	fs.StringVar(&o.masqChain, "masq-chain", nft.DefaultIPTablesChain, "iptables `chain` name for the iptables backend")
+	fs.StringVar(&o.masqChain, "masq-chain", iptables.DefaultIPTablesChain, "iptables `chain` name for the iptables backend")
 	// masqd's backends.
 	fs.StringVar(&o.mode, "mode", "auto", "`backend`: auto (nftables where the kernel can, else iptables), nftables or iptables")
 	migrateFrom := fs.String("migrate-from-chain", defaultMigrateFrom, "ip-masq-agent `chains` to remove from iptables (legacy and nft) once masqd's rules are verified; empty for none")
@@ -227,7 +180,7 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	fs.BoolVar(&o.cleanup, "cleanup", false, "remove everything masqd made (table inet masqd; the --masq-chain chain in iptables-legacy and iptables-nft) and exit")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	fs.StringVar(&o.httpAddress, "http-address", "127.0.0.1:9745", "`address` serving /healthz, /readyz and /metrics in agent mode, such as $(HOST_IP):9745 in a DaemonSet (an IPv6 host may be written without brackets); empty to serve nothing")
-	o.configMaps.refs = []agent.ConfigMapRef{agent.DefaultConfigMap}
+	o.configMaps.refs = []agent.ConfigMapRef{agent.DefaultConfigMap()}
 	fs.Var(&o.configMaps, "configmap", "`NAMESPACE/NAME` of a ConfigMap to watch in agent mode; repeat to merge several in order; empty for none. The source is on in a pod or with --kubeconfig")
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig `file` for the ConfigMap watch; default: the pod's ServiceAccount")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
@@ -248,11 +201,11 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 		return o, fmt.Errorf("--log-format=%q: want auto, text or json", o.logFormat)
 	}
 	switch o.mode {
-	case "auto", nft.KindNFTables, nft.KindIPTables:
+	case "auto", iptables.KindNFTables, iptables.KindIPTables:
 	default:
 		return o, fmt.Errorf("--mode=%q: want auto, nftables or iptables", o.mode)
 	}
-	if err := nft.ValidateChainName(o.masqChain); err != nil {
+	if err := iptables.ValidateChainName(o.masqChain); err != nil {
 		return o, fmt.Errorf("--masq-chain: %w", err)
 	}
 	var err error
@@ -274,13 +227,13 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 // addConfigFlags registers ip-masq-agent's flags that say how the config is read and compiled: --config,
 // --nomasq-all-reserved-ranges, --enable-ipv6, --random-fully and --to-ports. The agent and every command share them, so
 // that a command sees the config as the agent does when given the agent's flags.
-func addConfigFlags(fs *flag.FlagSet, path *string, cfg *config.Options, nopts *nft.Options) {
+func addConfigFlags(fs *flag.FlagSet, path *string, cfg *config.Options, nopts *ruleset.Options) {
 	fs.StringVar(path, "config", config.DefaultPath, "config `file`, or a directory whose ip-masq* files are merged")
 	fs.BoolVar(&cfg.NoMasqAllReservedRanges, "nomasq-all-reserved-ranges", false, "by default, keep the pod source address for every reserved range, not only RFC 1918")
 	fs.BoolVar(&cfg.EnableIPv6, "enable-ipv6", false, "also masquerade IPv6 (adds fe80::/10 and the config's IPv6 prefixes)")
 	fs.BoolVar(&nopts.RandomFully, "random-fully", true, "masquerade with fully randomised source ports")
 	fs.Func("to-ports", "masquerade TCP, UDP and SCTP to these source `ports`, e.g. 1024-29999,32768-65535, each range taking new connections in proportion to its size", func(s string) error {
-		ports, err := nft.ParsePortRanges(s)
+		ports, err := ruleset.ParsePortRanges(s)
 		if err != nil {
 			return fmt.Errorf("%w (ports or ranges separated by commas, e.g. --to-ports=1024-29999,32768-65535)", err)
 		}
@@ -327,63 +280,4 @@ func newLogger(w io.Writer, level slog.Level, format string) *slog.Logger {
 	default:
 		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
 	}
-}
-
-// runAgent is the long-running mode; see package agent.
-func runAgent(ctx context.Context, opts options, backend agent.Backend, migrate func() ([]string, error), log *slog.Logger) error {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics := agent.NewMetrics(reg, backend)
-	build := currentBuild()
-	metrics.BuildInfo.WithLabelValues(build.Version, build.Revision, strconv.FormatBool(build.Modified), build.GoVersion, backend.Name()).Set(1)
-	reload := make(chan os.Signal, 1)
-	signal.Notify(reload, syscall.SIGHUP)
-	defer signal.Stop(reload)
-	log.Info("starting", "version", build.Version, "revision", build.Revision, "backend", backend.Name(), "mode", opts.mode, "config", opts.configPath, "http", opts.httpAddress)
-	source, err := newConfigMapSource(opts, log)
-	if err != nil {
-		return err
-	}
-	return agent.New(agent.Settings{
-		ConfigPath:    opts.configPath,
-		ConfigOptions: opts.cfg,
-		NFT:           opts.nft,
-		Backend:       backend,
-		Migrate:       migrate,
-		Log:           log,
-		Metrics:       metrics,
-		HTTPAddress:   opts.httpAddress,
-		Gatherer:      reg,
-		Reload:        reload,
-		Notify:        agent.NotifierFromEnv(),
-		Source:        source,
-	}).Run(ctx)
-}
-
-// newConfigMapSource returns the Kubernetes ConfigMap source, or nil when it is off: --configmap= (empty), or
-// neither --kubeconfig nor a pod's ServiceAccount and --configmap left at its default (a node run by systemd).
-// An explicit --configmap with no way to reach a cluster is an error.
-func newConfigMapSource(opts options, log *slog.Logger) (agent.ConfigSource, error) {
-	if len(opts.configMaps.refs) == 0 {
-		return nil, nil
-	}
-	client, err := agent.NewKubeClient(opts.kubeconfig, "masqd/"+currentBuild().Version)
-	if errors.Is(err, rest.ErrNotInCluster) && !opts.configMaps.set {
-		log.Debug("not in a Kubernetes pod and no --kubeconfig: reading the config file only")
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("--configmap: %w", err)
-	}
-	klog.SetSlogLogger(log)        // client-go's global logging; the watch itself logs through its context
-	node := os.Getenv("NODE_NAME") // the downward API's spec.nodeName
-	if node == "" {
-		node, _ = os.Hostname() // an empty host is allowed in an Event's source
-	}
-	log.Info("watching ConfigMaps; they override the file once listed", "configmaps", opts.configMaps.String(), "node", node)
-	source, err := agent.NewConfigMapSource(client, opts.configMaps.refs, node, log)
-	if err != nil {
-		return nil, fmt.Errorf("--configmap: %w", err)
-	}
-	return source, nil
 }

@@ -11,7 +11,8 @@ import (
 	"testing"
 
 	"github.com/masqd/masqd/config"
-	"github.com/masqd/masqd/nft"
+	"github.com/masqd/masqd/ruleset"
+	"github.com/masqd/masqd/status"
 )
 
 // Answers of an agent on the default --http-address: ready and in step, or failing since its config was
@@ -41,11 +42,11 @@ masqd_sync_total{result="success"} 0
 	}
 )
 
-func interval(s string) nft.Interval { return nft.PrefixInterval(netip.MustParsePrefix(s)) }
+func interval(s string) ruleset.Interval { return ruleset.PrefixInterval(netip.MustParsePrefix(s)) }
 
 // sortIntervals keeps a tampered set in the kernel's order.
-func sortIntervals(ivs []nft.Interval) []nft.Interval {
-	slices.SortFunc(ivs, func(a, b nft.Interval) int { return a.First().Compare(b.First()) })
+func sortIntervals(ivs []ruleset.Interval) []ruleset.Interval {
+	slices.SortFunc(ivs, func(a, b ruleset.Interval) int { return a.First().Compare(b.First()) })
 	return ivs
 }
 
@@ -53,12 +54,12 @@ func sortIntervals(ivs []nft.Interval) []nft.Interval {
 func TestStatusGolden(t *testing.T) {
 	none := config.Options{}
 	seed003 := compiled(t, "testdata/seed003.config", none, randomFully)
-	seed003.Counter4 = nft.Counter{Packets: 1200, Bytes: 72000}
+	seed003.Counter4 = ruleset.Counter{Packets: 1200, Bytes: 72000}
 
 	// Someone deleted 172.18.0.0/16 and added 8.8.8.8, and a rule of their own.
 	tampered := seed003
 	tampered.NonMasq4 = sortIntervals(append(slices.DeleteFunc(slices.Clone(seed003.NonMasq4),
-		func(iv nft.Interval) bool { return iv == interval("172.18.0.0/16") }), interval("8.8.8.8/32")))
+		func(iv ruleset.Interval) bool { return iv == interval("172.18.0.0/16") }), interval("8.8.8.8/32")))
 	tampered.Foreign = []string{"rule 1 (handle 9) in chain postrouting"}
 
 	// Seed 000's "only the MASQUERADE rule": the set holds nothing.
@@ -68,17 +69,17 @@ func TestStatusGolden(t *testing.T) {
 	// The same addresses as seed 003, split into other intervals (10.0.0.0/16 as two /17s).
 	split := seed003
 	split.NonMasq4 = sortIntervals(append(slices.DeleteFunc(slices.Clone(seed003.NonMasq4),
-		func(iv nft.Interval) bool { return iv == interval("10.0.0.0/16") }), interval("10.0.0.0/17"), interval("10.0.128.0/17")))
+		func(iv ruleset.Interval) bool { return iv == interval("10.0.0.0/16") }), interval("10.0.0.0/17"), interval("10.0.128.0/17")))
 
 	// The agent runs with --enable-ipv6 --random-fully=false; status is run without them.
-	otherFlags := compiled(t, "testdata/seed003.config", config.Options{EnableIPv6: true}, nft.Options{})
-	otherFlags.Counter6 = nft.Counter{Packets: 7, Bytes: 560}
+	otherFlags := compiled(t, "testdata/seed003.config", config.Options{EnableIPv6: true}, ruleset.Options{})
+	otherFlags.Counter6 = ruleset.Counter{Packets: 7, Bytes: 560}
 
 	gkeDefaults := compiled(t, "testdata/absent", config.Options{NoMasqAllReservedRanges: true}, randomFully)
 
 	for _, tc := range []struct {
 		golden string
-		h      host
+		h      status.Host
 		args   []string
 	}{
 		{"status-seed003-match", testHost(fakeKernel{rs: seed003, present: true}, agentReady),
@@ -125,41 +126,19 @@ func TestStatusJSONExit(t *testing.T) {
 		code int
 		res  string
 	}{
-		{fakeKernel{rs: seed003, present: true}, 0, resultMatch},
-		{fakeKernel{}, 1, resultMismatch},
-		{fakeKernel{err: os.ErrPermission}, 2, resultUnknown},
+		{fakeKernel{rs: seed003, present: true}, 0, status.Match},
+		{fakeKernel{}, 1, status.Mismatch},
+		{fakeKernel{err: os.ErrPermission}, 2, status.Unknown},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := statusMain([]string{"--config=testdata/seed003.config", "--output=json", "--http-address="}, &stdout, &stderr, testHost(tc.k, nil))
-		var r statusReport
+		var r status.Report
 		if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
 			t.Fatalf("%v\n%s", err, stdout.String())
 		}
 		if code != tc.code || r.Result != tc.res {
 			t.Errorf("kernel %+v: exit %d, result %q; want %d, %q", tc.k, code, r.Result, tc.code, tc.res)
 		}
-	}
-}
-
-func TestParseMetrics(t *testing.T) {
-	m, err := parseMetrics([]byte(strings.TrimPrefix(agentReady["http://127.0.0.1:9745/metrics"], "200 ")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if v, ok := m.value("masqd_sync_total", "result", "success"); !ok || v != 42 {
-		t.Errorf("masqd_sync_total success = %v, want 42", v)
-	}
-	if v := m.label("masqd_build_info", "version"); v != "v0.3.0" {
-		t.Errorf("version label = %q, want v0.3.0", v)
-	}
-	if v, ok := m.value("masqd_config_valid"); !ok || v != 1 { // untyped: no TYPE line
-		t.Errorf("masqd_config_valid = %v, %v; want 1", v, ok)
-	}
-	if _, ok := m.value("masqd_sync_total", "result", "retry"); ok {
-		t.Errorf("masqd_sync_total{result=\"retry\"} found; there is none")
-	}
-	if _, err := parseMetrics([]byte("masqd_config_valid one\n")); err == nil {
-		t.Errorf("a malformed exposition parsed without error")
 	}
 }
 
@@ -171,7 +150,7 @@ func TestStatusHelp(t *testing.T) {
 }
 
 // withIPTables is h with the --masq-chain chain found in the nat table of the given iptables variants.
-func withIPTables(h host, variants ...string) host {
-	h.iptables = func(string) []string { return variants }
+func withIPTables(h status.Host, variants ...string) status.Host {
+	h.IPTables = func(string) []string { return variants }
 	return h
 }

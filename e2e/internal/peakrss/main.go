@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command peakrss runs a command and writes the command's own peak resident memory (ru_maxrss, in KiB) to a
 // file: peakrss OUT COMMAND [ARG...]. Its exit code is the command's.
 //

@@ -1,0 +1,72 @@
+package ruleset
+
+import (
+	"cmp"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+
+	gocmp "github.com/google/go-cmp/cmp"
+
+	"github.com/masqd/masqd/config"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.nft from the compiler (review the diff!)")
+
+// goldenCases are the testdata configs with the flags each is compiled with: testdata/NAME.nft is what
+// testdata/CONFIG.yaml compiles to (CONFIG defaults to NAME).
+var goldenCases = []struct {
+	name   string
+	opts   config.Options
+	nft    Options
+	config string
+}{
+	{"default", config.Options{}, Options{RandomFully: true}, ""},
+	{"all-reserved", config.Options{NoMasqAllReservedRanges: true}, Options{RandomFully: true}, ""},
+	{"ipv6", config.Options{EnableIPv6: true}, Options{RandomFully: true}, ""},
+	{"masquerade-cidrs", config.Options{}, Options{RandomFully: false}, ""},
+	{"empty", config.Options{}, Options{RandomFully: true}, ""},
+	{"to-ports", config.Options{EnableIPv6: true}, Options{RandomFully: true,
+		ToPorts: []PortRange{{First: 1024, Last: 29999}, {First: 32768, Last: 65535}}}, "ipv6"},
+	{"to-ports-one-port", config.Options{}, Options{ToPorts: []PortRange{{First: 40000, Last: 40000}}}, "default"},
+}
+
+func compileGolden(t *testing.T, name string, opts config.Options, nopts Options) Ruleset {
+	t.Helper()
+	path := filepath.Join("testdata", name+".yaml")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, _, err := config.Parse(path, data, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Compile(cfg, nopts)
+}
+
+// TestGolden compares the rendering of each testdata config with the text written out in testdata.
+func TestGolden(t *testing.T) {
+	for _, tc := range goldenCases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := compileGolden(t, cmp.Or(tc.config, tc.name), tc.opts, tc.nft).String()
+			path := filepath.Join("testdata", tc.name+".nft")
+			if *update {
+				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != string(want) {
+				t.Errorf("-want +got:\n%s", lineDiff(string(want), got))
+			}
+		})
+	}
+}
+
+// lineDiff shows where two renderings part, line by line.
+func lineDiff(want, got string) string { return gocmp.Diff(want, got) }

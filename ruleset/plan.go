@@ -1,0 +1,356 @@
+package ruleset
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Change says what an Apply sent to the kernel.
+type Change int
+
+const (
+	Unchanged Change = iota // nothing was sent: the kernel already held the ruleset
+	Updated                 // set elements were added and removed in place
+	Rebuilt                 // the table was (re)created whole, or its rules or sets changed shape
+	// Refreshed means the sets were emptied and refilled, and the rules set right, because what the
+	// kernel held was not known: it may or may not have differed.
+	Refreshed
+)
+
+func (c Change) String() string {
+	return [...]string{"unchanged", "updated", "rebuilt", "refreshed"}[c]
+}
+
+// MarshalText makes logs and JSON say the name, not the number.
+func (c Change) MarshalText() ([]byte, error) { return []byte(c.String()), nil }
+
+// The operations of a Plan. Each applies to masqd's table (inet masqd): its sets, its chain, its rules.
+type OpKind int
+
+const (
+	AddTable       OpKind = iota // create the table (nothing when it exists)
+	DeleteTable                  // delete the table and everything in it
+	AddSet                       // create set Set (an interval set of its family's addresses)
+	DeleteSet                    // delete set Set
+	FlushSet                     // remove every element of set Set
+	AddElements                  // add Elements to set Set
+	DeleteElements               // remove Elements from set Set
+	AddChain                     // create masqd's chain: nat, hook postrouting, priority srcnat, policy accept
+	DeleteChain                  // delete chain Chain, which is not masqd's
+	FlushChain                   // remove every rule of chain Chain
+	AddRule                      // append Rule to masqd's chain
+	DeleteRule                   // remove the rule of masqd's chain whose kernel handle is Handle
+)
+
+// Op is one operation of a kernel transaction, as data.
+type Op struct {
+	Kind     OpKind
+	Set      string     // AddSet, DeleteSet, FlushSet, AddElements, DeleteElements
+	Elements []Interval // AddElements, DeleteElements
+	Chain    string     // DeleteChain, FlushChain: a chain of the table that is not masqd's
+	Rule     Rule       // AddRule
+	Handle   uint64     // DeleteRule
+}
+
+// Transaction is operations the kernel applies together: packets see all of them or none.
+type Transaction []Op
+
+// Plan is what a backend sends to make the kernel hold a Ruleset: its transactions in order (none when
+// Change is Unchanged), and what kind of change that is. A Plan is data: it can be printed, compared and
+// applied to a Fake as to the kernel.
+type Plan struct {
+	Change       Change
+	Transactions []Transaction
+}
+
+// Rule is one rule of masqd's chain: for its family (IPv6 or not), traffic whose destination is not in the
+// family's set and not local to the node, then a --to-ports rule (Port) or the catch-all masquerade.
+type Rule struct {
+	IPv6        bool
+	Port        *PortRule // nil for the catch-all rule
+	RandomFully bool
+}
+
+func (r Rule) equal(o Rule) bool {
+	return r.IPv6 == o.IPv6 && r.RandomFully == o.RandomFully &&
+		(r.Port == nil) == (o.Port == nil) && (r.Port == nil || *r.Port == *o.Port)
+}
+
+// Set is the set the rule reads.
+func (r Rule) Set() string {
+	if r.IPv6 {
+		return Set6Name
+	}
+	return Set4Name
+}
+
+// String is the rule as `nft list` prints it, counter at zero.
+func (r Rule) String() string {
+	match := "ip daddr != @" + Set4Name + " fib daddr type != local"
+	if r.IPv6 {
+		match = "ip6 daddr != @" + Set6Name + " fib daddr type != local"
+	}
+	if r.Port != nil {
+		return match + " " + r.Port.Text(Counter{}, r.RandomFully)
+	}
+	masq := "masquerade"
+	if r.RandomFully {
+		masq += " random,fully-random"
+	}
+	return match + " counter packets 0 bytes 0 " + masq
+}
+
+// Rules is r's chain, rule by rule: for each family its --to-ports rules, then its catch-all rule.
+func (r Ruleset) Rules() []Rule {
+	ports := PortRules(r.ToPorts)
+	var out []Rule
+	family := func(ipv6 bool) {
+		for i := range ports {
+			out = append(out, Rule{IPv6: ipv6, Port: &ports[i], RandomFully: r.RandomFully})
+		}
+		out = append(out, Rule{IPv6: ipv6, RandomFully: r.RandomFully})
+	}
+	family(false)
+	if r.IPv6 {
+		family(true)
+	}
+	return out
+}
+
+// Observed is what a backend knows of the kernel's table inet masqd before it changes it. Listing the
+// table's sets, chains and rules is cheap; reading a large set's elements is not (see nft.Conn), so Have
+// may be unknown while the rest is.
+type Observed struct {
+	// Present says whether the table exists; when false the rest is empty.
+	Present bool
+	// Have is everything the table holds, elements included: remembered from the backend's own last
+	// transaction (still true: nobody has committed since), or read. Nil when the elements are not known;
+	// the fields below then say what the table holds besides them.
+	Have *Ruleset
+	// Remembered says Have is the backend's memory of its own last transaction, not what it read.
+	Remembered bool
+	// Sets are the table's sets. Usable says whether masqd can keep one as its own: it has masqd's name
+	// and is an interval set of that family's addresses.
+	Sets []ObservedSet
+	// Chain says whether masqd's chain is there (by name, type, hook, priority and policy); Others are the
+	// table's other chains.
+	Chain  bool
+	Others []string
+	// Rules are the rules of masqd's chain, in order.
+	Rules []ObservedRule
+}
+
+// ObservedSet is one set of the kernel's table.
+type ObservedSet struct {
+	Name   string
+	Usable bool
+}
+
+// ObservedRule is one rule of masqd's chain in the kernel: which of masqd's rules it is (Ours false: none
+// of them), its kernel handle, and its counter.
+type ObservedRule struct {
+	Handle  uint64
+	Ours    bool
+	Rule    Rule
+	Counter Counter
+}
+
+// sameShape reports whether only set elements differ between the kernel's table and want.
+func sameShape(have, want Ruleset) bool {
+	return len(have.Foreign) == 0 && have.IPv6 == want.IPv6 && have.RandomFully == want.RandomFully &&
+		slices.Equal(have.ToPorts, want.ToPorts)
+}
+
+// PlanFor computes the Plan that makes the kernel, as observed, hold want. It is pure.
+//
+//   - The table holds want (as far as Have says): nothing, Unchanged.
+//   - It holds want's shape with other elements: one transaction removing and adding only the elements that
+//     differ, Updated. (Removals first: an added interval may overlap one going away.)
+//   - There is no table (a first start, or someone deleted it): one transaction making it whole, Rebuilt.
+//     Nothing was masqueraded before, so no old ruleset is kept meanwhile.
+//   - A set of masqd's name is of the wrong type: the table is replaced whole in one transaction, Rebuilt.
+//   - Otherwise (the shape differs, or the elements are not known): two transactions, so that no rule ever
+//     reads a set created in the same transaction (on Linux 6.18 such a rule misses now and then for packets
+//     that race the commit; RELIABILITY.md). The first creates the sets that are missing, with their
+//     elements; no rule reads them yet. The second empties and refills the sets that were there, keeps the
+//     chain's leading rules that are right (and their counters), removes the rest of its rules and every
+//     other chain and set, and adds want's remaining rules. Both are atomic for packets. Rebuilt when Have
+//     was remembered (the shape is known to have changed), Refreshed when it was read or not known.
+func PlanFor(want Ruleset, obs Observed) Plan {
+	if obs.Present && obs.Have != nil {
+		have := *obs.Have
+		if have.SameRules(want) {
+			return Plan{Change: Unchanged}
+		}
+		if sameShape(have, want) {
+			var tx Transaction
+			tx = appendDelta(tx, Set4Name, have.NonMasq4, want.NonMasq4)
+			if want.IPv6 {
+				tx = appendDelta(tx, Set6Name, have.NonMasq6, want.NonMasq6)
+			}
+			return Plan{Change: Updated, Transactions: []Transaction{tx}}
+		}
+	}
+	if !obs.Present || slices.ContainsFunc(obs.Sets, func(s ObservedSet) bool { return wantsSet(want, s.Name) && !s.Usable }) {
+		return Plan{Change: Rebuilt, Transactions: []Transaction{wholeTable(want)}}
+	}
+
+	var create, change Transaction
+	exists := map[string]bool{}
+	var obsolete []string
+	for _, s := range obs.Sets {
+		if wantsSet(want, s.Name) {
+			exists[s.Name] = true
+		} else {
+			obsolete = append(obsolete, s.Name)
+		}
+	}
+	for _, s := range want.sets() {
+		if exists[s.name] {
+			change = append(change, Op{Kind: FlushSet, Set: s.name}, Op{Kind: AddElements, Set: s.name, Elements: s.ivs})
+		} else {
+			create = append(create, Op{Kind: AddSet, Set: s.name}, Op{Kind: AddElements, Set: s.name, Elements: s.ivs})
+		}
+	}
+	for _, c := range obs.Others {
+		change = append(change, Op{Kind: FlushChain, Chain: c})
+	}
+	rules := want.Rules()
+	keep := 0
+	for i, r := range obs.Rules {
+		if keep == i && i < len(rules) && r.Ours && r.Rule.equal(rules[i]) {
+			keep++
+			continue
+		}
+		change = append(change, Op{Kind: DeleteRule, Handle: r.Handle})
+	}
+	for _, c := range obs.Others { // once no rule of masqd's chain can jump to them
+		change = append(change, Op{Kind: DeleteChain, Chain: c})
+	}
+	if !obs.Chain {
+		change = append(change, Op{Kind: AddChain})
+	}
+	for _, r := range rules[keep:] {
+		change = append(change, Op{Kind: AddRule, Rule: r})
+	}
+	for _, name := range obsolete { // once no rule reads them
+		change = append(change, Op{Kind: DeleteSet, Set: name})
+	}
+	p := Plan{Change: Refreshed}
+	if obs.Remembered {
+		p.Change = Rebuilt
+	}
+	if len(create) > 0 {
+		p.Transactions = append(p.Transactions, create)
+	}
+	p.Transactions = append(p.Transactions, change)
+	return p
+}
+
+// namedSet is one of a Ruleset's sets.
+type namedSet struct {
+	name string
+	ivs  []Interval
+}
+
+// sets are r's sets: IPv4's, and IPv6's when r has IPv6.
+func (r Ruleset) sets() []namedSet {
+	s := []namedSet{{Set4Name, r.NonMasq4}}
+	if r.IPv6 {
+		s = append(s, namedSet{Set6Name, r.NonMasq6})
+	}
+	return s
+}
+
+// wantsSet reports whether name is one of want's sets.
+func wantsSet(want Ruleset, name string) bool {
+	return name == Set4Name || name == Set6Name && want.IPv6
+}
+
+// wholeTable is the transaction that makes the table want, replacing any table of its name: add (nothing
+// when it exists), delete, add again, then the sets with their elements, the chain and its rules.
+func wholeTable(want Ruleset) Transaction {
+	tx := Transaction{{Kind: AddTable}, {Kind: DeleteTable}, {Kind: AddTable}}
+	for _, s := range want.sets() {
+		tx = append(tx, Op{Kind: AddSet, Set: s.name}, Op{Kind: AddElements, Set: s.name, Elements: s.ivs})
+	}
+	tx = append(tx, Op{Kind: AddChain})
+	for _, r := range want.Rules() {
+		tx = append(tx, Op{Kind: AddRule, Rule: r})
+	}
+	return tx
+}
+
+// appendDelta appends the element changes that turn one set's intervals from into to: deletions first, as
+// an added interval may overlap one that is going away.
+func appendDelta(tx Transaction, set string, from, to []Interval) Transaction {
+	del, add := DiffIntervals(from, to)
+	if len(del) > 0 {
+		tx = append(tx, Op{Kind: DeleteElements, Set: set, Elements: del})
+	}
+	if len(add) > 0 {
+		tx = append(tx, Op{Kind: AddElements, Set: set, Elements: add})
+	}
+	return tx
+}
+
+// String renders the plan in `nft` syntax, one operation per line, each transaction after a "# transaction
+// N" line; an Unchanged plan is "# unchanged". Elements are listed in full.
+func (p Plan) String() string {
+	var b strings.Builder
+	if len(p.Transactions) == 0 {
+		return "# " + p.Change.String() + "\n"
+	}
+	for i, tx := range p.Transactions {
+		fmt.Fprintf(&b, "# transaction %d of %d (%s)\n", i+1, len(p.Transactions), p.Change)
+		for _, op := range tx {
+			b.WriteString(op.String())
+			b.WriteByte('\n')
+		}
+	}
+	return b.String()
+}
+
+// String is the operation as an nft command.
+func (o Op) String() string {
+	t := "inet " + TableName
+	elems := func() string {
+		s := make([]string, len(o.Elements))
+		for i, iv := range o.Elements {
+			s[i] = iv.String()
+		}
+		return "{ " + strings.Join(s, ", ") + " }"
+	}
+	switch o.Kind {
+	case AddTable:
+		return "add table " + t
+	case DeleteTable:
+		return "delete table " + t
+	case AddSet:
+		typ := "ipv4_addr"
+		if o.Set == Set6Name {
+			typ = "ipv6_addr"
+		}
+		return fmt.Sprintf("add set %s %s { type %s; flags interval; }", t, o.Set, typ)
+	case DeleteSet:
+		return fmt.Sprintf("delete set %s %s", t, o.Set)
+	case FlushSet:
+		return fmt.Sprintf("flush set %s %s", t, o.Set)
+	case AddElements:
+		return fmt.Sprintf("add element %s %s %s", t, o.Set, elems())
+	case DeleteElements:
+		return fmt.Sprintf("delete element %s %s %s", t, o.Set, elems())
+	case AddChain:
+		return fmt.Sprintf("add chain %s %s { type nat hook postrouting priority srcnat; policy accept; }", t, ChainName)
+	case DeleteChain:
+		return fmt.Sprintf("delete chain %s %s", t, o.Chain)
+	case FlushChain:
+		return fmt.Sprintf("flush chain %s %s", t, o.Chain)
+	case AddRule:
+		return fmt.Sprintf("add rule %s %s %s", t, ChainName, o.Rule)
+	case DeleteRule:
+		return fmt.Sprintf("delete rule %s %s handle %d", t, ChainName, o.Handle)
+	}
+	return fmt.Sprintf("# operation %d", o.Kind)
+}

@@ -1,0 +1,324 @@
+// Package status compares what the config asks for with what the kernel holds and what the agent says:
+// `masqd status`. Read needs CAP_NET_ADMIN to read the kernel's table (through Host); everything else is
+// pure, and the report is data (JSON as it is, text in cmd/masqd).
+package status
+
+import (
+	"fmt"
+	"math"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/masqd/masqd/config"
+	"github.com/masqd/masqd/ruleset"
+)
+
+// Report.Result: the kernel holds what the config asks for (exit status 0), it does not (1), or that cannot
+// be told (2: the config is invalid, the kernel cannot be read).
+const (
+	Match    = "match"
+	Mismatch = "mismatch"
+	Unknown  = "unknown"
+)
+
+// Report is everything `masqd status` says, as --output=json prints it.
+type Report struct {
+	// Result is "match" (exit 0), "mismatch" (1) or "unknown" (2).
+	Result  string `json:"result"`
+	Backend string `json:"backend"`
+	Table   string `json:"table"`
+	// IPTables are the iptables variants whose nat table holds the --masq-chain chain, looked for only when
+	// there is no table inet masqd: masqd --mode=iptables (or ip-masq-agent) keeps its rules there.
+	IPTables []string    `json:"iptables,omitempty"`
+	Config   ConfigState `json:"config"`
+	Kernel   KernelState `json:"kernel"`
+	// Families compare the config and the kernel; empty when either cannot be read.
+	Families []Family `json:"families,omitempty"`
+	// RandomFully is the masquerade flag the config asks for (--random-fully) and the one the kernel's rule
+	// has; nil without a table.
+	RandomFully *RandomFully `json:"randomFully,omitempty"`
+	// Diagnosis says what a mismatch most likely means.
+	Diagnosis []string `json:"diagnosis,omitempty"`
+	Agent     *Agent   `json:"agent,omitempty"`
+}
+
+type RandomFully struct {
+	Config bool `json:"config"`
+	Kernel bool `json:"kernel"`
+}
+
+type ConfigState struct {
+	Path string `json:"path"`
+	// Files are the files read; none means the built-in defaults (no file at Path).
+	Files    []string `json:"files"`
+	Valid    bool     `json:"valid"`
+	Error    string   `json:"error,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+type KernelState struct {
+	Readable bool     `json:"readable"`
+	Error    string   `json:"error,omitempty"`
+	Present  bool     `json:"tablePresent"`
+	Foreign  []string `json:"foreign,omitempty"`
+}
+
+// Family compares one family's set and rule.
+type Family struct {
+	Family string `json:"family"`
+	// ConfigRule and KernelRule say whether there is a masquerade rule for the family (IPv6: --enable-ipv6).
+	ConfigRule      bool `json:"configRule"`
+	KernelRule      bool `json:"kernelRule"`
+	ConfigIntervals int  `json:"configIntervals"`
+	KernelIntervals int  `json:"kernelIntervals"`
+	// OnlyInConfig and OnlyInKernel are the set elements one side has and the other has not.
+	OnlyInConfig []string `json:"onlyInConfig,omitempty"`
+	OnlyInKernel []string `json:"onlyInKernel,omitempty"`
+	// KernelMasquerades are destinations the config keeps the pod source for and the kernel masquerades;
+	// KernelKeeps the reverse. Empty when the sets differ only in how their intervals are split.
+	KernelMasquerades []string `json:"kernelMasquerades,omitempty"`
+	KernelKeeps       []string `json:"kernelKeeps,omitempty"`
+	Match             bool     `json:"match"`
+	// Packets and Bytes are the kernel rule's counters: what it masqueraded (a connection's first packet).
+	Packets uint64 `json:"packets"`
+	Bytes   uint64 `json:"bytes"`
+}
+
+// Agent is what the agent on --http-address says about itself, from /readyz and /metrics.
+type Agent struct {
+	Address   string `json:"address"`
+	Reachable bool   `json:"reachable"`
+	Error     string `json:"error,omitempty"`
+	Ready     bool   `json:"ready"`
+	// NotReady is /readyz's answer when not ready.
+	NotReady string `json:"notReady,omitempty"`
+	Version  string `json:"version,omitempty"`
+	// Backend is the agent's backend: "nftables", "iptables-nft" or "iptables-legacy"; "" when not said.
+	Backend string `json:"backend,omitempty"`
+	// LastSync is when the agent last saw the kernel holding what it wants; nil for never (or not reported).
+	LastSync     *time.Time `json:"lastSync,omitempty"`
+	ConfigValid  *bool      `json:"configValid,omitempty"`
+	SyncsOK      *int64     `json:"syncsOK,omitempty"`
+	SyncsFailed  *int64     `json:"syncsFailed,omitempty"`
+	DriftRepairs *int64     `json:"driftRepairs,omitempty"`
+}
+
+// Read reads the config, the kernel and the agent, and compares them. The result is match only when the
+// kernel's table does what the compiled config does (ruleset.Ruleset.SameRules, as the agent decides).
+func Read(path string, cfgOpts config.Options, nftOpts ruleset.Options, addr, chain string, h Host) Report {
+	r := Report{Backend: "nftables", Table: "inet " + ruleset.TableName, Result: Unknown}
+	r.Config.Path = path
+	cfg, warnings, cfgErr := config.Load(path, cfgOpts)
+	r.Config.Warnings = config.WarningLines(warnings)
+	if cfgErr != nil {
+		r.Config.Error = cfgErr.Error()
+	} else {
+		r.Config.Valid, r.Config.Files = true, cfg.Files
+	}
+	have, present, kerr := h.Kernel()
+	if kerr != nil {
+		r.Kernel.Error = kerr.Error() + PrivilegeHint(kerr)
+	} else {
+		r.Kernel.Readable, r.Kernel.Present, r.Kernel.Foreign = true, present, have.Foreign
+		if !present && h.IPTables != nil {
+			r.IPTables = h.IPTables(chain)
+		}
+	}
+	if addr != "" {
+		r.Agent = askAgent(addr, h)
+	}
+	if cfgErr != nil || kerr != nil {
+		return r
+	}
+	if a := r.Agent; a != nil && a.Backend != "" && a.Backend != r.Backend {
+		// The agent's rules are ip-masq-agent's iptables chain, which this command does not read.
+		r.Diagnosis = []string{fmt.Sprintf("the agent on %s uses the %s backend: its rules are in iptables, not in "+
+			"table inet %s, so masqd status cannot compare them (iptables -t nat -L shows them)", a.Address, a.Backend, ruleset.TableName)}
+		return r
+	}
+
+	if len(r.IPTables) > 0 {
+		r.Backend = r.IPTables[0]
+		r.Diagnosis = []string{fmt.Sprintf("there is no table inet %s, but the nat table of %s holds chain %s: masqd runs "+
+			"here with --mode=iptables (or ip-masq-agent does), and masqd status compares only the nftables table "+
+			"(%s -t nat -L %s -n -v shows the chain)", ruleset.TableName, strings.Join(r.IPTables, " and "), chain, r.IPTables[0], chain)}
+		return r
+	}
+	want := ruleset.Compile(cfg, nftOpts)
+	masq4, masq6 := have.Masqueraded()
+	r.Families = []Family{
+		compareFamily("ipv4", true, present, want.NonMasq4, have.NonMasq4, masq4),
+		compareFamily("ipv6", want.IPv6, present && have.IPv6, want.NonMasq6, have.NonMasq6, masq6),
+	}
+	if present {
+		r.RandomFully = &RandomFully{Config: want.RandomFully, Kernel: have.RandomFully}
+	}
+	r.Result = Mismatch
+	if present && have.SameRules(want) {
+		r.Result = Match
+		return r
+	}
+	r.Diagnosis = diagnose(cfg, cfgOpts, nftOpts, want, have, present, r.Agent)
+	return r
+}
+
+func compareFamily(name string, configRule, kernelRule bool, want, have []ruleset.Interval, cnt ruleset.Counter) Family {
+	f := Family{
+		Family: name, ConfigRule: configRule, KernelRule: kernelRule,
+		ConfigIntervals: len(want), KernelIntervals: len(have),
+		Packets: cnt.Packets, Bytes: cnt.Bytes,
+	}
+	if !kernelRule {
+		f.KernelIntervals = 0
+		have = nil
+	}
+	onlyKernel, onlyConfig := ruleset.DiffIntervals(have, want)
+	f.OnlyInConfig = intervalStrings(onlyConfig)
+	f.OnlyInKernel = intervalStrings(onlyKernel)
+	if configRule && kernelRule {
+		f.KernelMasquerades = intervalStrings(ruleset.Difference(want, have))
+		f.KernelKeeps = intervalStrings(ruleset.Difference(have, want))
+	}
+	f.Match = configRule == kernelRule && len(f.OnlyInConfig) == 0 && len(f.OnlyInKernel) == 0
+	return f
+}
+
+func intervalStrings(ivs []ruleset.Interval) []string {
+	var out []string
+	for _, iv := range ivs {
+		out = append(out, iv.String())
+	}
+	return out
+}
+
+// diagnose says what a mismatch most likely means, most telling first.
+func diagnose(cfg config.Config, cfgOpts config.Options, nftOpts ruleset.Options, want, have ruleset.Ruleset, present bool, agent *Agent) []string {
+	if !present {
+		return []string{"there is no table inet masqd: masqd has applied nothing in this network namespace " +
+			"(no agent runs here, it never applied, or masqd --cleanup removed it), so masqd masquerades nothing"}
+	}
+	var out []string
+	linkLocal4 := ruleset.PrefixInterval(netip.MustParsePrefix(ruleset.LinkLocal4))
+	onlyLinkLocal := func(ivs []ruleset.Interval) bool {
+		for _, iv := range ivs {
+			if !linkLocal4.Contains(iv.First()) || !linkLocal4.Contains(iv.Last()) {
+				return false
+			}
+		}
+		return true
+	}
+	defaults := ruleset.Compile(config.Default(cfgOpts), nftOpts)
+	switch {
+	case onlyLinkLocal(have.NonMasq4) && !onlyLinkLocal(want.NonMasq4):
+		out = append(out, "the kernel's set nonmasq4 holds none of the config's non-masquerade ranges, so every "+
+			"destination but local and link-local ones is masqueraded: the config is not applied (ip-masq-agent's "+
+			"version of this is a chain holding only the MASQUERADE rule, with no RETURN rules)")
+	case have.SameRules(defaults) && len(cfg.Files) > 0:
+		out = append(out, "the kernel holds masqd's built-in defaults, not this config: the agent did not read it "+
+			"(another --config? a ConfigMap not created, not named ip-masq-agent, not in kube-system, or without "+
+			"the key config? try masqd check on the manifest)")
+	}
+	switch {
+	case want.IPv6 && !have.IPv6:
+		out = append(out, "the config has IPv6 (--enable-ipv6, or enableIPv6: true) and the kernel has no IPv6 rule: "+
+			"the agent runs without IPv6, or has not applied this config")
+	case !want.IPv6 && have.IPv6:
+		out = append(out, "the kernel has an IPv6 rule and this command's config has none: give masqd status the "+
+			"agent's flags (--enable-ipv6)")
+	}
+	if want.RandomFully != have.RandomFully {
+		out = append(out, fmt.Sprintf("the kernel's rule says %q and this command assumed --random-fully=%t: "+
+			"give masqd status the agent's flags", MasqueradeWords(have.RandomFully), want.RandomFully))
+	}
+	if !slices.Equal(want.ToPorts, have.ToPorts) {
+		out = append(out, fmt.Sprintf("the kernel's rules masquerade TCP, UDP and SCTP to %s and this command "+
+			"assumed %s: give masqd status the agent's flags (--to-ports)", PortsWords(have.ToPorts), PortsWords(want.ToPorts)))
+	}
+	if len(have.Foreign) > 0 {
+		out = append(out, "table inet masqd holds what masqd does not write (listed under foreign): a running "+
+			"agent removes it at once; otherwise masqd --once does")
+	}
+	switch {
+	case agent == nil || !agent.Reachable:
+		out = append(out, "a running agent repairs any change to its table at once: if this stays, no agent "+
+			"is keeping this table")
+	case agent.Ready:
+		out = append(out, fmt.Sprintf("the agent on %s is ready, so the kernel holds what it wants: it reads "+
+			"another config, or runs with other flags, than this command", agent.Address))
+	default:
+		out = append(out, fmt.Sprintf("the agent on %s is not ready: its log says why", agent.Address))
+	}
+	return out
+}
+
+func MasqueradeWords(randomFully bool) string {
+	if randomFully {
+		return "masquerade random,fully-random"
+	}
+	return "masquerade"
+}
+
+// askAgent reads the agent's /readyz and /metrics.
+func askAgent(addr string, h Host) *Agent {
+	a := &Agent{Address: addr}
+	base := "http://" + addr
+	code, body, err := h.Get(base + "/readyz")
+	if err != nil {
+		a.Error = err.Error()
+		return a
+	}
+	a.Reachable = true
+	a.Ready = code == 200
+	if !a.Ready {
+		a.NotReady = fmt.Sprintf("%d %s", code, strings.TrimSpace(string(body)))
+	}
+	code, body, err = h.Get(base + "/metrics")
+	if err != nil || code != 200 {
+		if err == nil {
+			err = fmt.Errorf("GET /metrics: %d", code)
+		}
+		a.Error = err.Error()
+		return a
+	}
+	m, err := ParseMetrics(body)
+	if err != nil {
+		a.Error = err.Error()
+		return a
+	}
+	if v, ok := m.Value("masqd_last_sync_success_timestamp_seconds"); ok && v > 0 {
+		sec, frac := math.Modf(v)
+		t := time.Unix(int64(sec), int64(frac*1e9)).UTC().Truncate(time.Millisecond)
+		a.LastSync = &t
+	}
+	if v, ok := m.Value("masqd_config_valid"); ok {
+		valid := v == 1
+		a.ConfigValid = &valid
+	}
+	count := func(name string, labels ...string) *int64 {
+		if v, ok := m.Value(name, labels...); ok {
+			n := int64(v)
+			return &n
+		}
+		return nil
+	}
+	a.SyncsOK = count("masqd_sync_total", "result", "success")
+	a.SyncsFailed = count("masqd_sync_total", "result", "error")
+	a.DriftRepairs = count("masqd_drift_repairs_total")
+	a.Version = m.Label("masqd_build_info", "version")
+	a.Backend = m.Label("masqd_build_info", "backend")
+	return a
+}
+
+// PortsWords says --to-ports' ranges: "ports 1024-29999,32768-65535", or "any port" for none.
+func PortsWords(ports []ruleset.PortRange) string {
+	if len(ports) == 0 {
+		return "any port"
+	}
+	words := make([]string, len(ports))
+	for i, p := range ports {
+		words[i] = p.String()
+	}
+	return "ports " + strings.Join(words, ",")
+}
