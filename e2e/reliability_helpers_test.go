@@ -19,6 +19,8 @@ import (
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/masqd/masqd/nft"
 )
 
 // The reliability suite (issue 7). Each test has a default size that keeps the whole suite to a few minutes
@@ -97,26 +99,14 @@ func (w *commitWatch) next(t *testing.T, what string, timeout time.Duration) ker
 // kernelGeneration is ns's nftables ruleset generation now: the Gen of the last commit.
 func kernelGeneration(t *testing.T, ns *NS) uint32 {
 	t.Helper()
-	var gen uint32
-	err := ns.Do(func() error {
-		nl, err := netlink.Dial(unix.NETLINK_NETFILTER, nil)
-		if err != nil {
-			return err
-		}
-		defer nl.Close()
-		msgs, err := nl.Execute(netlink.Message{
-			Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETGEN), Flags: netlink.Request},
-			Data:   []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0},
-		})
-		if err != nil {
-			return err
-		}
-		if len(msgs) != 1 || len(msgs[0].Data) < 4 {
-			return fmt.Errorf("GETGEN: %d replies", len(msgs))
-		}
-		gen, _, _ = genAttrs(msgs[0].Data[4:])
-		return nil
-	})
+	f, err := ns.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	c := nft.NewConn(int(f.Fd()))
+	defer c.Close()
+	gen, err := c.Generation()
 	if err != nil {
 		t.Fatalf("nftables generation in %s: %v", ns.Name, err)
 	}
@@ -159,77 +149,49 @@ func watchCommits(t *testing.T, ns *NS) *commitWatch {
 // their messages.
 func watchTableCommits(t *testing.T, ns *NS, match func(family byte, table string) bool) *commitWatch {
 	t.Helper()
-	var nl *netlink.Conn
-	if err := ns.Do(func() error {
-		var err error
-		nl, err = netlink.Dial(unix.NETLINK_NETFILTER, nil)
-		return err
-	}); err != nil {
-		t.Fatalf("monitor in %s: %v", ns.Name, err)
-	}
-	// A 100k-prefix swap notifies about 400,000 elements: room for them, so that nothing is lost.
-	if raw, err := nl.SyscallConn(); err == nil {
-		_ = raw.Control(func(fd uintptr) {
-			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 256<<20)
-		})
-	}
-	if err := nl.JoinGroup(unix.NFNLGRP_NFTABLES); err != nil {
-		nl.Close()
-		t.Fatalf("monitor in %s: join group: %v", ns.Name, err)
+	f, err := ns.Open()
+	if err != nil {
+		t.Fatal(err)
 	}
 	w := &commitWatch{ch: make(chan kernelCommit, 1<<16), live: make(chan struct{})}
 	done := make(chan struct{})
 	ctx, cancel := context.WithCancel(context.Background())
-	stop := context.AfterFunc(ctx, func() { _ = nl.SetReadDeadline(time.Unix(1, 0)) })
 	go func() {
 		defer close(done)
 		cur := map[string]int{}
-		for {
-			msgs, err := nl.Receive()
-			if ctx.Err() != nil {
-				return
-			}
-			if err != nil {
-				w.mu.Lock()
-				w.err = fmt.Errorf("nftables monitor: %w", err)
-				w.mu.Unlock()
-				return
-			}
-			now := time.Now()
-			for _, m := range msgs {
-				if uint16(m.Header.Type)>>8 != unix.NFNL_SUBSYS_NFTABLES || len(m.Data) < 4 {
-					continue
-				}
-				typ := uint16(m.Header.Type) & 0xff
-				if typ == unix.NFT_MSG_NEWGEN {
-					c := kernelCommit{At: now, Ops: cur}
-					c.Gen, c.PID, c.Process = genAttrs(m.Data[4:])
-					cur = map[string]int{}
-					select {
-					case <-w.live:
-					default:
-						close(w.live)
-					}
-					if len(c.Ops) == 0 {
-						continue
-					}
-					select {
-					case w.ch <- c:
-					default:
-						w.mu.Lock()
-						w.err = errors.New("commit channel full: the test stopped reading commits")
-						w.mu.Unlock()
-					}
-					continue
-				}
-				if name, ok := nftMsgNames[typ]; ok && match(m.Data[0], firstAttr(m.Data[4:])) {
+		err := nft.Listen(ctx, int(f.Fd()), func(n nft.Notification) {
+			if n.Type != unix.NFT_MSG_NEWGEN {
+				if name, ok := nftMsgNames[n.Type]; ok && match(n.Family, n.Table()) {
 					cur[name]++
 				}
+				return
 			}
+			c := kernelCommit{At: time.Now(), Ops: cur}
+			c.Gen, c.PID, c.Process = n.Commit()
+			cur = map[string]int{}
+			select {
+			case <-w.live:
+			default:
+				close(w.live)
+			}
+			if len(c.Ops) == 0 {
+				return
+			}
+			select {
+			case w.ch <- c:
+			default:
+				w.setErr(errors.New("commit channel full: the test stopped reading commits"))
+			}
+		})
+		if err != nil {
+			w.setErr(err)
 		}
 	}()
-	t.Cleanup(func() { cancel(); <-done; stop(); nl.Close() })
+	t.Cleanup(func() { cancel(); <-done; f.Close() })
 	waitFor(t, 5*time.Second, "nftables monitor subscribed", func() error {
+		if err := w.Err(); err != nil {
+			return err
+		}
 		ns.Run(t, "nft", "add table ip masqd-probe; delete table ip masqd-probe")
 		select {
 		case <-w.live:
@@ -241,37 +203,12 @@ func watchTableCommits(t *testing.T, ns *NS, match func(family byte, table strin
 	return w
 }
 
-// firstAttr is attribute 1 of a message as a string: the table name in every table, chain, rule, set and
-// element message.
-func firstAttr(b []byte) string {
-	ad, err := netlink.NewAttributeDecoder(b)
-	if err != nil {
-		return ""
+func (w *commitWatch) setErr(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err == nil {
+		w.err = err
 	}
-	for ad.Next() {
-		if ad.Type() == 1 {
-			return string(bytes.TrimRight(ad.Bytes(), "\x00"))
-		}
-	}
-	return ""
-}
-
-func genAttrs(b []byte) (gen, pid uint32, comm string) {
-	ad, err := netlink.NewAttributeDecoder(b)
-	if err != nil {
-		return 0, 0, ""
-	}
-	for ad.Next() {
-		switch ad.Type() {
-		case unix.NFTA_GEN_ID:
-			gen = binary.BigEndian.Uint32(ad.Bytes())
-		case unix.NFTA_GEN_PROC_PID:
-			pid = binary.BigEndian.Uint32(ad.Bytes())
-		case unix.NFTA_GEN_PROC_NAME:
-			comm = string(bytes.TrimRight(ad.Bytes(), "\x00"))
-		}
-	}
-	return gen, pid, comm
 }
 
 // nftaTableHandle is NFTA_TABLE_HANDLE (linux/netfilter/nf_tables.h), which x/sys/unix does not define.

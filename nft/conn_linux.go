@@ -262,7 +262,7 @@ const readLimit = 10_000
 // commit (which the kernel acknowledged) left want there, and nobody has committed since, or only commits
 // that Advance was told left masqd's table alone. false means "not known", not "different".
 func (c *Conn) InSync(want ruleset.Ruleset) (bool, error) {
-	gen, err := c.generation()
+	gen, err := c.Generation()
 	if err != nil {
 		return false, privilege(err)
 	}

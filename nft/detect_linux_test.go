@@ -13,14 +13,14 @@ import (
 // move and the namespace's ruleset stays empty.
 func TestProbeNFTables(t *testing.T) {
 	n := newNetns(t)
-	before, err := n.conn.generation()
+	before, err := n.conn.Generation()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := ProbeNFTables(n.conn.netns); err != nil {
 		t.Fatalf("ProbeNFTables: %v", err)
 	}
-	after, err := n.conn.generation()
+	after, err := n.conn.Generation()
 	if err != nil {
 		t.Fatal(err)
 	}

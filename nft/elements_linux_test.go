@@ -215,7 +215,7 @@ func TestCommitRefusedAfterForeignCommit(t *testing.T) {
 	n := newNetns(t)
 	want := ruleset.Compile(config.Config{NonMasqueradeCIDRs: rfc1918}, ruleset.Options{RandomFully: true})
 	mustApply(t, n.conn, want, ruleset.Rebuilt)
-	gen, err := n.conn.generation()
+	gen, err := n.conn.Generation()
 	if err != nil {
 		t.Fatal(err)
 	}
