@@ -59,7 +59,8 @@ reliability:
 	#!/usr/bin/env bash
 	set -euo pipefail
 	mkdir -p reliability
-	MASQD_WRITE_RELIABILITY=1 MASQD_RELIABILITY_RAW=reliability/default.txt ./test ./e2e -run 'Reliab' -v 2>&1 | tee reliability/default.txt
+	./test ./e2e -run 'Reliab' -v 2>&1 | tee reliability/default.txt
+	go run ./e2e/internal/reliabilityreport -raw reliability/default.txt
 
 # The same at the long sizes (10,000 edits, 3,000 kernel transactions per variant; up to its 120 minute timeout), kept in
 # reliability/soak.txt.
@@ -67,4 +68,5 @@ soak:
 	#!/usr/bin/env bash
 	set -euo pipefail
 	mkdir -p reliability
-	MASQD_SOAK=1 MASQD_WRITE_RELIABILITY=1 MASQD_RELIABILITY_RAW=reliability/soak.txt ./test ./e2e -run 'Reliab' -timeout 120m -v 2>&1 | tee reliability/soak.txt
+	MASQD_SOAK=1 ./test ./e2e -run 'Reliab' -timeout 120m -v 2>&1 | tee reliability/soak.txt
+	go run ./e2e/internal/reliabilityreport -raw reliability/soak.txt -soak

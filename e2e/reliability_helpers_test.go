@@ -24,8 +24,8 @@ import (
 )
 
 // The reliability suite (issue 7). Each test has a default size that keeps the whole suite to a few minutes
-// on a two-core machine, and a long size run by `just soak` (MASQD_SOAK=1). Figures go to RELIABILITY.md,
-// written by TestReliabilityReport when MASQD_WRITE_RELIABILITY=1.
+// on a two-core machine, and a long size run by `just soak` (MASQD_SOAK=1). Each test logs its figures as a
+// section of RELIABILITY.md; e2e/internal/reliabilityreport puts them there from the run's output.
 
 // soakSize returns n, or long when MASQD_SOAK=1.
 func soakSize(n, long int) int {
@@ -35,23 +35,14 @@ func soakSize(n, long int) int {
 	return n
 }
 
-// figures collects the Markdown sections of RELIABILITY.md measured in this run, by section name.
-var figures = struct {
-	mu       sync.Mutex
-	sections map[string]string
-}{sections: map[string]string{}}
-
-// reportFigures records section's Markdown for RELIABILITY.md and logs it, so that `go test -v` shows the
-// figures too. The figures of a failed test are recorded with a note: they are the evidence.
+// reportFigures logs section's Markdown for RELIABILITY.md, where e2e/internal/reliabilityreport finds it in
+// `go test -v` output. The figures of a failed test are marked: they are the evidence.
 func reportFigures(t *testing.T, section, markdown string) {
 	t.Helper()
-	t.Logf("RELIABILITY.md section %q:\n%s", section, markdown)
 	if t.Failed() {
 		markdown = "**" + t.Name() + " failed in this run** (its output says why); these are the figures it measured.\n\n" + markdown
 	}
-	figures.mu.Lock()
-	defer figures.mu.Unlock()
-	figures.sections[section] = markdown
+	t.Logf("RELIABILITY.md section %q:\n%s", section, markdown)
 }
 
 // kernelCommit is one nftables transaction as watchCommits sees it: who committed it, when the monitor read
