@@ -1,7 +1,12 @@
-// Package nft turns a config into masqd's nftables ruleset and keeps the kernel in step with it.
+// Package nft keeps masqd's table in the Linux kernel through nftables netlink: Conn sends a ruleset.Plan
+// as one netlink batch a Transaction (packets see the old ruleset or the new one, never a mix), reads the
+// table back (Read, Observe), removes it (Delete), and watches every commit in its network namespace
+// (Monitor, Listen) so that the agent repairs drift at once. ProbeNFTables says whether the kernel can run masqd's
+// ruleset at all.
 //
-// The desired ruleset is a plain value (Ruleset) computed by Compile, a pure function of the config and flags.
-// It renders itself as nft text (String), which is exactly what `nft list table inet masqd` prints after it is
-// applied. Conn applies a Ruleset in one netlink batch (one kernel transaction), reads the kernel's table back
-// as a Ruleset, and removes it. The package never logs.
+// One connection type, Conn, owns the netlink sockets; NewConn(netnsFD) works inside another network
+// namespace, which is how the tests reach theirs. Every call needs CAP_NET_ADMIN in that namespace; an
+// EPERM comes back as a *ruleset.PrivilegeError. The package never logs, builds only on Linux, and is
+// called by the agent (through its Backend), status, the iptables migration, and cmd/masqd's --once and
+// --cleanup.
 package nft

@@ -3,7 +3,10 @@
 package architecture
 
 import (
+	"maps"
+	"os"
 	"os/exec"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -53,6 +56,42 @@ func TestImports(t *testing.T) {
 					t.Errorf("GOOS=%s: %s imports %s, which only works on Linux; it must stay pure", goos, pkg, d)
 				}
 			}
+		}
+	}
+}
+
+// TestDocumentSaysTheSame: ARCHITECTURE.md's package table lists, for each package, the masqd packages it
+// may import: the same as allowed.
+func TestDocumentSaysTheSame(t *testing.T) {
+	doc, err := os.ReadFile("../../ARCHITECTURE.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile("(?m)^\\| `([^`]+)` \\| [^|]+ \\| ([^|]+) \\|")
+	name := regexp.MustCompile("`([^`]+)`")
+	seen := map[string]bool{}
+	for _, m := range row.FindAllStringSubmatch(string(doc), -1) {
+		pkg, may := m[1], allowed[m[1]]
+		if _, ok := allowed[pkg]; !ok {
+			continue
+		}
+		seen[pkg] = true
+		var says []string
+		for _, n := range name.FindAllStringSubmatch(m[2], -1) {
+			says = append(says, n[1])
+		}
+		if strings.Contains(m[2], "all of the above") {
+			says = slices.DeleteFunc(slices.Collect(maps.Keys(allowed)), func(p string) bool { return p == pkg })
+		}
+		slices.Sort(says)
+		want := slices.Sorted(slices.Values(may))
+		if !slices.Equal(says, want) {
+			t.Errorf("ARCHITECTURE.md says %s may import %q; the test allows %q", pkg, says, want)
+		}
+	}
+	for pkg := range allowed {
+		if !seen[pkg] {
+			t.Errorf("ARCHITECTURE.md's package table has no row for %s", pkg)
 		}
 	}
 }
