@@ -75,9 +75,9 @@ func TestParse(t *testing.T) {
 			want: Config{NonMasqueradeCIDRs: rfc1918(), CIDRLimit: 64, ResyncInterval: 60 * time.Second, EnableIPv6: true, Files: []string{file}},
 		},
 
-		// The seed configs.
+		// The scenarios' configs.
 		{
-			name: "GKE seed, key spelled nonMasqueradeCIDRS",
+			name: "GKE private endpoint, key spelled nonMasqueradeCIDRS",
 			in: `nonMasqueradeCIDRS:
   - 172.16.0.0/12
   - 192.168.0.0/16
@@ -106,7 +106,7 @@ resyncInterval : 60s
 			},
 		},
 		{
-			name: "seed with masqLinkLocal",
+			name: "Cilium on TKE, with masqLinkLocal",
 			in:   "nonMasqueradeCIDRs:\n  - 10.0.0.0/16\n  - 172.18.0.0/16\n  - 192.168.0.0/17\nmasqLinkLocal: true\n",
 			want: Config{
 				NonMasqueradeCIDRs: []CIDR{at("10.0.0.0/16", 2), at("172.18.0.0/16", 3), at("192.168.0.0/17", 4)},

@@ -103,7 +103,7 @@ func TestMasqLinkLocal(t *testing.T) {
 	})
 }
 
-// TestPrivateEndpoint is seed 002: an on-prem endpoint inside 10.0.0.0/8 accepts only node addresses. With
+// TestPrivateEndpoint: an on-prem endpoint inside 10.0.0.0/8 accepts only node addresses. With
 // ip-masq-agent's config the pod cannot reach it; masqueradeCIDRs fixes that and keeps the rest of 10/8.
 func TestPrivateEndpoint(t *testing.T) {
 	testenv.RequireKernel(t)

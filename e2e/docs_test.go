@@ -12,7 +12,7 @@ import (
 )
 
 // TestUserDocsStandAlone: the README, docs/ and deploy/ speak of scenarios in their own words, never of the
-// project's internal names for them (the "seeds" its test data is named after).
+// project's internal names for them (the "seeds" its test data was once named after).
 func TestUserDocsStandAlone(t *testing.T) {
 	internal := regexp.MustCompile(`(?i)\bseeds?\b|seed\d+`)
 	checked := 0

@@ -22,7 +22,7 @@ func TestLabNoNAT(t *testing.T) {
 	}
 }
 
-// TestLabFirewall checks the seed scenario's firewall: the private endpoint drops the pod and accepts the node.
+// TestLabFirewall checks the private-endpoint scenario's firewall: the private endpoint drops the pod and accepts the node.
 func TestLabFirewall(t *testing.T) {
 	t.Parallel()
 	lab := newLab(t, labOptions{Firewall: true})

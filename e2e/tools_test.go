@@ -16,8 +16,8 @@ import (
 	"github.com/masqd/masqd/internal/testenv"
 )
 
-// Seed 003's ConfigMap (TKE): the config of the status tests.
-const toolsSeed003 = "nonMasqueradeCIDRs:\n  - 10.0.0.0/16\n  - 172.18.0.0/16\n  - 192.168.0.0/17\nmasqLinkLocal: true\n"
+// The Cilium-on-TKE ConfigMap: the config of the status tests.
+const toolsCiliumTKE = "nonMasqueradeCIDRs:\n  - 10.0.0.0/16\n  - 172.18.0.0/16\n  - 192.168.0.0/17\nmasqLinkLocal: true\n"
 
 // toolsStatus runs `masqd status` in the lab's node and returns its result.
 func toolsStatus(t *testing.T, lab *Lab, args ...string) result {
@@ -42,7 +42,7 @@ func TestToolsStatus(t *testing.T) {
 	testenv.RequireKernel(t)
 	testenv.RequireCommand(t, "setpriv", "util-linux") // for status without CAP_NET_ADMIN
 	lab := newLab(t, labOptions{})
-	path := writeConfig(t, toolsSeed003)
+	path := writeConfig(t, toolsCiliumTKE)
 	cfgFlag := "--config=" + path
 	mustMasqd(t, lab.Node, cfgFlag, "--once")
 
@@ -81,7 +81,7 @@ func TestToolsStatus(t *testing.T) {
 		t.Errorf("status --output=json when tampered: exit %d, %+v", r.code, report)
 	}
 
-	// Seed 000's "only the MASQUERADE rule": the set emptied.
+	// The GKE SNAT notes' "only the MASQUERADE rule": the set emptied.
 	mustMasqd(t, lab.Node, cfgFlag, "--once")
 	wantStatus(t, "repaired by --once", toolsStatus(t, lab, cfgFlag, "--http-address="), 0, "match")
 	lab.Node.Run(t, "nft", "flush set inet masqd nonmasq4")
@@ -135,7 +135,7 @@ type toolsAddrRange struct {
 func TestToolsExplainKernel(t *testing.T) {
 	testenv.RequireKernel(t)
 	lab := newLab(t, labOptions{})
-	// Seed 002 done masqd's way, with IPv6.
+	// The private endpoint done masqd's way, with IPv6.
 	path := writeConfig(t, `nonMasqueradeCIDRs:
   - 10.0.0.0/8
   - 172.16.0.0/12

@@ -17,17 +17,17 @@ func parseConfig(t *testing.T, text string, opts config.Options) config.Config {
 	return cfg
 }
 
-// TestExplain walks the seeds' configs: each destination's verdict and the entry (with its line) that decided.
+// TestExplain walks the scenarios' configs: each destination's verdict and the entry (with its line) that decided.
 func TestExplain(t *testing.T) {
-	// Seed 002 solved with masqd's masqueradeCIDRs; the example.
-	seed002 := "nonMasqueradeCIDRs:\n" + // line 1
+	// The on-prem private endpoint solved with masqd's masqueradeCIDRs; the example.
+	privateEndpoint := "nonMasqueradeCIDRs:\n" + // line 1
 		"  - 10.0.0.0/8\n" + // 2
 		"  - 10.1.1.0/24\n" + // 3
 		"masqueradeCIDRs:\n" + // 4
 		"  - 10.2.1.100/32\n" + // 5
 		"  - 10.2.0.0/16\n" // 6
-	// Seed 003's ConfigMap (TKE, masqLinkLocal true).
-	seed003 := "nonMasqueradeCIDRs:\n  - 10.0.0.0/16\n  - 172.18.0.0/16\n  - 192.168.0.0/17\nmasqLinkLocal: true\n"
+	// The Cilium-on-TKE ConfigMap (masqLinkLocal true).
+	ciliumTKE := "nonMasqueradeCIDRs:\n  - 10.0.0.0/16\n  - 172.18.0.0/16\n  - 192.168.0.0/17\nmasqLinkLocal: true\n"
 	ipv6 := "nonMasqueradeCIDRs: [10.0.0.0/8, 2001:db8:100::/48]\nmasqueradeCIDRs: [2001:db8:100:7::/64]\n"
 
 	type want struct {
@@ -43,7 +43,7 @@ func TestExplain(t *testing.T) {
 		opts config.Options
 		want []want
 	}{
-		{"seed002", seed002, config.Options{}, []want{
+		{"private-endpoint", privateEndpoint, config.Options{}, []want{
 			{"10.2.1.100", true, MasqueradeCIDR, "10.2.1.100/32", 5}, // the most specific of 10.2.1.100/32 and 10.2.0.0/16
 			{"10.2.200.1", true, MasqueradeCIDR, "10.2.0.0/16", 6},
 			{"10.1.1.7", false, NonMasqueradeCIDR, "10.1.1.0/24", 3}, // the most specific of 10/8 and 10.1.1/24
@@ -63,7 +63,7 @@ func TestExplain(t *testing.T) {
 			{"100.64.0.1", false, NonMasqueradeCIDR, "100.64.0.0/10", 0},
 			{"203.0.113.9", false, NonMasqueradeCIDR, "203.0.113.0/24", 0},
 		}},
-		{"seed003", seed003, config.Options{}, []want{
+		{"cilium-tke", ciliumTKE, config.Options{}, []want{
 			{"169.254.0.23", true, LinkLocal, "169.254.0.0/16", 0}, // CVM metadata needs the node IP
 			{"10.0.3.4", false, NonMasqueradeCIDR, "10.0.0.0/16", 2},
 			{"10.1.0.1", true, NoRange, "", 0},

@@ -15,19 +15,19 @@ import (
 	"github.com/masqd/masqd/ruleset"
 )
 
-// TestCheckGolden checks the seeds' ConfigMaps and configs, and one file for each pitfall.
+// TestCheckGolden checks the scenarios' ConfigMaps and configs, and one file for each pitfall.
 func TestCheckGolden(t *testing.T) {
 	for _, tc := range []struct {
 		golden string
 		args   []string
 	}{
-		{"check-seed001", []string{"testdata/seed001.config"}},
-		{"check-seed002-as-is", []string{"testdata/seed002-as-is.yaml"}},
-		{"check-seed002-as-is-copied", []string{"testdata/seed002-as-is-copied.yaml"}},
-		{"check-seed002-to-be", []string{"testdata/seed002-to-be.yaml"}},
-		{"check-seed002-to-be-config", []string{"testdata/seed002-to-be.config"}},
-		{"check-seed002-masqd", []string{"testdata/seed002-masqd.config", "--random-fully=false"}},
-		{"check-seed003", []string{"testdata/seed003-configmap.yaml"}},
+		{"check-user-guide", []string{"testdata/user-guide.config"}},
+		{"check-private-endpoint-as-is", []string{"testdata/private-endpoint-as-is.yaml"}},
+		{"check-private-endpoint-as-is-copied", []string{"testdata/private-endpoint-as-is-copied.yaml"}},
+		{"check-private-endpoint-to-be", []string{"testdata/private-endpoint-to-be.yaml"}},
+		{"check-private-endpoint-to-be-config", []string{"testdata/private-endpoint-to-be.config"}},
+		{"check-private-endpoint-masqd", []string{"testdata/private-endpoint-masqd.config", "--random-fully=false"}},
+		{"check-cilium-tke", []string{"testdata/cilium-tke-configmap.yaml"}},
 		{"check-wrong-name-namespace", []string{"testdata/check/wrong-name-namespace.yaml"}},
 		{"check-no-namespace", []string{"testdata/check/no-namespace.yaml"}},
 		{"check-mapping", []string{"testdata/check/mapping.yaml"}},
@@ -43,7 +43,7 @@ func TestCheckGolden(t *testing.T) {
 		{"check-ipv6-enabled", []string{"--enable-ipv6", "testdata/check/ipv6.config"}},
 		{"check-with-daemonset", []string{"testdata/check/with-daemonset.yaml", "--enable-ipv6"}},
 		{"check-nbsp", []string{"testdata/check/nbsp.config"}},
-		{"check-two-files", []string{"testdata/seed001.config", "testdata/check/wrong-key.yaml"}},
+		{"check-two-files", []string{"testdata/user-guide.config", "testdata/check/wrong-key.yaml"}},
 		{"check-missing-file", []string{"testdata/no-such-file"}},
 	} {
 		t.Run(tc.golden, func(t *testing.T) {
@@ -54,14 +54,14 @@ func TestCheckGolden(t *testing.T) {
 	}
 }
 
-// TestSeedConfigsMatchManifests: each .config in testdata is the text under config: | of its manifest, as
+// TestScenarioConfigsMatchManifests: each .config in testdata is the text under config: | of its manifest, as
 // the agent reads it (the manifest's lines after "config: |", less their indentation). Explain and status
 // read the .config; check reads the manifest.
-func TestSeedConfigsMatchManifests(t *testing.T) {
+func TestScenarioConfigsMatchManifests(t *testing.T) {
 	for manifest, cfg := range map[string]string{
-		"seed002-as-is.yaml":     "seed002-as-is.config",
-		"seed002-to-be.yaml":     "seed002-to-be.config",
-		"seed003-configmap.yaml": "seed003.config",
+		"private-endpoint-as-is.yaml": "private-endpoint-as-is.config",
+		"private-endpoint-to-be.yaml": "private-endpoint-to-be.config",
+		"cilium-tke-configmap.yaml":   "cilium-tke.config",
 	} {
 		m, err := os.ReadFile(filepath.Join("testdata", manifest))
 		if err != nil {
@@ -88,8 +88,8 @@ func TestSeedConfigsMatchManifests(t *testing.T) {
 // TestCheckRun goes through run(); with no FILE, check reads --config.
 func TestCheckRun(t *testing.T) {
 	var stdout, stderr bytes.Buffer
-	code := run([]string{"check", "--config=testdata/seed003-configmap.yaml"}, nil, &stdout, &stderr)
-	if code != 0 || !strings.HasPrefix(stdout.String(), "testdata/seed003-configmap.yaml: 0 errors, 0 warnings, 0 notes\n") ||
+	code := run([]string{"check", "--config=testdata/cilium-tke-configmap.yaml"}, nil, &stdout, &stderr)
+	if code != 0 || !strings.HasPrefix(stdout.String(), "testdata/cilium-tke-configmap.yaml: 0 errors, 0 warnings, 0 notes\n") ||
 		!strings.Contains(stdout.String(), "elements = { 10.0.0.0/16, 172.18.0.0/16,") {
 		t.Errorf("exit %d, stdout:\n%s\nstderr: %s", code, stdout.String(), stderr.String())
 	}

@@ -97,10 +97,10 @@ func withHost(h status.Host, f func([]string, io.Writer, io.Writer, status.Host)
 
 var randomFully = ruleset.Options{RandomFully: true}
 
-// TestExplainGolden explains destinations of the seeds' scenarios.
+// TestExplainGolden explains destinations of the scenarios users bring.
 func TestExplainGolden(t *testing.T) {
 	none := testHost(fakeKernel{err: fmt.Errorf("no kernel in this test")}, nil)
-	masqdWay := compiled(t, "testdata/seed002-masqd.config", config.Options{}, randomFully)
+	masqdWay := compiled(t, "testdata/private-endpoint-masqd.config", config.Options{}, randomFully)
 	gkeDefaults := compiled(t, "testdata/absent", config.Options{NoMasqAllReservedRanges: true}, randomFully)
 	foreign := masqdWay
 	foreign.Foreign = []string{"rule 1 (handle 9) in chain postrouting"}
@@ -109,43 +109,43 @@ func TestExplainGolden(t *testing.T) {
 		h      status.Host
 		args   []string
 	}{
-		// Seed 002 solved with masqueradeCIDRs: the examples, a node address and IPv6.
-		{"explain-seed002-masqd", none, []string{"--config=testdata/seed002-masqd.config",
+		// The on-prem private endpoint solved with masqueradeCIDRs: the examples, a node address and IPv6.
+		{"explain-private-endpoint-masqd", none, []string{"--config=testdata/private-endpoint-masqd.config",
 			"10.2.1.100", "10.128.0.9", "169.254.169.254", "8.8.8.8", "10.128.0.5", "2001:db8::1"}},
-		// Seed 002's starting point: no ConfigMap on GKE, so every reserved range keeps the pod address, and
+		// The private-endpoint scenario's starting point: no ConfigMap on GKE, so every reserved range keeps the pod address, and
 		// the private endpoint in 10/8 sees the pod.
-		{"explain-seed002-gke-default", none, []string{"--config=testdata/absent", "--nomasq-all-reserved-ranges",
+		{"explain-private-endpoint-gke-default", none, []string{"--config=testdata/absent", "--nomasq-all-reserved-ranges",
 			"10.2.1.100", "100.65.0.50", "34.120.0.1"}},
-		{"explain-seed002-as-is", none, []string{"--config=testdata/seed002-as-is.config",
+		{"explain-private-endpoint-as-is", none, []string{"--config=testdata/private-endpoint-as-is.config",
 			"10.1.1.7", "10.1.2.200", "10.2.1.100", "10.128.0.9", "169.254.169.254"}},
 		// The TO-BE ConfigMap as written: '#' right after ':' breaks it.
-		{"explain-seed002-to-be", none, []string{"--config=testdata/seed002-to-be.config", "10.2.1.100"}},
+		{"explain-private-endpoint-to-be", none, []string{"--config=testdata/private-endpoint-to-be.config", "10.2.1.100"}},
 		// The TO-BE as meant: the endpoint is masqueraded, and so is the rest of 10/8 but 10.1.1.0/24.
-		{"explain-seed002-to-be-fixed", none, []string{"--config=testdata/seed002-to-be-fixed.config",
+		{"explain-private-endpoint-to-be-fixed", none, []string{"--config=testdata/private-endpoint-to-be-fixed.config",
 			"10.2.1.100", "10.1.1.7", "10.128.0.9", "10.48.1.5", "100.65.0.50", "240.0.0.1"}},
-		{"explain-seed003", none, []string{"--config=testdata/seed003.config",
+		{"explain-cilium-tke", none, []string{"--config=testdata/cilium-tke.config",
 			"169.254.0.23", "10.0.1.1", "10.1.0.1", "172.18.3.3", "192.168.200.1", "203.0.113.1"}},
-		{"explain-seed001", none, []string{"--config=testdata/seed001.config", "10.1.2.3", "172.16.0.1", "169.254.169.254"}},
-		{"explain-no-ipv6", none, []string{"--config=testdata/seed001.config", "2001:db8:100::9", "fe80::1", "::ffff:10.1.2.3"}},
+		{"explain-user-guide", none, []string{"--config=testdata/user-guide.config", "10.1.2.3", "172.16.0.1", "169.254.169.254"}},
+		{"explain-no-ipv6", none, []string{"--config=testdata/user-guide.config", "2001:db8:100::9", "fe80::1", "::ffff:10.1.2.3"}},
 		{"explain-ipv6", none, []string{"--config=testdata/check/ipv6.config", "--enable-ipv6",
 			"2001:db8:100::9", "2001:db8:ff00::10", "fe80::1%eth0", "::1", "10.1.1.1"}},
 		{"explain-bad-address", none, []string{"10.0.0.1", "10.0.0.300"}},
 		{"explain-prefix", none, []string{"10.0.0.0/8"}},
 		{"explain-no-address", none, []string{"--kernel"}},
-		{"explain-manifest-as-config", none, []string{"--config=testdata/seed003-configmap.yaml", "10.0.1.1"}},
+		{"explain-manifest-as-config", none, []string{"--config=testdata/cilium-tke-configmap.yaml", "10.0.1.1"}},
 		{"explain-kernel-agrees", testHost(fakeKernel{rs: masqdWay, present: true}, nil), []string{
-			"--config=testdata/seed002-masqd.config", "--kernel", "10.2.1.100", "10.128.0.9", "8.8.8.8", "10.128.0.5", "2001:db8::1"}},
+			"--config=testdata/private-endpoint-masqd.config", "--kernel", "10.2.1.100", "10.128.0.9", "8.8.8.8", "10.128.0.5", "2001:db8::1"}},
 		// The agent still holds GKE's defaults: the endpoint keeps the pod address, whatever the file says.
 		{"explain-kernel-disagrees", testHost(fakeKernel{rs: gkeDefaults, present: true}, nil), []string{
-			"--config=testdata/seed002-masqd.config", "--kernel", "10.2.1.100", "10.128.0.9", "100.64.0.1", "8.8.8.8"}},
+			"--config=testdata/private-endpoint-masqd.config", "--kernel", "10.2.1.100", "10.128.0.9", "100.64.0.1", "8.8.8.8"}},
 		{"explain-kernel-no-table", testHost(fakeKernel{}, nil), []string{
-			"--config=testdata/seed002-masqd.config", "--kernel", "10.2.1.100", "10.128.0.9"}},
+			"--config=testdata/private-endpoint-masqd.config", "--kernel", "10.2.1.100", "10.128.0.9"}},
 		{"explain-kernel-foreign", testHost(fakeKernel{rs: foreign, present: true}, nil), []string{
-			"--config=testdata/seed002-masqd.config", "--kernel", "10.2.1.100"}},
+			"--config=testdata/private-endpoint-masqd.config", "--kernel", "10.2.1.100"}},
 		{"explain-kernel-permission", testHost(fakeKernel{err: fmt.Errorf("nftables: list table inet masqd: %w", os.ErrPermission)}, nil),
 			[]string{"--kernel", "10.2.1.100"}},
 		{"explain-json", testHost(fakeKernel{rs: gkeDefaults, present: true}, nil), []string{
-			"--config=testdata/seed002-masqd.config", "--kernel", "--output=json", "10.2.1.100", "10.128.0.9", "10.128.0.5"}},
+			"--config=testdata/private-endpoint-masqd.config", "--kernel", "--output=json", "10.2.1.100", "10.128.0.9", "10.128.0.5"}},
 	} {
 		t.Run(tc.golden, func(t *testing.T) {
 			checkGolden(t, tc.golden, "explain", withHost(tc.h, explainMain), tc.args...)
@@ -164,9 +164,9 @@ func TestExplainHelp(t *testing.T) {
 // TestExplainRun goes through run(), with this status.Host's addresses: loopback is local.
 func TestExplainRun(t *testing.T) {
 	var stdout, stderr bytes.Buffer
-	code := run([]string{"explain", "--config=testdata/seed001.config", "127.0.0.1", "10.1.2.3"}, nil, &stdout, &stderr)
+	code := run([]string{"explain", "--config=testdata/user-guide.config", "127.0.0.1", "10.1.2.3"}, nil, &stdout, &stderr)
 	want := "127.0.0.1: local to this node: never masqueraded\n" +
-		"10.1.2.3: source kept (nonMasqueradeCIDRs 10.0.0.0/8, testdata/seed001.config line 2)\n"
+		"10.1.2.3: source kept (nonMasqueradeCIDRs 10.0.0.0/8, testdata/user-guide.config line 2)\n"
 	if code != 0 || stdout.String() != want {
 		t.Errorf("exit %d, stdout:\n%s\nwant\n%s\nstderr: %s", code, stdout.String(), want, stderr.String())
 	}

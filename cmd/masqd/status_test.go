@@ -50,29 +50,29 @@ func sortIntervals(ivs []ruleset.Interval) []ruleset.Interval {
 	return ivs
 }
 
-// TestStatusGolden compares the seeds' configs with kernels that hold them, or not.
+// TestStatusGolden compares the scenarios' configs with kernels that hold them, or not.
 func TestStatusGolden(t *testing.T) {
 	none := config.Options{}
-	seed003 := compiled(t, "testdata/seed003.config", none, randomFully)
-	seed003.Counter4 = ruleset.Counter{Packets: 1200, Bytes: 72000}
+	ciliumTKE := compiled(t, "testdata/cilium-tke.config", none, randomFully)
+	ciliumTKE.Counter4 = ruleset.Counter{Packets: 1200, Bytes: 72000}
 
 	// Someone deleted 172.18.0.0/16 and added 8.8.8.8, and a rule of their own.
-	tampered := seed003
-	tampered.NonMasq4 = sortIntervals(append(slices.DeleteFunc(slices.Clone(seed003.NonMasq4),
+	tampered := ciliumTKE
+	tampered.NonMasq4 = sortIntervals(append(slices.DeleteFunc(slices.Clone(ciliumTKE.NonMasq4),
 		func(iv ruleset.Interval) bool { return iv == interval("172.18.0.0/16") }), interval("8.8.8.8/32")))
 	tampered.Foreign = []string{"rule 1 (handle 9) in chain postrouting"}
 
-	// Seed 000's "only the MASQUERADE rule": the set holds nothing.
-	emptySet := seed003
+	// The GKE SNAT notes' "only the MASQUERADE rule": the set holds nothing.
+	emptySet := ciliumTKE
 	emptySet.NonMasq4 = nil
 
-	// The same addresses as seed 003, split into other intervals (10.0.0.0/16 as two /17s).
-	split := seed003
-	split.NonMasq4 = sortIntervals(append(slices.DeleteFunc(slices.Clone(seed003.NonMasq4),
+	// The same addresses as the Cilium-on-TKE config, split into other intervals (10.0.0.0/16 as two /17s).
+	split := ciliumTKE
+	split.NonMasq4 = sortIntervals(append(slices.DeleteFunc(slices.Clone(ciliumTKE.NonMasq4),
 		func(iv ruleset.Interval) bool { return iv == interval("10.0.0.0/16") }), interval("10.0.0.0/17"), interval("10.0.128.0/17")))
 
 	// The agent runs with --enable-ipv6 --random-fully=false; status is run without them.
-	otherFlags := compiled(t, "testdata/seed003.config", config.Options{EnableIPv6: true}, ruleset.Options{})
+	otherFlags := compiled(t, "testdata/cilium-tke.config", config.Options{EnableIPv6: true}, ruleset.Options{})
 	otherFlags.Counter6 = ruleset.Counter{Packets: 7, Bytes: 560}
 
 	gkeDefaults := compiled(t, "testdata/absent", config.Options{NoMasqAllReservedRanges: true}, randomFully)
@@ -82,35 +82,35 @@ func TestStatusGolden(t *testing.T) {
 		h      status.Host
 		args   []string
 	}{
-		{"status-seed003-match", testHost(fakeKernel{rs: seed003, present: true}, agentReady),
-			[]string{"--config=testdata/seed003.config"}},
-		{"status-seed003-tampered", testHost(fakeKernel{rs: tampered, present: true}, nil),
-			[]string{"--config=testdata/seed003.config"}},
-		{"status-seed000-not-applied", testHost(fakeKernel{rs: emptySet, present: true}, agentRejecting),
-			[]string{"--config=testdata/seed003.config"}},
-		// Seed 002: the TO-BE ConfigMap was created, but the agent still holds GKE's defaults.
-		{"status-seed002-defaults", testHost(fakeKernel{rs: gkeDefaults, present: true}, agentReady),
-			[]string{"--config=testdata/seed002-to-be-fixed.config", "--nomasq-all-reserved-ranges"}},
+		{"status-cilium-tke-match", testHost(fakeKernel{rs: ciliumTKE, present: true}, agentReady),
+			[]string{"--config=testdata/cilium-tke.config"}},
+		{"status-cilium-tke-tampered", testHost(fakeKernel{rs: tampered, present: true}, nil),
+			[]string{"--config=testdata/cilium-tke.config"}},
+		{"status-gke-snat-not-applied", testHost(fakeKernel{rs: emptySet, present: true}, agentRejecting),
+			[]string{"--config=testdata/cilium-tke.config"}},
+		// The private endpoint: the TO-BE ConfigMap was created, but the agent still holds GKE's defaults.
+		{"status-private-endpoint-defaults", testHost(fakeKernel{rs: gkeDefaults, present: true}, agentReady),
+			[]string{"--config=testdata/private-endpoint-to-be-fixed.config", "--nomasq-all-reserved-ranges"}},
 		{"status-split", testHost(fakeKernel{rs: split, present: true}, nil),
-			[]string{"--config=testdata/seed003.config", "--http-address="}},
+			[]string{"--config=testdata/cilium-tke.config", "--http-address="}},
 		{"status-other-flags", testHost(fakeKernel{rs: otherFlags, present: true}, agentReady),
-			[]string{"--config=testdata/seed003.config"}},
-		{"status-no-table", testHost(fakeKernel{}, nil), []string{"--config=testdata/seed001.config"}},
+			[]string{"--config=testdata/cilium-tke.config"}},
+		{"status-no-table", testHost(fakeKernel{}, nil), []string{"--config=testdata/user-guide.config"}},
 		{"status-defaults-match", testHost(fakeKernel{rs: gkeDefaults, present: true}, nil),
 			[]string{"--config=testdata/absent", "--nomasq-all-reserved-ranges", "--http-address="}},
-		{"status-invalid-config", testHost(fakeKernel{rs: seed003, present: true}, agentRejecting),
-			[]string{"--config=testdata/seed002-to-be.config"}},
+		{"status-invalid-config", testHost(fakeKernel{rs: ciliumTKE, present: true}, agentRejecting),
+			[]string{"--config=testdata/private-endpoint-to-be.config"}},
 		{"status-permission", testHost(fakeKernel{err: fmt.Errorf("nftables: list table inet masqd: %w", os.ErrPermission)}, nil),
-			[]string{"--config=testdata/seed003.config", "--http-address="}},
+			[]string{"--config=testdata/cilium-tke.config", "--http-address="}},
 		{"status-json", testHost(fakeKernel{rs: tampered, present: true}, agentReady),
-			[]string{"--config=testdata/seed003.config", "--output=json"}},
-		{"status-operand", testHost(fakeKernel{}, nil), []string{"testdata/seed003.config"}},
+			[]string{"--config=testdata/cilium-tke.config", "--output=json"}},
+		{"status-operand", testHost(fakeKernel{}, nil), []string{"testdata/cilium-tke.config"}},
 		{"status-iptables-chain-only", withIPTables(testHost(fakeKernel{}, nil), "iptables-nft"),
-			[]string{"--config=testdata/seed003.config", "--http-address="}},
+			[]string{"--config=testdata/cilium-tke.config", "--http-address="}},
 		{"status-iptables-agent", testHost(fakeKernel{}, map[string]string{
 			"http://127.0.0.1:9745/readyz":  "200 ok\n",
 			"http://127.0.0.1:9745/metrics": "200 masqd_build_info{backend=\"iptables-legacy\",version=\"v0.3.0\"} 1\n",
-		}), []string{"--config=testdata/seed003.config"}},
+		}), []string{"--config=testdata/cilium-tke.config"}},
 	} {
 		t.Run(tc.golden, func(t *testing.T) {
 			checkGolden(t, tc.golden, "status", withHost(tc.h, statusMain), tc.args...)
@@ -120,18 +120,18 @@ func TestStatusGolden(t *testing.T) {
 
 // TestStatusJSONExit: the JSON says the same result as the exit status.
 func TestStatusJSONExit(t *testing.T) {
-	seed003 := compiled(t, "testdata/seed003.config", config.Options{}, randomFully)
+	ciliumTKE := compiled(t, "testdata/cilium-tke.config", config.Options{}, randomFully)
 	for _, tc := range []struct {
 		k    fakeKernel
 		code int
 		res  string
 	}{
-		{fakeKernel{rs: seed003, present: true}, 0, status.Match},
+		{fakeKernel{rs: ciliumTKE, present: true}, 0, status.Match},
 		{fakeKernel{}, 1, status.Mismatch},
 		{fakeKernel{err: os.ErrPermission}, 2, status.Unknown},
 	} {
 		var stdout, stderr bytes.Buffer
-		code := statusMain([]string{"--config=testdata/seed003.config", "--output=json", "--http-address="}, &stdout, &stderr, testHost(tc.k, nil))
+		code := statusMain([]string{"--config=testdata/cilium-tke.config", "--output=json", "--http-address="}, &stdout, &stderr, testHost(tc.k, nil))
 		var r status.Report
 		if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
 			t.Fatalf("%v\n%s", err, stdout.String())
