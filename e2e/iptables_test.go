@@ -5,6 +5,7 @@ package e2e
 import (
 	"bytes"
 	"math"
+	"os"
 	"os/exec"
 	"slices"
 	"testing"
@@ -66,33 +67,27 @@ func TestIPTablesScenarios(t *testing.T) {
 	}
 }
 
-// oldAgentV4 and oldAgentV6 are what ip-masq-agent v2 writes with its default config, --enable-ipv6 and
-// --random-fully, copied from its iptables-restore input; the jump is added with iptables -A after it.
+// oldAgentPayload is what ip-masq-agent v2 writes with its default config, --enable-ipv6 and --random-fully,
+// copied from its iptables-restore input (family "v4" or "v6"); the jump is added with iptables -A after it.
+func oldAgentPayload(t *testing.T, family string) []byte {
+	t.Helper()
+	b, err := os.ReadFile("../iptables/testdata/upstream/default-random-fully." + family)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 const (
-	oldAgentV4 = `*nat
-:IP-MASQ-AGENT - [0:0]
--A IP-MASQ-AGENT -m comment --comment "ip-masq-agent: local traffic is not subject to MASQUERADE" -d 169.254.0.0/16 -j RETURN
--A IP-MASQ-AGENT -m comment --comment "ip-masq-agent: local traffic is not subject to MASQUERADE" -d 10.0.0.0/8 -j RETURN
--A IP-MASQ-AGENT -m comment --comment "ip-masq-agent: local traffic is not subject to MASQUERADE" -d 172.16.0.0/12 -j RETURN
--A IP-MASQ-AGENT -m comment --comment "ip-masq-agent: local traffic is not subject to MASQUERADE" -d 192.168.0.0/16 -j RETURN
--A IP-MASQ-AGENT -m comment --comment "ip-masq-agent: outbound traffic is subject to MASQUERADE (must be last in chain)" -j MASQUERADE --random-fully
-COMMIT
-`
-	oldAgentV6 = `*nat
-:IP-MASQ-AGENT - [0:0]
--A IP-MASQ-AGENT -m comment --comment "ip-masq-agent: local traffic is not subject to MASQUERADE" -d fe80::/10 -j RETURN
--A IP-MASQ-AGENT -m comment --comment "ip-masq-agent: outbound traffic is subject to MASQUERADE (must be last in chain)" -j MASQUERADE --random-fully
-COMMIT
-`
 	oldAgentJumpComment = "ip-masq-agent: ensure nat POSTROUTING directs all non-LOCAL destination traffic to our custom IP-MASQ-AGENT chain"
 )
 
 // installOldAgent writes ip-masq-agent's chains into the node with one iptables variant, as the agent does.
 func installOldAgent(t *testing.T, lab *Lab, variant string) {
 	t.Helper()
-	for bin, payload := range map[string]string{"iptables-" + variant: oldAgentV4, "ip6tables-" + variant: oldAgentV6} {
+	for bin, payload := range map[string][]byte{"iptables-" + variant: oldAgentPayload(t, "v4"), "ip6tables-" + variant: oldAgentPayload(t, "v6")} {
 		cmd := exec.Command("ip", "netns", "exec", lab.Node.Name, bin+"-restore", "--noflush", "-w", "5")
-		cmd.Stdin = bytes.NewReader([]byte(payload))
+		cmd.Stdin = bytes.NewReader(payload)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("%s-restore: %v: %s", bin, err, out)
 		}

@@ -102,20 +102,16 @@ func TestIPTablesSaveGolden(t *testing.T) {
 
 // TestIPTablesUpstreamPayload pins the payload for ip-masq-agent's default config against the text
 // upstream's own test expects (cmd/ip-masq-agent/ip-masq-agent_test.go, "default config masquerading
-// reserved ranges", with --random-fully), written out here by hand.
+// reserved ranges", with --random-fully), written out by hand in testdata/upstream; the e2e tests install
+// the same text as the old agent's chain.
 func TestIPTablesUpstreamPayload(t *testing.T) {
-	const want = `*nat
-:IP-MASQ-AGENT - [0:0]
--A IP-MASQ-AGENT -m comment --comment "ip-masq-agent: local traffic is not subject to MASQUERADE" -d 169.254.0.0/16 -j RETURN
--A IP-MASQ-AGENT -m comment --comment "ip-masq-agent: local traffic is not subject to MASQUERADE" -d 10.0.0.0/8 -j RETURN
--A IP-MASQ-AGENT -m comment --comment "ip-masq-agent: local traffic is not subject to MASQUERADE" -d 172.16.0.0/12 -j RETURN
--A IP-MASQ-AGENT -m comment --comment "ip-masq-agent: local traffic is not subject to MASQUERADE" -d 192.168.0.0/16 -j RETURN
--A IP-MASQ-AGENT -m comment --comment "ip-masq-agent: outbound traffic is subject to MASQUERADE (must be last in chain)" -j MASQUERADE --random-fully
-COMMIT
-`
+	want, err := os.ReadFile("testdata/upstream/default-random-fully.v4")
+	if err != nil {
+		t.Fatal(err)
+	}
 	r := CompileIPTables(config.Default(config.Options{}), IPTablesOptions{RandomFully: true, RandomFullySupported: true})
-	if got := string(r.Payload4()); got != want {
-		t.Errorf("-want +got:\n%s", lineDiff(want, got))
+	if got := string(r.Payload4()); got != string(want) {
+		t.Errorf("-want +got:\n%s", lineDiff(string(want), got))
 	}
 	if r.Payload6() != nil {
 		t.Errorf("Payload6 without IPv6 = %q, want nil", r.Payload6())
