@@ -12,6 +12,7 @@ import (
 	gocmp "github.com/google/go-cmp/cmp"
 
 	"github.com/masqd/masqd/config"
+	"github.com/masqd/masqd/internal/testenv"
 	"github.com/masqd/masqd/ruleset"
 )
 
@@ -41,16 +42,7 @@ var iptablesGoldenCases = []struct {
 
 func compileIPTablesGolden(t *testing.T, name string, opts config.Options, ipt IPTablesOptions) IPTablesRules {
 	t.Helper()
-	path := filepath.Join("testdata", "iptables", name+".yaml")
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, _, err := config.Parse(path, data, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return CompileIPTables(cfg, ipt)
+	return CompileIPTables(testenv.ParseFile(t, filepath.Join("testdata", "iptables", name+".yaml"), opts), ipt)
 }
 
 func readGolden(t *testing.T, name string) string {

@@ -1,11 +1,11 @@
 package nft
 
 import (
-	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/masqd/masqd/config"
+	"github.com/masqd/masqd/internal/testenv"
 	"github.com/masqd/masqd/ruleset"
 )
 
@@ -28,15 +28,7 @@ func TestGoldenKernel(t *testing.T) {
 		{"to-ports-one-port", "default", config.Options{}, ruleset.Options{ToPorts: []ruleset.PortRange{{First: 40000, Last: 40000}}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			path := filepath.Join("..", "ruleset", "testdata", tc.config+".yaml")
-			data, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg, _, err := config.Parse(path, data, tc.opts)
-			if err != nil {
-				t.Fatal(err)
-			}
+			cfg := testenv.ParseFile(t, filepath.Join("..", "ruleset", "testdata", tc.config+".yaml"), tc.opts)
 			n := newNetns(t)
 			want := ruleset.Compile(cfg, tc.nft)
 			mustApply(t, n.conn, want, ruleset.Rebuilt)

@@ -10,6 +10,7 @@ import (
 	gocmp "github.com/google/go-cmp/cmp"
 
 	"github.com/masqd/masqd/config"
+	"github.com/masqd/masqd/internal/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.nft from the compiler (review the diff!)")
@@ -34,16 +35,7 @@ var goldenCases = []struct {
 
 func compileGolden(t *testing.T, name string, opts config.Options, nopts Options) Ruleset {
 	t.Helper()
-	path := filepath.Join("testdata", name+".yaml")
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, _, err := config.Parse(path, data, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return Compile(cfg, nopts)
+	return Compile(testenv.ParseFile(t, filepath.Join("testdata", name+".yaml"), opts), nopts)
 }
 
 // TestGolden compares the rendering of each testdata config with the text written out in testdata.

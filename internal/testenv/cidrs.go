@@ -2,6 +2,8 @@ package testenv
 
 import (
 	"net/netip"
+	"os"
+	"testing"
 
 	"github.com/masqd/masqd/config"
 )
@@ -24,6 +26,20 @@ func DisjointConfig(n int) config.Config {
 		v6 := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, byte(i >> 16), byte(i >> 8), byte(i), 0})
 		cfg.NonMasqueradeCIDRs = append(cfg.NonMasqueradeCIDRs,
 			config.CIDR{Prefix: netip.PrefixFrom(v4, 31)}, config.CIDR{Prefix: netip.PrefixFrom(v6, 64)})
+	}
+	return cfg
+}
+
+// ParseFile is config.Parse of the file at path; any error fails the test.
+func ParseFile(t testing.TB, path string, opts config.Options) config.Config {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, _, err := config.Parse(path, data, opts)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return cfg
 }
