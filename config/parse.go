@@ -84,13 +84,15 @@ func (b *builder) build(doc document) error {
 		return err
 	}
 	// Keys in file order, so that the error reported is the first one in the file; a key whose line is
-	// unknown (0) comes first.
+	// unknown (0) comes first. clusterCIDRs adds to --cluster-cidr's prefixes, which come after it.
+	var listedCluster []CIDR
 	steps := []struct {
 		line int
 		set  func() error
 	}{
 		{doc.nonMasq.line, func() error { return b.cidrs(&b.cfg.NonMasqueradeCIDRs, doc.nonMasq) }},
 		{doc.masq.line, func() error { return b.cidrs(&b.cfg.MasqueradeCIDRs, doc.masq) }},
+		{doc.cluster.line, func() error { return b.cidrs(&listedCluster, doc.cluster) }},
 		{doc.cidrLimit.line, func() error { set(&b.cfg.CIDRLimit, doc.cidrLimit); return nil }},
 		{doc.masqLinkLocal.line, func() error { set(&b.cfg.MasqLinkLocal, doc.masqLinkLocal); return nil }},
 		{doc.masqLinkLocalIPv6.line, func() error { set(&b.cfg.MasqLinkLocalIPv6, doc.masqLinkLocalIPv6); return nil }},
@@ -107,6 +109,8 @@ func (b *builder) build(doc document) error {
 			return err
 		}
 	}
+
+	b.cfg.ClusterCIDRs = withFlagCIDRs(listedCluster, b.opts.ClusterCIDRs, b.cfg.EnableIPv6)
 
 	if f := doc.cidrLimit; f.set && f.v < 0 { // upstream refuses it too: no list is shorter
 		return b.errAt(f.line, f.name, strconv.Itoa(f.v), "must not be negative", fmt.Sprintf("write a whole number, e.g. %s: 64", f.name))

@@ -66,7 +66,11 @@ type Ruleset struct {
 // Compile computes the desired ruleset. It is pure: the same config and options always give an equal
 // Ruleset, whatever the order of prefixes in the config.
 func Compile(cfg config.Config, opts Options) Ruleset {
-	non4, non6 := byFamily(cfg.NonMasqueradeCIDRs, cfg.EnableIPv6)
+	non := cfg.NonMasqueradeCIDRs
+	if len(cfg.ClusterCIDRs) > 0 { // the pod ranges are non-masquerade destinations too
+		non = slices.Concat(non, cfg.ClusterCIDRs)
+	}
+	non4, non6 := byFamily(non, cfg.EnableIPv6)
 	masq4, masq6 := byFamily(cfg.MasqueradeCIDRs, cfg.EnableIPv6)
 	var ll4, ll6 netip.Prefix // the link-local ranges that are not masqueraded
 	if !cfg.MasqLinkLocal {
