@@ -56,6 +56,9 @@ type ConfigState struct {
 	Valid    bool     `json:"valid"`
 	Error    string   `json:"error,omitempty"`
 	Warnings []string `json:"warnings,omitempty"`
+	// ClusterCIDRs are the pod ranges kept non-masquerade (the key clusterCIDRs and --cluster-cidr), each
+	// with where it was given: "100.64.0.0/10 (FILE line 5)", "172.31.0.0/16 (--cluster-cidr)".
+	ClusterCIDRs []string `json:"clusterCIDRs,omitempty"`
 }
 
 type KernelState struct {
@@ -116,6 +119,9 @@ func Read(path string, cfgOpts config.Options, nftOpts ruleset.Options, addr, ch
 		r.Config.Error = cfgErr.Error()
 	} else {
 		r.Config.Valid, r.Config.Files = true, cfg.Files
+		for _, c := range cfg.ClusterCIDRs {
+			r.Config.ClusterCIDRs = append(r.Config.ClusterCIDRs, fmt.Sprintf("%s (%s)", c.Prefix, c.Source))
+		}
 	}
 	have, present, kerr := h.Kernel()
 	if kerr != nil {

@@ -109,6 +109,9 @@ func writeStatusText(w io.Writer, r status.Report, now time.Time) {
 	for _, wn := range r.Config.Warnings {
 		more("%s", wn)
 	}
+	if len(r.Config.ClusterCIDRs) > 0 {
+		more("pod ranges kept (clusterCIDRs, --cluster-cidr): %s", strings.Join(r.Config.ClusterCIDRs, ", "))
+	}
 
 	switch k := r.Kernel; {
 	case !k.Readable:
