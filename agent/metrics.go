@@ -145,7 +145,12 @@ func ConfigHash(r ruleset.Ruleset) string {
 		binary.BigEndian.PutUint16(buf[2:4], p.Last)
 		h.Write(buf[:4])
 	}
-	for _, set := range [][]ruleset.Interval{r.NonMasq4, r.NonMasq6} {
+	sets := [][]ruleset.Interval{r.NonMasq4, r.NonMasq6}
+	if r.Sources { // written only then, so that a config without masqueradeSourceCIDRs keeps its hash
+		h.Write([]byte("sources"))
+		sets = append(sets, r.Src4, r.Src6)
+	}
+	for _, set := range sets {
 		binary.BigEndian.PutUint64(buf[:], uint64(len(set)))
 		h.Write(buf[:])
 		for _, iv := range set {

@@ -98,11 +98,13 @@ func TestConfigHash(t *testing.T) {
 		}
 	}
 	differ := map[string]string{
-		"one more prefix": hash("nonMasqueradeCIDRs: [10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10]\n", rf),
-		"masqLinkLocal":   hash("masqLinkLocal: true\n", rf),
-		"masqueradeCIDRs": hash("masqueradeCIDRs: [10.2.0.0/16]\n", rf),
-		"no random-fully": hash("", ruleset.Options{}),
-		"--to-ports":      hash("", ruleset.Options{RandomFully: true, ToPorts: []ruleset.PortRange{{First: 1024, Last: 65535}}}),
+		"one more prefix":       hash("nonMasqueradeCIDRs: [10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10]\n", rf),
+		"masqLinkLocal":         hash("masqLinkLocal: true\n", rf),
+		"masqueradeCIDRs":       hash("masqueradeCIDRs: [10.2.0.0/16]\n", rf),
+		"masqueradeSourceCIDRs": hash("masqueradeSourceCIDRs: [10.244.0.0/16]\n", rf),
+		"other sources":         hash("masqueradeSourceCIDRs: [10.245.0.0/16]\n", rf),
+		"no random-fully":       hash("", ruleset.Options{}),
+		"--to-ports":            hash("", ruleset.Options{RandomFully: true, ToPorts: []ruleset.PortRange{{First: 1024, Last: 65535}}}),
 	}
 	seen := map[string]string{base: "the defaults"}
 	for what, h := range differ {

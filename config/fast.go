@@ -67,13 +67,15 @@ func readFast(data string) (doc document, ok bool) {
 			return document{}, false
 		}
 		switch k {
-		case keyNonMasqueradeCIDRs, keyMasqueradeCIDRs, keyClusterCIDRs:
+		case keyNonMasqueradeCIDRs, keyMasqueradeCIDRs, keyClusterCIDRs, keyMasqueradeSourceCIDRs:
 			l := &doc.nonMasq
 			switch k {
 			case keyMasqueradeCIDRs:
 				l = &doc.masq
 			case keyClusterCIDRs:
 				l = &doc.cluster
+			case keyMasqueradeSourceCIDRs:
+				l = &doc.masqSrc
 			}
 			*l = list{where: w, set: true}
 			switch v {

@@ -19,6 +19,7 @@ const (
 	keyResyncInterval
 	keyEnableIPv6
 	keyClusterCIDRs
+	keyMasqueradeSourceCIDRs
 	numKeys
 )
 
@@ -41,6 +42,8 @@ func (k key) String() string {
 		return "enableIPv6"
 	case keyClusterCIDRs:
 		return "clusterCIDRs"
+	case keyMasqueradeSourceCIDRs:
+		return "masqueradeSourceCIDRs"
 	default:
 		return fmt.Sprintf("key(%d)", int(k))
 	}

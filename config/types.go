@@ -85,7 +85,12 @@ type Config struct {
 	// ClusterCIDRs are the cluster's pod ranges (masqd's key clusterCIDRs, then --cluster-cidr's prefixes not
 	// already listed): non-masquerade destinations like NonMasqueradeCIDRs, not counted against CIDRLimit.
 	ClusterCIDRs []CIDR
-	CIDRLimit    int
+	// MasqueradeSourceCIDRs restrict masquerading to traffic from these sources (masqd's key
+	// masqueradeSourceCIDRs, e.g. the pod ranges): traffic from any other source (the node's other
+	// interfaces, host-network workloads) keeps its address. Empty: every source, as upstream. A family
+	// with no prefix listed masquerades nothing once the list is not empty.
+	MasqueradeSourceCIDRs []CIDR
+	CIDRLimit             int
 	// MasqLinkLocal masquerades 169.254.0.0/16; false keeps it non-masquerade, as upstream.
 	MasqLinkLocal bool
 	// MasqLinkLocalIPv6 masquerades fe80::/10; false keeps it non-masquerade, as upstream.
@@ -104,6 +109,7 @@ func (c Config) Equal(d Config) bool {
 	return slices.Equal(c.NonMasqueradeCIDRs, d.NonMasqueradeCIDRs) &&
 		slices.Equal(c.MasqueradeCIDRs, d.MasqueradeCIDRs) &&
 		slices.Equal(c.ClusterCIDRs, d.ClusterCIDRs) &&
+		slices.Equal(c.MasqueradeSourceCIDRs, d.MasqueradeSourceCIDRs) &&
 		c.CIDRLimit == d.CIDRLimit &&
 		c.MasqLinkLocal == d.MasqLinkLocal &&
 		c.MasqLinkLocalIPv6 == d.MasqLinkLocalIPv6 &&

@@ -340,3 +340,16 @@ func stateDiff(have IPTablesChainState, want IPTablesRules, f Family) string {
 	}
 	return "want:\n\t" + strings.Join(w, "\n\t") + "\nhave:\n\t" + strings.Join(h, "\n\t")
 }
+
+// Unsupported returns an error wrapping ruleset.ErrNotSupported, naming the entry, when cfg asks for what
+// ip-masq-agent's chain cannot do: masqueradeSourceCIDRs (POSTROUTING jumps to the chain for every source,
+// and the chain matches destinations only). nil when the chain can do all cfg asks. It is pure.
+func Unsupported(cfg config.Config) error {
+	if len(cfg.MasqueradeSourceCIDRs) == 0 {
+		return nil
+	}
+	c := cfg.MasqueradeSourceCIDRs[0]
+	return fmt.Errorf("%s: masqueradeSourceCIDRs (%s) cannot be applied in iptables mode: ip-masq-agent's chain "+
+		"is reached for every source and matches destinations only; use --mode=nftables (or auto on a kernel with "+
+		"nftables NAT), or remove masqueradeSourceCIDRs: %w", c.Source.Location(), c.Prefix, ruleset.ErrNotSupported)
+}

@@ -1,6 +1,7 @@
 package iptables
 
 import (
+	"errors"
 	"flag"
 	"math"
 	"net/netip"
@@ -314,5 +315,22 @@ func TestCompileIPTablesClusterCIDRs(t *testing.T) {
 	payload := string(r.Payload(IPv4))
 	if !strings.Contains(payload, "-d 172.31.0.0/16 -j RETURN") || strings.Index(payload, "172.31.0.0/16") > strings.Index(payload, "-j MASQUERADE") {
 		t.Errorf("payload has no RETURN for 172.31.0.0/16 before the MASQUERADE:\n%s", payload)
+	}
+}
+
+// TestUnsupported: ip-masq-agent's chain cannot restrict masquerading by source, so a config with
+// masqueradeSourceCIDRs is refused with ruleset.ErrNotSupported, naming where the key is and what to do.
+func TestUnsupported(t *testing.T) {
+	cfg, _, err := config.Parse("ip-masq-agent", []byte("nonMasqueradeCIDRs: [10.0.0.0/8]\nmasqueradeSourceCIDRs: [10.244.0.0/16]\n"), config.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = Unsupported(cfg)
+	if !errors.Is(err, ruleset.ErrNotSupported) || !strings.Contains(err.Error(), "ip-masq-agent:2: masqueradeSourceCIDRs (10.244.0.0/16)") ||
+		!strings.Contains(err.Error(), "--mode=nftables") {
+		t.Errorf("Unsupported = %v; want ErrNotSupported naming ip-masq-agent:2, the key and --mode=nftables", err)
+	}
+	if err := Unsupported(config.Default(config.Options{ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("100.64.0.0/10")}})); err != nil {
+		t.Errorf("Unsupported(defaults with --cluster-cidr) = %v, want nil", err)
 	}
 }

@@ -90,6 +90,9 @@ func explainMain(args []string, stdout, stderr io.Writer, h status.Host) int {
 		}
 		ex.Foreign = have.Foreign
 	}
+	for _, c := range cfg.MasqueradeSourceCIDRs {
+		ex.Sources = append(ex.Sources, c.Prefix.String())
+	}
 	names := entryNamer{}
 	for i, dst := range dsts {
 		d := ruleset.Explain(cfg, c.nft, dst)
@@ -127,6 +130,11 @@ func explainMain(args []string, stdout, stderr io.Writer, h status.Host) int {
 		for _, a := range ex.Addresses {
 			fmt.Fprintln(stdout, a.Text)
 		}
+		if len(ex.Sources) > 0 {
+			c := cfg.MasqueradeSourceCIDRs[0]
+			fmt.Fprintf(stdout, "sources: these verdicts are for traffic from %s (masqueradeSourceCIDRs, %s); traffic from any other source keeps its address\n",
+				strings.Join(ex.Sources, ", "), c.Source)
+		}
 		if kernel {
 			ex.writeKernelSummary(stdout)
 		}
@@ -140,6 +148,9 @@ func explainMain(args []string, stdout, stderr io.Writer, h status.Host) int {
 // explanation is the whole answer of `masqd explain`, as --output=json prints it.
 type explanation struct {
 	Addresses []addrExplanation `json:"addresses"`
+	// Sources are masqueradeSourceCIDRs' prefixes: the verdicts are for traffic from them; other sources are
+	// never masqueraded. Empty: every source.
+	Sources []string `json:"sources,omitempty"`
 	// Kernel is set with --kernel; Table, Foreign and Disagree are only meaningful then.
 	Kernel   bool     `json:"kernel"`
 	Table    bool     `json:"table,omitempty"`

@@ -135,6 +135,7 @@ func TestExplainGolden(t *testing.T) {
 		{"explain-cluster-cidrs-flag-only", none, []string{"--config=testdata/absent", "--cluster-cidr=100.64.0.0/10",
 			"--cluster-cidr", "172.31.0.0/16", "--output=json", "100.64.3.4", "172.31.0.9"}},
 		{"explain-cluster-cidrs-bad-flag", none, []string{"--cluster-cidr=100.64.0.1/10", "100.64.3.4"}},
+		{"explain-masquerade-sources", none, []string{"--config=testdata/masquerade-sources.config", "198.51.100.10", "10.1.2.3"}},
 		{"explain-bad-address", none, []string{"10.0.0.1", "10.0.0.300"}},
 		{"explain-prefix", none, []string{"10.0.0.0/8"}},
 		{"explain-no-address", none, []string{"--kernel"}},

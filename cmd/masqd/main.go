@@ -127,6 +127,9 @@ func dryRunOutput(w io.Writer, cfg config.Config, opts options) error {
 		_, err := io.WriteString(w, ruleset.Compile(cfg, opts.nft).String())
 		return err
 	}
+	if err := iptables.Unsupported(cfg); err != nil {
+		return err
+	}
 	rules := iptables.CompileIPTables(cfg, iptables.IPTablesOptions{Chain: opts.masqChain, RandomFully: opts.nft.RandomFully,
 		RandomFullySupported: true, ToPorts: opts.nft.ToPorts})
 	_, err := io.WriteString(w, rules.String())

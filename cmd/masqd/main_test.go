@@ -155,3 +155,20 @@ func TestClusterCIDRFlag(t *testing.T) {
 		t.Errorf("a misaligned prefix: exit %d, stdout %q, stderr %q; want 2 and the fix", code, out, errOut)
 	}
 }
+
+// TestDryRunMasqueradeSources: --dry-run prints the sources sets and rules; with --mode=iptables the key is
+// refused (exit 1), naming it and the way out.
+func TestDryRunMasqueradeSources(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "ip-masq-agent")
+	if err := os.WriteFile(cfg, []byte("masqueradeSourceCIDRs: [10.244.0.0/16]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runArgs(t, "--config="+cfg, "--dry-run")
+	if code != 0 || !strings.Contains(out, "set sources4 {") || !strings.Contains(out, "ip saddr @sources4 ip daddr != @nonmasq4") {
+		t.Errorf("--dry-run: exit %d, stderr %q, stdout:\n%s", code, errOut, out)
+	}
+	code, out, errOut = runArgs(t, "--config="+cfg, "--dry-run", "--mode=iptables")
+	if code != 1 || out != "" || !strings.Contains(errOut, cfg+":1: masqueradeSourceCIDRs") || !strings.Contains(errOut, "--mode=nftables") {
+		t.Errorf("--dry-run --mode=iptables: exit %d, stdout %q, stderr %q; want 1, nothing, the refusal", code, out, errOut)
+	}
+}

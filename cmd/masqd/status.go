@@ -154,6 +154,19 @@ func writeStatusText(w io.Writer, r status.Report, now time.Time) {
 			more("  the same addresses, split into other intervals: packets are treated alike")
 		}
 	}
+	if s := r.Sources; s != nil {
+		side := func(ivs []string, where string) string {
+			if ivs == nil {
+				return "every source in " + where
+			}
+			return fmt.Sprintf("only from %s in %s", abbreviate(ivs, 8), where)
+		}
+		verdict := "match"
+		if !s.Match {
+			verdict = "DIFFER"
+		}
+		line("sources:", "masquerade %s, %s: %s", side(s.Config, "the config"), side(s.Kernel, "the kernel"), verdict)
+	}
 	if rf := r.RandomFully; rf != nil {
 		if rf.Config == rf.Kernel {
 			line("rule:", "%s in the config and the kernel: match", status.MasqueradeWords(rf.Config))

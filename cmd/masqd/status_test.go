@@ -81,6 +81,10 @@ func TestStatusGolden(t *testing.T) {
 	podRange := config.Options{ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("172.31.0.0/16")}}
 	clusterCIDRs := compiled(t, "testdata/cluster-cidrs.config", podRange, randomFully)
 
+	sources := compiled(t, "testdata/masquerade-sources.config", none, randomFully)
+	allSources := sources
+	allSources.Sources, allSources.Src4 = false, nil
+
 	for _, tc := range []struct {
 		golden string
 		h      status.Host
@@ -113,6 +117,11 @@ func TestStatusGolden(t *testing.T) {
 			[]string{"--config=testdata/cluster-cidrs.config", "--cluster-cidr=172.31.0.0/16", "--http-address="}},
 		{"status-cluster-cidrs-flag-missing", testHost(fakeKernel{rs: clusterCIDRs, present: true}, agentReady),
 			[]string{"--config=testdata/cluster-cidrs.config"}},
+		// masqueradeSourceCIDRs: applied, and not yet applied (the kernel masquerades every source).
+		{"status-masquerade-sources-match", testHost(fakeKernel{rs: sources, present: true}, nil),
+			[]string{"--config=testdata/masquerade-sources.config", "--http-address="}},
+		{"status-masquerade-sources-differ", testHost(fakeKernel{rs: allSources, present: true}, nil),
+			[]string{"--config=testdata/masquerade-sources.config", "--http-address="}},
 		{"status-operand", testHost(fakeKernel{}, nil), []string{"testdata/cilium-tke.config"}},
 		{"status-iptables-chain-only", withIPTables(testHost(fakeKernel{}, nil), "iptables-nft"),
 			[]string{"--config=testdata/cilium-tke.config", "--http-address="}},
