@@ -35,10 +35,11 @@ func TestMetricsFamilies(t *testing.T) {
 	// 10.0.0.0/8 and 10.1.0.0/16 are one interval; with link-local, two. 10.2.0.0/16 masqueraded splits 10/8.
 	v4only := parseConfig(t, "nonMasqueradeCIDRs: [10.0.0.0/8, 10.1.0.0/16]\nmasqueradeCIDRs: [10.2.0.0/16]\n", config.Options{})
 	m.SetDesired(v4only, ruleset.Compile(v4only, ruleset.Options{}))
-	want := `# HELP masqd_config_cidrs CIDRs written in the last valid config, by key (nonMasqueradeCIDRs, masqueradeCIDRs; clusterCIDRs with --cluster-cidr's).
+	want := `# HELP masqd_config_cidrs CIDRs written in the last valid config, by key (nonMasqueradeCIDRs, masqueradeCIDRs, masqueradeSourceCIDRs; clusterCIDRs with --cluster-cidr's).
 # TYPE masqd_config_cidrs gauge
 masqd_config_cidrs{key="clusterCIDRs"} 0
 masqd_config_cidrs{key="masqueradeCIDRs"} 1
+masqd_config_cidrs{key="masqueradeSourceCIDRs"} 0
 masqd_config_cidrs{key="nonMasqueradeCIDRs"} 2
 # HELP masqd_masqueraded_packets_total Packets masqueraded, by family (only a connection's first packet passes the NAT rule).
 # TYPE masqd_masqueraded_packets_total counter
