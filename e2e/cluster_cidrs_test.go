@@ -60,6 +60,14 @@ func TestClusterCIDRs(t *testing.T) {
 		{lab.Internet6, lab.NodeIP6},
 		{lab.Endpoint, lab.NodeIP}, // 10.2.1.100: no list holds it
 	})
+
+	// The agent takes the flag as --once does, and counts the pod ranges.
+	a := startAgent(t, lab.Node, 9745, "--config="+writeConfig(t, "nonMasqueradeCIDRs: [10.0.0.0/8]\n"), "--cluster-cidr="+remotePods)
+	a.waitStatus("/readyz", 200)
+	checkSources(t, lab, []expect{{remotePod, lab.PodIP}, {lab.Internet, lab.NodeIP}, {lab.VPC, lab.PodIP}})
+	if got := a.metric(`masqd_config_cidrs{key="clusterCIDRs"}`); got != 1 {
+		t.Errorf(`masqd_config_cidrs{key="clusterCIDRs"} = %v, want 1`, got)
+	}
 }
 
 // TestClusterCIDRsBackends: the same pod ranges in every backend (the iptables chain gets a RETURN rule for
