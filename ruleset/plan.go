@@ -281,7 +281,10 @@ type namedSet struct {
 }
 
 // sets are r's sets, in the order nft lists them once created in this order: the non-masquerade sets
-// (IPv4's, and IPv6's when r has IPv6), then with Sources the sources sets.
+// (IPv4's, and IPv6's when r has IPv6), then with Sources the sources sets. nft lists sets in the order they
+// were created, so one transition lists them otherwise: turning IPv6 on while Sources is on creates
+// nonmasq6 and sources6 after sources4 (the rules and elements are right; only nft's listing differs from
+// String until the table is next rebuilt).
 func (r Ruleset) sets() []namedSet {
 	s := []namedSet{{Set4Name, r.NonMasq4}}
 	if r.IPv6 {
