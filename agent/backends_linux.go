@@ -93,10 +93,19 @@ func (b *IPTables) rules(d Desired) iptables.IPTablesRules {
 	return iptables.CompileIPTables(d.Config, b.opts)
 }
 
-// Apply reads the chain and rewrites it only when it differs (every Apply compares in full).
-func (b *IPTables) Apply(d Desired) (ruleset.Change, error) { return b.ipt.Apply(b.rules(d)) }
+// Apply reads the chain and rewrites it only when it differs (every Apply compares in full). A config the
+// chain cannot express (iptables.Unsupported) is an error, and the chain stays as it was.
+func (b *IPTables) Apply(d Desired) (ruleset.Change, error) {
+	if err := iptables.Unsupported(d.Config); err != nil {
+		return ruleset.Unchanged, err
+	}
+	return b.ipt.Apply(b.rules(d))
+}
 
 func (b *IPTables) Verify(d Desired) error {
+	if err := iptables.Unsupported(d.Config); err != nil {
+		return err
+	}
 	ok, err := b.ipt.InSync(b.rules(d))
 	switch {
 	case err != nil:

@@ -77,7 +77,7 @@ func NewMetrics(reg prometheus.Registerer, c Counters) *Metrics {
 			Name: "masqd_nonmasquerade_intervals", Help: "Elements (address intervals) of the desired non-masquerade set, by family; no ipv6 series without IPv6.",
 		}, []string{"family"}),
 		CIDRs: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "masqd_config_cidrs", Help: "CIDRs written in the last valid config, by key (nonMasqueradeCIDRs, masqueradeCIDRs).",
+			Name: "masqd_config_cidrs", Help: "CIDRs written in the last valid config, by key (nonMasqueradeCIDRs, masqueradeCIDRs, masqueradeSourceCIDRs; clusterCIDRs with --cluster-cidr's).",
 		}, []string{"key"}),
 		ConfigInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "masqd_config_info", Help: "Always 1; hash identifies the ruleset the kernel was last made to hold: nodes with the same hash masquerade the same destinations the same way.",
@@ -88,6 +88,8 @@ func NewMetrics(reg prometheus.Registerer, c Counters) *Metrics {
 	}
 	m.CIDRs.WithLabelValues("nonMasqueradeCIDRs")
 	m.CIDRs.WithLabelValues("masqueradeCIDRs")
+	m.CIDRs.WithLabelValues("clusterCIDRs")
+	m.CIDRs.WithLabelValues("masqueradeSourceCIDRs")
 	reg.MustRegister(m.Syncs, m.SyncDuration, m.LastSuccess, m.ConfigValid, m.Ready, m.ConfigReloads, m.DriftRepairs,
 		m.Intervals, m.CIDRs, m.ConfigInfo, m.BuildInfo, newCounterCollector(c, &m.ipv6))
 	for _, r := range []string{"success", "error"} {
@@ -101,6 +103,8 @@ func NewMetrics(reg prometheus.Registerer, c Counters) *Metrics {
 func (m *Metrics) SetDesired(cfg config.Config, r ruleset.Ruleset) {
 	m.CIDRs.WithLabelValues("nonMasqueradeCIDRs").Set(float64(len(cfg.NonMasqueradeCIDRs)))
 	m.CIDRs.WithLabelValues("masqueradeCIDRs").Set(float64(len(cfg.MasqueradeCIDRs)))
+	m.CIDRs.WithLabelValues("clusterCIDRs").Set(float64(len(cfg.ClusterCIDRs)))
+	m.CIDRs.WithLabelValues("masqueradeSourceCIDRs").Set(float64(len(cfg.MasqueradeSourceCIDRs)))
 	m.Intervals.WithLabelValues("ipv4").Set(float64(len(r.NonMasq4)))
 	m.ipv6.Store(r.IPv6)
 	if r.IPv6 {
@@ -143,7 +147,12 @@ func ConfigHash(r ruleset.Ruleset) string {
 		binary.BigEndian.PutUint16(buf[2:4], p.Last)
 		h.Write(buf[:4])
 	}
-	for _, set := range [][]ruleset.Interval{r.NonMasq4, r.NonMasq6} {
+	sets := [][]ruleset.Interval{r.NonMasq4, r.NonMasq6}
+	if r.Sources { // written only then, so that a config without masqueradeSourceCIDRs keeps its hash
+		h.Write([]byte("sources"))
+		sets = append(sets, r.Src4, r.Src6)
+	}
+	for _, set := range sets {
 		binary.BigEndian.PutUint64(buf[:], uint64(len(set)))
 		h.Write(buf[:])
 		for _, iv := range set {

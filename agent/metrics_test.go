@@ -35,9 +35,11 @@ func TestMetricsFamilies(t *testing.T) {
 	// 10.0.0.0/8 and 10.1.0.0/16 are one interval; with link-local, two. 10.2.0.0/16 masqueraded splits 10/8.
 	v4only := parseConfig(t, "nonMasqueradeCIDRs: [10.0.0.0/8, 10.1.0.0/16]\nmasqueradeCIDRs: [10.2.0.0/16]\n", config.Options{})
 	m.SetDesired(v4only, ruleset.Compile(v4only, ruleset.Options{}))
-	want := `# HELP masqd_config_cidrs CIDRs written in the last valid config, by key (nonMasqueradeCIDRs, masqueradeCIDRs).
+	want := `# HELP masqd_config_cidrs CIDRs written in the last valid config, by key (nonMasqueradeCIDRs, masqueradeCIDRs, masqueradeSourceCIDRs; clusterCIDRs with --cluster-cidr's).
 # TYPE masqd_config_cidrs gauge
+masqd_config_cidrs{key="clusterCIDRs"} 0
 masqd_config_cidrs{key="masqueradeCIDRs"} 1
+masqd_config_cidrs{key="masqueradeSourceCIDRs"} 0
 masqd_config_cidrs{key="nonMasqueradeCIDRs"} 2
 # HELP masqd_masqueraded_packets_total Packets masqueraded, by family (only a connection's first packet passes the NAT rule).
 # TYPE masqd_masqueraded_packets_total counter
@@ -97,11 +99,13 @@ func TestConfigHash(t *testing.T) {
 		}
 	}
 	differ := map[string]string{
-		"one more prefix": hash("nonMasqueradeCIDRs: [10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10]\n", rf),
-		"masqLinkLocal":   hash("masqLinkLocal: true\n", rf),
-		"masqueradeCIDRs": hash("masqueradeCIDRs: [10.2.0.0/16]\n", rf),
-		"no random-fully": hash("", ruleset.Options{}),
-		"--to-ports":      hash("", ruleset.Options{RandomFully: true, ToPorts: []ruleset.PortRange{{First: 1024, Last: 65535}}}),
+		"one more prefix":       hash("nonMasqueradeCIDRs: [10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10]\n", rf),
+		"masqLinkLocal":         hash("masqLinkLocal: true\n", rf),
+		"masqueradeCIDRs":       hash("masqueradeCIDRs: [10.2.0.0/16]\n", rf),
+		"masqueradeSourceCIDRs": hash("masqueradeSourceCIDRs: [10.244.0.0/16]\n", rf),
+		"other sources":         hash("masqueradeSourceCIDRs: [10.245.0.0/16]\n", rf),
+		"no random-fully":       hash("", ruleset.Options{}),
+		"--to-ports":            hash("", ruleset.Options{RandomFully: true, ToPorts: []ruleset.PortRange{{First: 1024, Last: 65535}}}),
 	}
 	seen := map[string]string{base: "the defaults"}
 	for what, h := range differ {

@@ -136,10 +136,15 @@ func (d *decoder) decode(data []byte, defaults []string) (document, error) {
 func (d *decoder) field(doc *document, k key, w where, raw json.RawMessage, at keyAt) error {
 	kind := jsonKind(raw)
 	switch k {
-	case keyNonMasqueradeCIDRs, keyMasqueradeCIDRs:
+	case keyNonMasqueradeCIDRs, keyMasqueradeCIDRs, keyClusterCIDRs, keyMasqueradeSourceCIDRs:
 		l := &doc.nonMasq
-		if k == keyMasqueradeCIDRs {
+		switch k {
+		case keyMasqueradeCIDRs:
 			l = &doc.masq
+		case keyClusterCIDRs:
+			l = &doc.cluster
+		case keyMasqueradeSourceCIDRs:
+			l = &doc.masqSrc
 		}
 		*l = list{where: w, set: true}
 		switch kind {

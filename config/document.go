@@ -5,7 +5,7 @@ package config
 // has, the full one (decode.go) for everything else; build (parse.go) validates it into a Config, so that the
 // two readers cannot disagree on what a value means.
 type document struct {
-	nonMasq, masq                                list
+	nonMasq, masq, cluster, masqSrc              list
 	cidrLimit                                    scalar[int]
 	masqLinkLocal, masqLinkLocalIPv6, enableIPv6 scalar[bool]
 	resyncInterval                               scalar[string] // as written; build parses it

@@ -67,10 +67,15 @@ func readFast(data string) (doc document, ok bool) {
 			return document{}, false
 		}
 		switch k {
-		case keyNonMasqueradeCIDRs, keyMasqueradeCIDRs:
+		case keyNonMasqueradeCIDRs, keyMasqueradeCIDRs, keyClusterCIDRs, keyMasqueradeSourceCIDRs:
 			l := &doc.nonMasq
-			if k == keyMasqueradeCIDRs {
+			switch k {
+			case keyMasqueradeCIDRs:
 				l = &doc.masq
+			case keyClusterCIDRs:
+				l = &doc.cluster
+			case keyMasqueradeSourceCIDRs:
+				l = &doc.masqSrc
 			}
 			*l = list{where: w, set: true}
 			switch v {

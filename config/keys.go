@@ -18,6 +18,8 @@ const (
 	keyMasqLinkLocalIPv6
 	keyResyncInterval
 	keyEnableIPv6
+	keyClusterCIDRs
+	keyMasqueradeSourceCIDRs
 	numKeys
 )
 
@@ -38,6 +40,10 @@ func (k key) String() string {
 		return "resyncInterval"
 	case keyEnableIPv6:
 		return "enableIPv6"
+	case keyClusterCIDRs:
+		return "clusterCIDRs"
+	case keyMasqueradeSourceCIDRs:
+		return "masqueradeSourceCIDRs"
 	default:
 		return fmt.Sprintf("key(%d)", int(k))
 	}
@@ -95,6 +101,8 @@ func flagHint(name string) (msg string, ok bool) {
 		return "--random-fully " + notKey + "; pass it on the command line", true
 	case "toports":
 		return "--to-ports " + notKey + "; pass it on the command line", true
+	case "clustercidr":
+		return "--cluster-cidr " + notKey + "; pass it on the command line, or list the pod ranges under clusterCIDRs", true
 	}
 	return "", false
 }

@@ -62,7 +62,7 @@ func (l *Loader) Load(path string, opts Options) (Config, []Warning, error) {
 
 // parse is Parse, or what Parse gave for the same path, content and options in the last Load.
 func (l *Loader) parse(path string, f content, opts Options) (Config, []Warning, error) {
-	if p, ok := l.parsed[path]; ok && p.opts == opts && p.sum == f.sum {
+	if p, ok := l.parsed[path]; ok && p.opts.equal(opts) && p.sum == f.sum {
 		l.next[path] = p
 		return p.cfg, p.warnings, nil
 	}
@@ -141,7 +141,7 @@ func (l *Loader) loadDir(dir string, opts Options) (Config, []Warning, error) {
 		if err != nil {
 			return Config{}, nil, err
 		}
-		reparsed = reparsed || !cached || l.parsed[path].sum != l.next[path].sum || l.parsed[path].opts != opts
+		reparsed = reparsed || !cached || l.parsed[path].sum != l.next[path].sum || !l.parsed[path].opts.equal(opts)
 		cfgs = append(cfgs, cfg)
 		warnings = append(warnings, w...)
 		from = append(from, path)

@@ -8,7 +8,7 @@ import (
 // Merge combines configurations read from several files, as when a user's and a platform's ConfigMap are mounted
 // side by side (Azure ip-masq-agent-v2). The result does not depend on anything but the order of cfgs:
 //
-//   - NonMasqueradeCIDRs and MasqueradeCIDRs are unions, in first-seen order; a prefix seen again is dropped and
+//   - NonMasqueradeCIDRs, MasqueradeCIDRs, ClusterCIDRs and MasqueradeSourceCIDRs are unions, in first-seen order; a prefix seen again is dropped and
 //     the first Source kept.
 //   - MasqLinkLocal, MasqLinkLocalIPv6 and EnableIPv6 are true when any config says so.
 //   - CIDRLimit is the largest and ResyncInterval the smallest positive value.
@@ -22,21 +22,32 @@ import (
 // Merge does not modify cfgs. Merge() returns the zero Config.
 func Merge(cfgs ...Config) Config {
 	var out Config
-	nNonMasq, nMasq := 0, 0
+	nNonMasq, nMasq, nCluster, nSrc := 0, 0, 0, 0
 	for _, c := range cfgs {
+		nSrc += len(c.MasqueradeSourceCIDRs)
 		nNonMasq += len(c.NonMasqueradeCIDRs)
 		nMasq += len(c.MasqueradeCIDRs)
+		nCluster += len(c.ClusterCIDRs)
 	}
-	nonMasq, masq := newPrefixSet(nNonMasq), newPrefixSet(nMasq)
+	nonMasq, masq, cluster := newPrefixSet(nNonMasq), newPrefixSet(nMasq), newPrefixSet(nCluster)
 	if nNonMasq > 0 { // Merge of nothing keeps nil lists
 		out.NonMasqueradeCIDRs = make([]CIDR, 0, nNonMasq)
 	}
 	if nMasq > 0 {
 		out.MasqueradeCIDRs = make([]CIDR, 0, nMasq)
 	}
+	if nCluster > 0 {
+		out.ClusterCIDRs = make([]CIDR, 0, nCluster)
+	}
+	src := newPrefixSet(nSrc)
+	if nSrc > 0 {
+		out.MasqueradeSourceCIDRs = make([]CIDR, 0, nSrc)
+	}
 	for _, c := range cfgs {
 		out.NonMasqueradeCIDRs = union(out.NonMasqueradeCIDRs, nonMasq, c.NonMasqueradeCIDRs)
 		out.MasqueradeCIDRs = union(out.MasqueradeCIDRs, masq, c.MasqueradeCIDRs)
+		out.ClusterCIDRs = union(out.ClusterCIDRs, cluster, c.ClusterCIDRs)
+		out.MasqueradeSourceCIDRs = union(out.MasqueradeSourceCIDRs, src, c.MasqueradeSourceCIDRs)
 		out.MasqLinkLocal = out.MasqLinkLocal || c.MasqLinkLocal
 		out.MasqLinkLocalIPv6 = out.MasqLinkLocalIPv6 || c.MasqLinkLocalIPv6
 		out.EnableIPv6 = out.EnableIPv6 || c.EnableIPv6

@@ -84,13 +84,16 @@ func (b *builder) build(doc document) error {
 		return err
 	}
 	// Keys in file order, so that the error reported is the first one in the file; a key whose line is
-	// unknown (0) comes first.
+	// unknown (0) comes first. clusterCIDRs adds to --cluster-cidr's prefixes, which come after it.
+	var listedCluster []CIDR
 	steps := []struct {
 		line int
 		set  func() error
 	}{
 		{doc.nonMasq.line, func() error { return b.cidrs(&b.cfg.NonMasqueradeCIDRs, doc.nonMasq) }},
 		{doc.masq.line, func() error { return b.cidrs(&b.cfg.MasqueradeCIDRs, doc.masq) }},
+		{doc.cluster.line, func() error { return b.cidrs(&listedCluster, doc.cluster) }},
+		{doc.masqSrc.line, func() error { return b.cidrs(&b.cfg.MasqueradeSourceCIDRs, doc.masqSrc) }},
 		{doc.cidrLimit.line, func() error { set(&b.cfg.CIDRLimit, doc.cidrLimit); return nil }},
 		{doc.masqLinkLocal.line, func() error { set(&b.cfg.MasqLinkLocal, doc.masqLinkLocal); return nil }},
 		{doc.masqLinkLocalIPv6.line, func() error { set(&b.cfg.MasqLinkLocalIPv6, doc.masqLinkLocalIPv6); return nil }},
@@ -107,6 +110,9 @@ func (b *builder) build(doc document) error {
 			return err
 		}
 	}
+
+	b.cfg.ClusterCIDRs = withFlagCIDRs(listedCluster, b.opts.ClusterCIDRs, b.cfg.EnableIPv6)
+	b.sourceFamilies(doc.masqSrc)
 
 	if f := doc.cidrLimit; f.set && f.v < 0 { // upstream refuses it too: no list is shorter
 		return b.errAt(f.line, f.name, strconv.Itoa(f.v), "must not be negative", fmt.Sprintf("write a whole number, e.g. %s: 64", f.name))
@@ -263,4 +269,21 @@ func (b *builder) manifest(doc document) error {
 		fmt.Sprintf("this is a Kubernetes manifest (top-level keys %s), not an ip-masq-agent config; read as a config it would set nothing, and every pod would run on the defaults",
 			strings.Join(doc.topLevel, ", ")),
 		"apply the manifest with `kubectl apply -f FILE` rather than `kubectl create configmap --from-file FILE`; a config file holds only what goes under data.config (nonMasqueradeCIDRs, masqLinkLocal, ...)")
+}
+
+// sourceFamilies warns when masqueradeSourceCIDRs lists prefixes of one family only while both have a
+// masquerade rule: the other family's traffic is then masqueraded from no source at all.
+func (b *builder) sourceFamilies(l list) {
+	src := b.cfg.MasqueradeSourceCIDRs
+	if len(src) == 0 || !b.cfg.EnableIPv6 {
+		return
+	}
+	v4 := slices.ContainsFunc(src, func(c CIDR) bool { return c.Prefix.Addr().Is4() })
+	v6 := slices.ContainsFunc(src, func(c CIDR) bool { return c.Prefix.Addr().Is6() })
+	switch {
+	case !v6:
+		b.warn(l.line, l.name, "no IPv6 prefix: IPv6 traffic is masqueraded from no source; list the IPv6 pod range too")
+	case !v4:
+		b.warn(l.line, l.name, "no IPv4 prefix: IPv4 traffic is masqueraded from no source; list the IPv4 pod range too")
+	}
 }

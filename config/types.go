@@ -36,16 +36,30 @@ type Options struct {
 	NoMasqAllReservedRanges bool
 	// EnableIPv6 allows IPv6 prefixes (--enable-ipv6). The file's enableIPv6 key can turn it on, never off.
 	EnableIPv6 bool
+	// ClusterCIDRs are the pod ranges given with --cluster-cidr (ParseClusterCIDRs), added to every config's
+	// ClusterCIDRs. IPv6 ones are left out while IPv6 is off: there is then no IPv6 rule to keep them from.
+	// Nil: none.
+	ClusterCIDRs []netip.Prefix
+}
+
+// equal reports whether o and p read a file the same way.
+func (o Options) equal(p Options) bool {
+	return o.NoMasqAllReservedRanges == p.NoMasqAllReservedRanges && o.EnableIPv6 == p.EnableIPv6 &&
+		slices.Equal(o.ClusterCIDRs, p.ClusterCIDRs)
 }
 
 // Source says where a value came from. The zero Source means a built-in default.
 type Source struct {
-	File string // file name as given to Parse; "" for a default
+	File string // file name as given to Parse; "" for a default or a flag
 	Line int    // 1-based line in File; 0 when unknown
+	// Flag is the command-line flag that gave the value, e.g. "--cluster-cidr"; File and Line are then zero.
+	Flag string
 }
 
 func (s Source) String() string {
 	switch {
+	case s.Flag != "":
+		return s.Flag
 	case s.File == "":
 		return "default"
 	case s.Line == 0:
@@ -68,7 +82,15 @@ type Config struct {
 	NonMasqueradeCIDRs []CIDR
 	// MasqueradeCIDRs are destinations masqueraded even inside a non-masquerade range (masqd's own key).
 	MasqueradeCIDRs []CIDR
-	CIDRLimit       int
+	// ClusterCIDRs are the cluster's pod ranges (masqd's key clusterCIDRs, then --cluster-cidr's prefixes not
+	// already listed): non-masquerade destinations like NonMasqueradeCIDRs, not counted against CIDRLimit.
+	ClusterCIDRs []CIDR
+	// MasqueradeSourceCIDRs restrict masquerading to traffic from these sources (masqd's key
+	// masqueradeSourceCIDRs, e.g. the pod ranges): traffic from any other source (the node's other
+	// interfaces, host-network workloads) keeps its address. Empty: every source, as upstream. A family
+	// with no prefix listed masquerades nothing once the list is not empty.
+	MasqueradeSourceCIDRs []CIDR
+	CIDRLimit             int
 	// MasqLinkLocal masquerades 169.254.0.0/16; false keeps it non-masquerade, as upstream.
 	MasqLinkLocal bool
 	// MasqLinkLocalIPv6 masquerades fe80::/10; false keeps it non-masquerade, as upstream.
@@ -86,6 +108,8 @@ type Config struct {
 func (c Config) Equal(d Config) bool {
 	return slices.Equal(c.NonMasqueradeCIDRs, d.NonMasqueradeCIDRs) &&
 		slices.Equal(c.MasqueradeCIDRs, d.MasqueradeCIDRs) &&
+		slices.Equal(c.ClusterCIDRs, d.ClusterCIDRs) &&
+		slices.Equal(c.MasqueradeSourceCIDRs, d.MasqueradeSourceCIDRs) &&
 		c.CIDRLimit == d.CIDRLimit &&
 		c.MasqLinkLocal == d.MasqLinkLocal &&
 		c.MasqLinkLocalIPv6 == d.MasqLinkLocalIPv6 &&
@@ -115,7 +139,7 @@ type Error struct {
 
 func (e *Error) Error() string {
 	s := e.Source.String()
-	if e.Source.File == "" {
+	if e.Source.File == "" && e.Source.Flag == "" {
 		s = "config"
 	}
 	if e.Key != "" {
@@ -157,6 +181,8 @@ func shorten(s string, n int) string {
 // finding is, as compilers print it.
 func (s Source) Location() string {
 	switch {
+	case s.Flag != "":
+		return s.Flag
 	case s.File == "":
 		return "config"
 	case s.Line <= 0:

@@ -84,9 +84,9 @@ func intendedDifference(data []byte, masqdErr error) string {
 		return ""
 	}
 	for k := range top {
-		for _, own := range []key{keyMasqueradeCIDRs, keyEnableIPv6} {
+		for _, own := range []key{keyMasqueradeCIDRs, keyEnableIPv6, keyClusterCIDRs, keyMasqueradeSourceCIDRs} {
 			if strings.EqualFold(k, own.String()) {
-				return "masqd's own keys (masqueradeCIDRs, enableIPv6), which upstream ignores"
+				return "masqd's own keys (masqueradeCIDRs, enableIPv6, clusterCIDRs, masqueradeSourceCIDRs), which upstream ignores"
 			}
 		}
 	}
@@ -136,8 +136,8 @@ func compareWithUpstream(t *testing.T, data []byte, opts Options) string {
 	case err != nil:
 		return ""
 	}
-	var mine []string
-	for _, c := range cfg.NonMasqueradeCIDRs {
+	var mine []string // the non-masquerade set: with clusterCIDRs (and --cluster-cidr), which upstream has not
+	for _, c := range slices.Concat(cfg.NonMasqueradeCIDRs, cfg.ClusterCIDRs) {
 		mine = append(mine, c.Prefix.String())
 	}
 	type effective struct {
@@ -207,6 +207,8 @@ func upstreamCorpus() []string {
 		"{\"masqLin\u212aLocal\": true}", "masqLin\u212aLocal: true\n", "{\"nonMasqueradeCIDRs\": [\"10.0.0.0/8\"], // c\n}",
 		"nonMasqueradeCIDRs: [\"10.0.0.0/8\"\n", "nonMasqueradeCIDRs: [10.0.0.0/8]]\n", "cidrLimit: 3: 4\n", "- 10.0.0.0/8\n",
 		"masqLinkLocal: *undefined\n", "a: &a [*a]\n", "masqLinkLocalIPv6: on\n", "MASQLINKLOCALIPV6: Y\n",
+		"clusterCIDRs: [10.64.0.0/14]\n", "clusterCIDRs: [100.64.0.0/10, 10.0.0.0/8]\nnonMasqueradeCIDRs: [192.168.0.0/16]\n",
+		"clusterCIDRS: [100.64.0.0/10]\n", "clusterCIDRs: 100.64.0.0/10\n", "cluster-cidr: 100.64.0.0/10\n",
 	}
 	for _, spelling := range []string{"y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "true", "True",
 		"TRUE", "tRUE", "false", "False", "FALSE", "on", "On", "ON", "off", "Off", "OFF", "1", "0", "~", "", "'true'", "\"yes\"", "[true]"} {
@@ -288,4 +290,29 @@ func FuzzFastPath(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestUpstreamClusterCIDRsDiffer: a file with clusterCIDRs, or a --cluster-cidr flag, gives a non-masquerade
+// set upstream has not (it ignores the key and has no such flag): the comparison sees the difference, and only
+// the clusterCIDRs key excuses it, as docs/compatibility.md lists.
+func TestUpstreamClusterCIDRsDiffer(t *testing.T) {
+	data := []byte("clusterCIDRs: [100.64.0.0/10]\n")
+	cfg, _, err := Parse("f", data, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	up, err := upstreamParse(data, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(up.NonMasqueradeCIDRs, "100.64.0.0/10") || len(cfg.ClusterCIDRs) != 1 {
+		t.Fatalf("upstream %v, masqd %v: want only masqd to keep 100.64.0.0/10", up.NonMasqueradeCIDRs, cfg.ClusterCIDRs)
+	}
+	if got := intendedDifference(data, nil); !strings.Contains(got, "clusterCIDRs") {
+		t.Errorf("intendedDifference(%q) = %q, want masqd's own key clusterCIDRs", data, got)
+	}
+	// Without the key, the file is upstream's, and so is its meaning: --cluster-cidr is not in the file.
+	if got := intendedDifference([]byte("nonMasqueradeCIDRs: [10.0.0.0/8]\n"), nil); got != "" {
+		t.Errorf("a file without masqd's keys is excused: %q", got)
+	}
 }

@@ -39,6 +39,9 @@ func TestParseWarnings(t *testing.T) {
 		{"noMasqAllReservedRanges", "--nomasq-all-reserved-ranges is a command-line flag, not a config key; ignored; pass it on the command line, or list the ranges under nonMasqueradeCIDRs"},
 		{"random-fully", "--random-fully is a command-line flag, not a config key; ignored; pass it on the command line"},
 		{"to-ports", "--to-ports is a command-line flag, not a config key; ignored; pass it on the command line"},
+		{"cluster-cidr", "--cluster-cidr is a command-line flag, not a config key; ignored; pass it on the command line, or list the pod ranges under clusterCIDRs"},
+		{"clusterCIDR", "--cluster-cidr is a command-line flag, not a config key; ignored; pass it on the command line, or list the pod ranges under clusterCIDRs"},
+		{"clusterCIRDs", "unknown key, ignored; did you mean clusterCIDRs?"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.key, func(t *testing.T) {

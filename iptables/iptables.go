@@ -188,7 +188,8 @@ func (f Family) String() string {
 // CompileIPTables computes ip-masq-agent's chain for cfg. It is pure. Rules come in upstream's order:
 // masqueradeCIDRs first (masqd's key: MASQUERADE before any RETURN, so they win over a containing
 // non-masquerade range), then RETURN for the link-local range unless masqLinkLocal, then RETURN for each
-// nonMasqueradeCIDR in config order, then the catch-all MASQUERADE. IPv6 prefixes go only to the
+// nonMasqueradeCIDR in config order, then for each clusterCIDR (masqd's key and --cluster-cidr) not already
+// among them, then the catch-all MASQUERADE. IPv6 prefixes go only to the
 // ip6tables chain, which exists only with cfg.EnableIPv6 and starts with fe80::/10 unless
 // masqLinkLocalIPv6.
 func CompileIPTables(cfg config.Config, opts IPTablesOptions) IPTablesRules {
@@ -209,6 +210,11 @@ func CompileIPTables(cfg config.Config, opts IPTablesOptions) IPTablesRules {
 		}
 		for _, c := range cfg.NonMasqueradeCIDRs {
 			if c.Prefix.Addr().Is6() == is6 {
+				rules = append(rules, IPTablesRule{Comment: nonMasqComment, Dst: c.Prefix, Target: "RETURN"})
+			}
+		}
+		for _, c := range cfg.ClusterCIDRs {
+			if c.Prefix.Addr().Is6() == is6 && !slices.ContainsFunc(cfg.NonMasqueradeCIDRs, func(n config.CIDR) bool { return n.Prefix == c.Prefix }) {
 				rules = append(rules, IPTablesRule{Comment: nonMasqComment, Dst: c.Prefix, Target: "RETURN"})
 			}
 		}
@@ -333,4 +339,17 @@ func stateDiff(have IPTablesChainState, want IPTablesRules, f Family) string {
 		h = append(h, "(no chain "+want.Chain+")")
 	}
 	return "want:\n\t" + strings.Join(w, "\n\t") + "\nhave:\n\t" + strings.Join(h, "\n\t")
+}
+
+// Unsupported returns an error wrapping ruleset.ErrNotSupported, naming the entry, when cfg asks for what
+// ip-masq-agent's chain cannot do: masqueradeSourceCIDRs (POSTROUTING jumps to the chain for every source,
+// and the chain matches destinations only). nil when the chain can do all cfg asks. It is pure.
+func Unsupported(cfg config.Config) error {
+	if len(cfg.MasqueradeSourceCIDRs) == 0 {
+		return nil
+	}
+	c := cfg.MasqueradeSourceCIDRs[0]
+	return fmt.Errorf("%s: masqueradeSourceCIDRs (%s) cannot be applied in iptables mode: ip-masq-agent's chain "+
+		"is reached for every source and matches destinations only; use --mode=nftables (or auto on a kernel with "+
+		"nftables NAT), or remove masqueradeSourceCIDRs: %w", c.Source.Location(), c.Prefix, ruleset.ErrNotSupported)
 }

@@ -1,8 +1,10 @@
 package iptables
 
 import (
+	"errors"
 	"flag"
 	"math"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -274,5 +276,61 @@ func TestSplitWords(t *testing.T) {
 	want := []string{"-A", "X", "-m", "comment", "--comment", `a "b" \ c`, "-j", "Y"}
 	if !slices.Equal(got, want) {
 		t.Errorf("splitWords = %q, want %q", got, want)
+	}
+}
+
+// TestCompileIPTablesClusterCIDRs: the pod ranges (the key clusterCIDRs and --cluster-cidr) are RETURN rules
+// after nonMasqueradeCIDRs' ones, one a prefix not already among them, IPv6 ones in the ip6tables chain.
+func TestCompileIPTablesClusterCIDRs(t *testing.T) {
+	opts := config.Options{EnableIPv6: true, ClusterCIDRs: []netip.Prefix{
+		netip.MustParsePrefix("172.31.0.0/16"), netip.MustParsePrefix("fd00:10:64::/56"), netip.MustParsePrefix("10.0.0.0/8")}}
+	cfg, _, err := config.Parse("ip-masq-agent", []byte("nonMasqueradeCIDRs: [10.0.0.0/8]\nclusterCIDRs: [100.64.0.0/10, 10.0.0.0/8]\n"), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := CompileIPTables(cfg, IPTablesOptions{RandomFully: true, RandomFullySupported: true})
+	returns := func(rules []IPTablesRule) []string {
+		var out []string
+		for _, rule := range rules {
+			if rule.Target == "RETURN" {
+				out = append(out, rule.Dst.String())
+			}
+		}
+		return out
+	}
+	if d := gocmp.Diff([]string{"169.254.0.0/16", "10.0.0.0/8", "100.64.0.0/10", "172.31.0.0/16"}, returns(r.V4)); d != "" {
+		t.Errorf("IPv4 RETURN rules (-want +got):\n%s", d)
+	}
+	if d := gocmp.Diff([]string{"fe80::/10", "fd00:10:64::/56"}, returns(r.V6)); d != "" {
+		t.Errorf("IPv6 RETURN rules (-want +got):\n%s", d)
+	}
+	for _, rule := range r.V4 {
+		if rule.Target == "RETURN" && rule.Comment != nonMasqComment {
+			t.Errorf("rule %+v: comment %q, want upstream's %q", rule, rule.Comment, nonMasqComment)
+		}
+	}
+	if last := r.V4[len(r.V4)-1]; last.Target != "MASQUERADE" || last.Dst.IsValid() {
+		t.Errorf("last rule %+v, want the catch-all MASQUERADE", last)
+	}
+	payload := string(r.Payload(IPv4))
+	if !strings.Contains(payload, "-d 172.31.0.0/16 -j RETURN") || strings.Index(payload, "172.31.0.0/16") > strings.Index(payload, "-j MASQUERADE") {
+		t.Errorf("payload has no RETURN for 172.31.0.0/16 before the MASQUERADE:\n%s", payload)
+	}
+}
+
+// TestUnsupported: ip-masq-agent's chain cannot restrict masquerading by source, so a config with
+// masqueradeSourceCIDRs is refused with ruleset.ErrNotSupported, naming where the key is and what to do.
+func TestUnsupported(t *testing.T) {
+	cfg, _, err := config.Parse("ip-masq-agent", []byte("nonMasqueradeCIDRs: [10.0.0.0/8]\nmasqueradeSourceCIDRs: [10.244.0.0/16]\n"), config.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = Unsupported(cfg)
+	if !errors.Is(err, ruleset.ErrNotSupported) || !strings.Contains(err.Error(), "ip-masq-agent:2: masqueradeSourceCIDRs (10.244.0.0/16)") ||
+		!strings.Contains(err.Error(), "--mode=nftables") {
+		t.Errorf("Unsupported = %v; want ErrNotSupported naming ip-masq-agent:2, the key and --mode=nftables", err)
+	}
+	if err := Unsupported(config.Default(config.Options{ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("100.64.0.0/10")}})); err != nil {
+		t.Errorf("Unsupported(defaults with --cluster-cidr) = %v, want nil", err)
 	}
 }

@@ -84,7 +84,7 @@ func (b *batch) op(op ruleset.Op) error {
 		})
 	case ruleset.AddSet:
 		keyType, keyLen := uint32(7), uint32(4) // nft's ipv4_addr
-		if op.Set == ruleset.Set6Name {
+		if ruleset.IsIPv6Set(op.Set) {
 			keyType, keyLen = 8, 16 // ipv6_addr
 		}
 		id := uint32(len(b.setIDs) + 1)
@@ -137,7 +137,7 @@ func (b *batch) op(op ruleset.Op) error {
 			d = appendAttrString(d, unix.NFTA_RULE_TABLE, b.table)
 			d = appendAttrString(d, unix.NFTA_RULE_CHAIN, ruleset.ChainName)
 			return nest(d, unix.NLA_F_NESTED|unix.NFTA_RULE_EXPRESSIONS, func(d []byte) []byte {
-				for _, e := range ruleExprs(op.Rule, b.setIDs[op.Rule.Set()]) {
+				for _, e := range ruleExprs(op.Rule, b.setIDs[op.Rule.Set()], b.setIDs[op.Rule.SrcSet()]) {
 					enc, merr := marshalExpr(e)
 					if merr != nil {
 						err = merr

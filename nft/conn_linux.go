@@ -241,7 +241,7 @@ func (c *Conn) plan(want ruleset.Ruleset, gen uint32) (ruleset.Plan, error) {
 		}
 		return ruleset.PlanFor(want, obs), nil
 	}
-	small := len(want.NonMasq4)+len(want.NonMasq6) <= readLimit
+	small := len(want.NonMasq4)+len(want.NonMasq6)+len(want.Src4)+len(want.Src6) <= readLimit
 	obs, elements, err := c.observe(small)
 	if err != nil {
 		return ruleset.Plan{}, err
@@ -298,8 +298,9 @@ func (c *Conn) observe(elements bool) (ruleset.Observed, map[string][]ruleset.In
 	}
 	elems := map[string][]ruleset.Interval{}
 	for _, s := range kernelSets {
-		usable := s.Interval && !s.IsMap && (s.Name == ruleset.Set4Name && s.KeyType.Name == nftables.TypeIPAddr.Name ||
-			s.Name == ruleset.Set6Name && s.KeyType.Name == nftables.TypeIP6Addr.Name)
+		usable := s.Interval && !s.IsMap &&
+			((s.Name == ruleset.Set4Name || s.Name == ruleset.Src4Name) && s.KeyType.Name == nftables.TypeIPAddr.Name ||
+				(s.Name == ruleset.Set6Name || s.Name == ruleset.Src6Name) && s.KeyType.Name == nftables.TypeIP6Addr.Name)
 		obs.Sets = append(obs.Sets, ruleset.ObservedSet{Name: s.Name, Usable: usable})
 		if usable && elements {
 			raw, err := c.dumpElements(s.Name)

@@ -20,6 +20,13 @@ func TestConnEndsWhereFakeDoes(t *testing.T) {
 		ruleset.Options{RandomFully: true})
 	ports := ruleset.Compile(config.Config{NonMasqueradeCIDRs: cidrs("10.0.0.0/8", "2001:db8::/32"), EnableIPv6: true},
 		ruleset.Options{ToPorts: []ruleset.PortRange{{First: 1024, Last: 29999}, {First: 32768, Last: 65535}}})
+	// masqueradeSourceCIDRs: a second set per family, read by every rule.
+	sources := ruleset.Compile(config.Config{NonMasqueradeCIDRs: rfc1918, MasqueradeSourceCIDRs: cidrs("10.244.0.0/16")},
+		ruleset.Options{RandomFully: true})
+	moreSources := ruleset.Compile(config.Config{NonMasqueradeCIDRs: rfc1918, MasqueradeSourceCIDRs: cidrs("10.244.0.0/16", "10.250.0.0/16")},
+		ruleset.Options{RandomFully: true})
+	dualSources := ruleset.Compile(config.Config{NonMasqueradeCIDRs: cidrs("10.0.0.0/8", "2001:db8::/32"), EnableIPv6: true,
+		MasqueradeSourceCIDRs: cidrs("10.244.0.0/16", "2001:db8:1::/64")}, ruleset.Options{ToPorts: []ruleset.PortRange{{First: 1024, Last: 65535}}})
 	interval := func(p string) []ruleset.Interval {
 		return []ruleset.Interval{ruleset.PrefixInterval(netip.MustParsePrefix(p))}
 	}
@@ -52,6 +59,21 @@ func TestConnEndsWhereFakeDoes(t *testing.T) {
 			[]ruleset.Op{{Kind: ruleset.DeleteTable}},
 		}},
 		{apply: &more},
+		{apply: &sources},
+		{apply: &sources},
+		{apply: &moreSources},
+		{tamper: &tamper{
+			[]string{"delete", "element", "inet", ruleset.TableName, ruleset.Src4Name, "{ 10.244.0.0/16 }"},
+			[]ruleset.Op{{Kind: ruleset.DeleteElements, Set: ruleset.Src4Name, Elements: interval("10.244.0.0/16")}},
+		}},
+		{apply: &moreSources},
+		{tamper: &tamper{
+			[]string{"delete", "table", "inet", ruleset.TableName},
+			[]ruleset.Op{{Kind: ruleset.DeleteTable}},
+		}},
+		{apply: &dualSources},
+		{apply: &sources},
+		{apply: &v4},
 	}
 	n := newNetns(t)
 	var fake ruleset.Fake

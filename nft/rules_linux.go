@@ -13,13 +13,14 @@ import (
 
 // ruleExprs is one rule of masqd's chain as expressions: the family's match (familyMatch), then a
 // --to-ports rule's numgen, counter and masquerade to its range, or the catch-all counter and masquerade.
-// setID is the batch-local ID of the set the rule reads when the same batch creates it, else 0.
-func ruleExprs(r ruleset.Rule, setID uint32) []expr.Any {
+// setID and srcID are the batch-local IDs of the sets the rule reads (the non-masquerade set, and with
+// Sources the sources set) when the same batch creates them, else 0.
+func ruleExprs(r ruleset.Rule, setID, srcID uint32) []expr.Any {
 	nfproto := byte(unix.NFPROTO_IPV4)
 	if r.IPv6 {
 		nfproto = unix.NFPROTO_IPV6
 	}
-	exprs := familyMatch(nfproto, setID)
+	exprs := familyMatch(nfproto, r.Sources, setID, srcID)
 	if r.Port == nil {
 		return append(exprs, &expr.Counter{}, &expr.Masq{Random: r.RandomFully, FullyRandom: r.RandomFully})
 	}
@@ -47,32 +48,46 @@ func ruleExprs(r ruleset.Rule, setID uint32) []expr.Any {
 	return append(exprs, masq)
 }
 
-// familyMatch is what every rule of masqd's chain starts with: ip[6] daddr != @set fib daddr type != local.
-func familyMatch(nfproto byte, setID uint32) []expr.Any {
-	off, n := uint32(16), uint32(4) // IPv4 daddr
-	name := ruleset.Set4Name
+// familyMatch is what every rule of masqd's chain starts with: [ip[6] saddr @sources] ip[6] daddr != @set
+// fib daddr type != local.
+func familyMatch(nfproto byte, sources bool, setID, srcID uint32) []expr.Any {
+	off, srcOff, n := uint32(16), uint32(12), uint32(4) // IPv4 daddr, saddr
+	name, src := ruleset.Set4Name, ruleset.Src4Name
 	if nfproto == unix.NFPROTO_IPV6 {
-		off, n, name = 24, 16, ruleset.Set6Name
+		off, srcOff, n, name, src = 24, 8, 16, ruleset.Set6Name, ruleset.Src6Name
 	}
-	return []expr.Any{
+	exprs := []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{nfproto}},
+	}
+	if sources {
+		exprs = append(exprs,
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: srcOff, Len: n},
+			&expr.Lookup{SourceRegister: 1, SetName: src, SetID: srcID},
+		)
+	}
+	return append(exprs,
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
 		&expr.Lookup{SourceRegister: 1, SetName: name, SetID: setID, Invert: true},
 		&expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)},
-	}
+	)
 }
 
 // decodeRule recognises one of masqd's rules in a kernel rule's expressions: it reads the parameters a
 // rule of masqd's could have (family, protocol, numgen, port range, flags) and accepts the rule only if the
 // rule those parameters make is, expression for expression, the kernel's. It returns the rule's counter.
 func decodeRule(exprs []expr.Any) (ruleset.Rule, ruleset.Counter, bool) {
-	head := len(familyMatch(unix.NFPROTO_IPV4, 0))
+	var r ruleset.Rule
+	if len(exprs) > 3 {
+		if l, ok := exprs[3].(*expr.Lookup); ok && !l.Invert && (l.SetName == ruleset.Src4Name || l.SetName == ruleset.Src6Name) {
+			r.Sources = true
+		}
+	}
+	head := len(familyMatch(unix.NFPROTO_IPV4, r.Sources, 0, 0))
 	if len(exprs) < head+2 {
 		return ruleset.Rule{}, ruleset.Counter{}, false
 	}
-	var r ruleset.Rule
 	if c, ok := exprs[1].(*expr.Cmp); ok && len(c.Data) == 1 {
 		r.IPv6 = c.Data[0] == unix.NFPROTO_IPV6
 	}
@@ -113,7 +128,7 @@ func decodeRule(exprs []expr.Any) (ruleset.Rule, ruleset.Counter, bool) {
 		}
 		r.Port = &port
 	}
-	if !sameRule(exprs, ruleExprs(r, 0)) {
+	if !sameRule(exprs, ruleExprs(r, 0, 0)) {
 		return ruleset.Rule{}, ruleset.Counter{}, false
 	}
 	return r, cnt, true

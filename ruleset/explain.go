@@ -26,9 +26,12 @@ const (
 	// NoIPv6Rule: the pod source is kept because the destination is IPv6 and IPv6 is not enabled, so masqd has
 	// no IPv6 rule.
 	NoIPv6Rule
+	// ClusterCIDR: the pod source is kept by a clusterCIDRs entry (the key, or --cluster-cidr: Entry.Source
+	// says which), Decision.Entry.
+	ClusterCIDR
 )
 
-var reasonNames = [...]string{"unexplained", "no-range", "masqueradeCIDRs", "nonMasqueradeCIDRs", "link-local", "no-ipv6-rule"}
+var reasonNames = [...]string{"unexplained", "no-range", "masqueradeCIDRs", "nonMasqueradeCIDRs", "link-local", "no-ipv6-rule", "clusterCIDRs"}
 
 func (r Reason) String() string {
 	if r < 0 || int(r) >= len(reasonNames) {
@@ -48,7 +51,7 @@ type Decision struct {
 	// opts).Masquerades(Dst), whatever the Reason says.
 	Masquerade bool
 	Reason     Reason
-	// Entry is the config entry that decided: set for MasqueradeCIDR, NonMasqueradeCIDR (with their Source)
+	// Entry is the config entry that decided: set for MasqueradeCIDR, NonMasqueradeCIDR, ClusterCIDR (with their Source)
 	// and LinkLocal (the link-local range, with the zero Source); zero otherwise.
 	Entry config.CIDR
 }
@@ -61,8 +64,8 @@ type Decision struct {
 //     dst); else link-local with masqLinkLocal (masqLinkLocalIPv6) true; else no non-masquerade range
 //     contains it.
 //   - kept: IPv6 without EnableIPv6 (there is no IPv6 rule); else link-local with masqLinkLocal
-//     (masqLinkLocalIPv6) false; else the most specific nonMasqueradeCIDRs entry containing dst (the first
-//     of equals).
+//     (masqLinkLocalIPv6) false; else the most specific nonMasqueradeCIDRs or clusterCIDRs entry containing
+//     dst (of equals, the nonMasqueradeCIDRs one, then the first).
 //
 // Destinations local to the node are never masqueraded by the rule (fib daddr type local); the config does
 // not say which they are, so Explain leaves them to the caller. Explain is pure and safe for concurrent use.
@@ -89,8 +92,13 @@ func Explain(cfg config.Config, opts Options, dst netip.Addr) Decision {
 	}
 	if !masqLL && ll.Contains(dst) {
 		d.Reason, d.Entry = LinkLocal, config.CIDR{Prefix: ll}
-	} else if c, ok := mostSpecific(cfg.NonMasqueradeCIDRs, dst); ok {
-		d.Reason, d.Entry = NonMasqueradeCIDR, c
+	} else {
+		c, ok := mostSpecific(cfg.NonMasqueradeCIDRs, dst)
+		if cc, cok := mostSpecific(cfg.ClusterCIDRs, dst); cok && (!ok || cc.Prefix.Bits() > c.Prefix.Bits()) {
+			d.Reason, d.Entry = ClusterCIDR, cc
+		} else if ok {
+			d.Reason, d.Entry = NonMasqueradeCIDR, c
+		}
 	}
 	return d
 }

@@ -108,10 +108,7 @@ func (f *Fake) Dump() string {
 		if i > 0 {
 			b.WriteString("\n")
 		}
-		typ, perLine := "ipv4_addr", 2
-		if name == Set6Name {
-			typ, perLine = "ipv6_addr", 1
-		}
+		typ, perLine := setType(name)
 		writeSet(&b, name, typ, t.sets[name], perLine)
 	}
 	if t.chain {
@@ -220,6 +217,9 @@ func (t *fakeTable) apply(op Op) error {
 			return errNoChain
 		}
 		if _, ok := t.sets[op.Rule.Set()]; !ok {
+			return errNoSet
+		}
+		if _, ok := t.sets[op.Rule.SrcSet()]; op.Rule.Sources && !ok {
 			return errNoSet
 		}
 		t.handle++

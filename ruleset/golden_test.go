@@ -3,6 +3,7 @@ package ruleset
 import (
 	"cmp"
 	"flag"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
@@ -31,6 +32,10 @@ var goldenCases = []struct {
 	{"to-ports", config.Options{EnableIPv6: true}, Options{RandomFully: true,
 		ToPorts: []PortRange{{First: 1024, Last: 29999}, {First: 32768, Last: 65535}}}, "ipv6"},
 	{"to-ports-one-port", config.Options{}, Options{ToPorts: []PortRange{{First: 40000, Last: 40000}}}, "default"},
+	{"masquerade-sources", config.Options{}, Options{RandomFully: true}, ""},
+	{"masquerade-sources-to-ports", config.Options{}, Options{ToPorts: []PortRange{{First: 1024, Last: 65535}}}, "masquerade-sources"},
+	{"cluster-cidrs", config.Options{ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("100.64.0.0/10"),
+		netip.MustParsePrefix("fd00:10:64::/56"), netip.MustParsePrefix("198.18.0.0/15")}}, Options{RandomFully: true}, ""},
 }
 
 func compileGolden(t *testing.T, name string, opts config.Options, nopts Options) Ruleset {

@@ -12,13 +12,17 @@ import (
 func Assemble(obs Observed, elements map[string][]Interval) Ruleset {
 	var r Ruleset
 	foreign := func(format string, args ...any) { r.Foreign = append(r.Foreign, fmt.Sprintf(format, args...)) }
-	var have4, have6 bool
+	var have4, have6, haveSrc4, haveSrc6 bool
 	for _, s := range obs.Sets {
 		switch {
 		case s.Usable && s.Name == Set4Name:
 			r.NonMasq4, have4 = elements[s.Name], true
 		case s.Usable && s.Name == Set6Name:
 			r.NonMasq6, have6 = elements[s.Name], true
+		case s.Usable && s.Name == Src4Name:
+			r.Src4, haveSrc4 = elements[s.Name], true
+		case s.Usable && s.Name == Src6Name:
+			r.Src6, haveSrc6 = elements[s.Name], true
 		default:
 			foreign("set %s", s.Name)
 		}
@@ -41,6 +45,7 @@ func Assemble(obs Observed, elements map[string][]Interval) Ruleset {
 		foreign("IPv4 rule missing")
 	} else {
 		r.RandomFully = obs.Rules[catchAll4].Rule.RandomFully
+		r.Sources = obs.Rules[catchAll4].Rule.Sources
 		for _, o := range obs.Rules[:catchAll4] {
 			if o.Ours && !o.Rule.IPv6 && o.Rule.Port != nil && o.Rule.Port.Proto == "tcp" {
 				r.ToPorts = append(r.ToPorts, o.Rule.Port.Range)
@@ -71,6 +76,9 @@ func Assemble(obs Observed, elements map[string][]Interval) Ruleset {
 	}
 	if r.IPv6 != have6 {
 		foreign("IPv6 set and rules do not match (set present: %t, rules present: %t)", have6, r.IPv6)
+	}
+	if r.Sources != haveSrc4 || r.Sources && r.IPv6 != haveSrc6 || !r.IPv6 && haveSrc6 {
+		foreign("sources sets and rules do not match (sets present: %t, %t; rules read them: %t)", haveSrc4, haveSrc6, r.Sources)
 	}
 	return r
 }

@@ -70,10 +70,12 @@ type Rule struct {
 	IPv6        bool
 	Port        *PortRule // nil for the catch-all rule
 	RandomFully bool
+	// Sources: the rule first matches the source against the family's sources set (SrcSet).
+	Sources bool
 }
 
 func (r Rule) equal(o Rule) bool {
-	return r.IPv6 == o.IPv6 && r.RandomFully == o.RandomFully &&
+	return r.IPv6 == o.IPv6 && r.RandomFully == o.RandomFully && r.Sources == o.Sources &&
 		(r.Port == nil) == (o.Port == nil) && (r.Port == nil || *r.Port == *o.Port)
 }
 
@@ -85,12 +87,17 @@ func (r Rule) Set() string {
 	return Set4Name
 }
 
+// SrcSet is the sources set the rule reads when Sources.
+func (r Rule) SrcSet() string {
+	if r.IPv6 {
+		return Src6Name
+	}
+	return Src4Name
+}
+
 // String is the rule as `nft list` prints it, counter at zero.
 func (r Rule) String() string {
-	match := "ip daddr != @" + Set4Name + " fib daddr type != local"
-	if r.IPv6 {
-		match = "ip6 daddr != @" + Set6Name + " fib daddr type != local"
-	}
+	match := r.match()
 	if r.Port != nil {
 		return match + " " + r.Port.Text(Counter{}, r.RandomFully)
 	}
@@ -101,15 +108,28 @@ func (r Rule) String() string {
 	return match + " counter packets 0 bytes 0 " + masq
 }
 
+// match is the rule's matches as nft prints them: the source (with Sources), the destination, not local.
+func (r Rule) match() string {
+	ip := "ip"
+	if r.IPv6 {
+		ip = "ip6"
+	}
+	m := ip + " daddr != @" + r.Set() + " fib daddr type != local"
+	if r.Sources {
+		m = ip + " saddr @" + r.SrcSet() + " " + m
+	}
+	return m
+}
+
 // Rules is r's chain, rule by rule: for each family its --to-ports rules, then its catch-all rule.
 func (r Ruleset) Rules() []Rule {
 	ports := PortRules(r.ToPorts)
 	var out []Rule
 	family := func(ipv6 bool) {
 		for i := range ports {
-			out = append(out, Rule{IPv6: ipv6, Port: &ports[i], RandomFully: r.RandomFully})
+			out = append(out, Rule{IPv6: ipv6, Port: &ports[i], RandomFully: r.RandomFully, Sources: r.Sources})
 		}
-		out = append(out, Rule{IPv6: ipv6, RandomFully: r.RandomFully})
+		out = append(out, Rule{IPv6: ipv6, RandomFully: r.RandomFully, Sources: r.Sources})
 	}
 	family(false)
 	if r.IPv6 {
@@ -159,7 +179,7 @@ type ObservedRule struct {
 // sameShape reports whether only set elements differ between the kernel's table and want.
 func sameShape(have, want Ruleset) bool {
 	return len(have.Foreign) == 0 && have.IPv6 == want.IPv6 && have.RandomFully == want.RandomFully &&
-		slices.Equal(have.ToPorts, want.ToPorts)
+		slices.Equal(have.ToPorts, want.ToPorts) && have.Sources == want.Sources
 }
 
 // PlanFor computes the Plan that makes the kernel, as observed, hold want. It is pure.
@@ -188,6 +208,12 @@ func PlanFor(want Ruleset, obs Observed) Plan {
 			tx = appendDelta(tx, Set4Name, have.NonMasq4, want.NonMasq4)
 			if want.IPv6 {
 				tx = appendDelta(tx, Set6Name, have.NonMasq6, want.NonMasq6)
+			}
+			if want.Sources {
+				tx = appendDelta(tx, Src4Name, have.Src4, want.Src4)
+				if want.IPv6 {
+					tx = appendDelta(tx, Src6Name, have.Src6, want.Src6)
+				}
 			}
 			return Plan{Change: Updated, Transactions: []Transaction{tx}}
 		}
@@ -254,19 +280,32 @@ type namedSet struct {
 	ivs  []Interval
 }
 
-// sets are r's sets: IPv4's, and IPv6's when r has IPv6.
+// sets are r's sets, in the order nft lists them once created in this order: the non-masquerade sets
+// (IPv4's, and IPv6's when r has IPv6), then with Sources the sources sets. nft lists sets in the order they
+// were created, so one transition lists them otherwise: turning IPv6 on while Sources is on creates
+// nonmasq6 and sources6 after sources4 (the rules and elements are right; only nft's listing differs from
+// String until the table is next rebuilt).
 func (r Ruleset) sets() []namedSet {
 	s := []namedSet{{Set4Name, r.NonMasq4}}
 	if r.IPv6 {
 		s = append(s, namedSet{Set6Name, r.NonMasq6})
+	}
+	if r.Sources {
+		s = append(s, namedSet{Src4Name, r.Src4})
+		if r.IPv6 {
+			s = append(s, namedSet{Src6Name, r.Src6})
+		}
 	}
 	return s
 }
 
 // wantsSet reports whether name is one of want's sets.
 func wantsSet(want Ruleset, name string) bool {
-	return name == Set4Name || name == Set6Name && want.IPv6
+	return slices.ContainsFunc(want.sets(), func(s namedSet) bool { return s.name == name })
 }
+
+// IsIPv6Set reports whether name is the name of one of masqd's IPv6 sets.
+func IsIPv6Set(name string) bool { return name == Set6Name || name == Src6Name }
 
 // wholeTable is the transaction that makes the table want, replacing any table of its name: add (nothing
 // when it exists), delete, add again, then the sets with their elements, the chain and its rules.

@@ -10,10 +10,12 @@ import (
 func (r Ruleset) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "table inet %s {\n", TableName)
-	writeSet(&b, Set4Name, "ipv4_addr", r.NonMasq4, 2)
-	if r.IPv6 {
-		b.WriteString("\n")
-		writeSet(&b, Set6Name, "ipv6_addr", r.NonMasq6, 1)
+	for i, s := range r.sets() {
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		typ, perLine := setType(s.name)
+		writeSet(&b, s.name, typ, s.ivs, perLine)
 	}
 	fmt.Fprintf(&b, "\n\tchain %s {\n", ChainName)
 	b.WriteString("\t\ttype nat hook postrouting priority srcnat; policy accept;\n")
@@ -32,9 +34,9 @@ func (r Ruleset) String() string {
 		}
 		fmt.Fprintf(&b, "\t\t%s counter packets %d bytes %d %s\n", match, catchAll.Packets, catchAll.Bytes, masq)
 	}
-	family("ip daddr != @"+Set4Name+" fib daddr type != local", r.PortCounters4, r.Counter4)
+	family(Rule{Sources: r.Sources}.match(), r.PortCounters4, r.Counter4)
 	if r.IPv6 {
-		family("ip6 daddr != @"+Set6Name+" fib daddr type != local", r.PortCounters6, r.Counter6)
+		family(Rule{IPv6: true, Sources: r.Sources}.match(), r.PortCounters6, r.Counter6)
 	}
 	b.WriteString("\t}\n}\n")
 	return b.String()
@@ -59,4 +61,12 @@ func writeSet(b *strings.Builder, name, typ string, elems []Interval, perLine in
 		b.WriteString(" }\n")
 	}
 	b.WriteString("\t}\n")
+}
+
+// setType is the nft type of one of masqd's sets and how many elements nft lists on a line.
+func setType(name string) (typ string, perLine int) {
+	if IsIPv6Set(name) {
+		return "ipv6_addr", 1
+	}
+	return "ipv4_addr", 2
 }

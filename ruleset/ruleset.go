@@ -13,6 +13,10 @@ const (
 	ChainName = "postrouting"
 	Set4Name  = "nonmasq4"
 	Set6Name  = "nonmasq6"
+	// Src4Name and Src6Name are the sets of sources masquerading is restricted to (masqueradeSourceCIDRs);
+	// they exist only then. Their names sort after the non-masquerade sets', as nft lists them after.
+	Src4Name = "sources4"
+	Src6Name = "sources6"
 )
 
 // The link-local ranges: non-masquerade unless masqLinkLocal / masqLinkLocalIPv6 is set.
@@ -49,7 +53,12 @@ type Ruleset struct {
 	NonMasq4 []Interval
 	NonMasq6 []Interval
 	// IPv6 says whether the IPv6 set and rules exist (--enable-ipv6).
-	IPv6        bool
+	IPv6 bool
+	// Sources says whether masquerading is restricted to the sources in Src4 and Src6
+	// (masqueradeSourceCIDRs): the sets Src4Name (and with IPv6 Src6Name) exist and every rule matches its
+	// family's first. A family's empty set then masquerades nothing.
+	Sources     bool
+	Src4, Src6  []Interval
 	RandomFully bool
 	// ToPorts are --to-ports' ranges; nil when masquerading may use any port.
 	ToPorts []PortRange
@@ -66,7 +75,11 @@ type Ruleset struct {
 // Compile computes the desired ruleset. It is pure: the same config and options always give an equal
 // Ruleset, whatever the order of prefixes in the config.
 func Compile(cfg config.Config, opts Options) Ruleset {
-	non4, non6 := byFamily(cfg.NonMasqueradeCIDRs, cfg.EnableIPv6)
+	non := cfg.NonMasqueradeCIDRs
+	if len(cfg.ClusterCIDRs) > 0 { // the pod ranges are non-masquerade destinations too
+		non = slices.Concat(non, cfg.ClusterCIDRs)
+	}
+	non4, non6 := byFamily(non, cfg.EnableIPv6)
 	masq4, masq6 := byFamily(cfg.MasqueradeCIDRs, cfg.EnableIPv6)
 	var ll4, ll6 netip.Prefix // the link-local ranges that are not masqueraded
 	if !cfg.MasqLinkLocal {
@@ -83,6 +96,14 @@ func Compile(cfg config.Config, opts Options) Ruleset {
 	}
 	if cfg.EnableIPv6 {
 		r.NonMasq6 = compileFamily(non6, ll6, masq6)
+	}
+	if len(cfg.MasqueradeSourceCIDRs) > 0 {
+		src4, src6 := byFamily(cfg.MasqueradeSourceCIDRs, cfg.EnableIPv6)
+		r.Sources = true
+		r.Src4 = compileFamily(src4, netip.Prefix{}, family{sorted: true})
+		if cfg.EnableIPv6 {
+			r.Src6 = compileFamily(src6, netip.Prefix{}, family{sorted: true})
+		}
 	}
 	return r
 }
@@ -181,7 +202,8 @@ func compileFamily(non family, ll netip.Prefix, masq family) []Interval {
 func (r Ruleset) SameRules(want Ruleset) bool {
 	return len(r.Foreign) == 0 && len(want.Foreign) == 0 &&
 		r.IPv6 == want.IPv6 && r.RandomFully == want.RandomFully && slices.Equal(r.ToPorts, want.ToPorts) &&
-		slices.Equal(r.NonMasq4, want.NonMasq4) && slices.Equal(r.NonMasq6, want.NonMasq6)
+		slices.Equal(r.NonMasq4, want.NonMasq4) && slices.Equal(r.NonMasq6, want.NonMasq6) &&
+		r.Sources == want.Sources && slices.Equal(r.Src4, want.Src4) && slices.Equal(r.Src6, want.Src6)
 }
 
 // Masqueraded returns what each family's rules masqueraded, all of them together.
@@ -198,6 +220,8 @@ func (r Ruleset) Masqueraded() (v4, v6 Counter) {
 
 // Masquerades reports whether traffic to dst leaves with the node's address under r, leaving aside
 // destinations local to the node (never masqueraded) and IPv6 without an IPv6 rule (never masqueraded).
+// With Sources, that is for traffic from the sources in Src4 and Src6 (MasqueradesFrom); other sources are
+// never masqueraded.
 func (r Ruleset) Masquerades(dst netip.Addr) bool {
 	dst = dst.Unmap()
 	set := r.NonMasq4
@@ -223,4 +247,20 @@ func search(set []Interval, a netip.Addr) (int, bool) {
 		}
 		return 0
 	})
+}
+
+// MasqueradesFrom is Masquerades for traffic from src: with Sources, only a source in its family's set is
+// masqueraded.
+func (r Ruleset) MasqueradesFrom(src, dst netip.Addr) bool {
+	src = src.Unmap()
+	if r.Sources {
+		set := r.Src4
+		if src.Is6() {
+			set = r.Src6
+		}
+		if _, found := search(set, src); !found || src.Is6() != dst.Unmap().Is6() {
+			return false
+		}
+	}
+	return r.Masquerades(dst)
 }

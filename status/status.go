@@ -39,9 +39,20 @@ type Report struct {
 	// RandomFully is the masquerade flag the config asks for (--random-fully) and the one the kernel's rule
 	// has; nil without a table.
 	RandomFully *RandomFully `json:"randomFully,omitempty"`
+	// Sources compares the sources masquerading is restricted to (masqueradeSourceCIDRs); nil when neither
+	// the config nor the kernel restricts them.
+	Sources *Sources `json:"sources,omitempty"`
 	// Diagnosis says what a mismatch most likely means.
 	Diagnosis []string `json:"diagnosis,omitempty"`
 	Agent     *Agent   `json:"agent,omitempty"`
+}
+
+// Sources are the sources sets' intervals of both families, in the config and in the kernel; nil for a
+// side that does not restrict the sources.
+type Sources struct {
+	Config []string `json:"config"`
+	Kernel []string `json:"kernel"`
+	Match  bool     `json:"match"`
 }
 
 type RandomFully struct {
@@ -56,6 +67,9 @@ type ConfigState struct {
 	Valid    bool     `json:"valid"`
 	Error    string   `json:"error,omitempty"`
 	Warnings []string `json:"warnings,omitempty"`
+	// ClusterCIDRs are the pod ranges kept non-masquerade (the key clusterCIDRs and --cluster-cidr), each
+	// with where it was given: "100.64.0.0/10 (FILE line 5)", "172.31.0.0/16 (--cluster-cidr)".
+	ClusterCIDRs []string `json:"clusterCIDRs,omitempty"`
 }
 
 type KernelState struct {
@@ -116,6 +130,9 @@ func Read(path string, cfgOpts config.Options, nftOpts ruleset.Options, addr, ch
 		r.Config.Error = cfgErr.Error()
 	} else {
 		r.Config.Valid, r.Config.Files = true, cfg.Files
+		for _, c := range cfg.ClusterCIDRs {
+			r.Config.ClusterCIDRs = append(r.Config.ClusterCIDRs, fmt.Sprintf("%s (%s)", c.Prefix, c.Source))
+		}
 	}
 	have, present, kerr := h.Kernel()
 	if kerr != nil {
@@ -154,6 +171,17 @@ func Read(path string, cfgOpts config.Options, nftOpts ruleset.Options, addr, ch
 	}
 	if present {
 		r.RandomFully = &RandomFully{Config: want.RandomFully, Kernel: have.RandomFully}
+	}
+	if want.Sources || present && have.Sources {
+		s := &Sources{}
+		if want.Sources {
+			s.Config = intervalStrings(slices.Concat(want.Src4, want.Src6))
+		}
+		if present && have.Sources {
+			s.Kernel = intervalStrings(slices.Concat(have.Src4, have.Src6))
+		}
+		s.Match = want.Sources == (present && have.Sources) && slices.Equal(s.Config, s.Kernel)
+		r.Sources = s
 	}
 	r.Result = Mismatch
 	if present && have.SameRules(want) {

@@ -45,6 +45,9 @@ func TestCheckGolden(t *testing.T) {
 		{"check-nbsp", []string{"testdata/check/nbsp.config"}},
 		{"check-two-files", []string{"testdata/user-guide.config", "testdata/check/wrong-key.yaml"}},
 		{"check-missing-file", []string{"testdata/no-such-file"}},
+		// The pod ranges: the key's lines checked as the other lists, and --cluster-cidr added to what it does.
+		{"check-cluster-cidrs", []string{"testdata/cluster-cidrs.config", "--cluster-cidr=172.31.0.0/16"}},
+		{"check-cluster-cidrs-errors", []string{"testdata/check/cluster-cidrs.yaml"}},
 	} {
 		t.Run(tc.golden, func(t *testing.T) {
 			checkGolden(t, tc.golden, "check", func(args []string, stdout, stderr io.Writer) int {

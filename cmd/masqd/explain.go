@@ -20,11 +20,12 @@ address) or keeps the pod's source address, and which entry of the config decide
 
   10.2.1.100: masqueraded (masqueradeCIDRs 10.2.1.100/32, /etc/config/ip-masq-agent line 5) — source becomes the node IP
   10.128.0.9: source kept (nonMasqueradeCIDRs 10.0.0.0/8, line 2)
+  100.64.3.4: source kept (a pod range: --cluster-cidr 100.64.0.0/10)
   169.254.169.254: kept (link-local; masqLinkLocal is false)
 
 The verdict comes from the same compiler as the rules masqd applies. Addresses of this host (its
 interfaces, and loopback) are never masqueraded: the rule skips local destinations. Give the agent's
-flags (--config, --enable-ipv6, --nomasq-all-reserved-ranges) to see what the agent does.
+flags (--config, --enable-ipv6, --nomasq-all-reserved-ranges, --cluster-cidr) to see what the agent does.
 
 With --kernel the verdict is read from the kernel's table inet masqd instead (needs CAP_NET_ADMIN),
 and every address where the kernel and the config disagree is pointed out.
@@ -89,18 +90,21 @@ func explainMain(args []string, stdout, stderr io.Writer, h status.Host) int {
 		}
 		ex.Foreign = have.Foreign
 	}
+	for _, c := range cfg.MasqueradeSourceCIDRs {
+		ex.Sources = append(ex.Sources, c.Prefix.String())
+	}
 	names := entryNamer{}
 	for i, dst := range dsts {
 		d := ruleset.Explain(cfg, c.nft, dst)
 		a := addrExplanation{
 			Address: operands[i], Masquerade: d.Masquerade, Reason: d.Reason.String(), Local: local(d.Dst),
-			File: d.Entry.Source.File, Line: d.Entry.Source.Line,
+			File: d.Entry.Source.File, Line: d.Entry.Source.Line, Flag: d.Entry.Source.Flag,
 		}
 		if d.Entry.Prefix.IsValid() {
 			a.CIDR = d.Entry.Prefix.String()
 		}
 		if a.Local {
-			a.Masquerade, a.Reason, a.CIDR, a.File, a.Line = false, "local", "", "", 0
+			a.Masquerade, a.Reason, a.CIDR, a.File, a.Line, a.Flag = false, "local", "", "", 0, ""
 		}
 		said := names.decision(d, a.Local)
 		a.Text = operands[i] + ": " + said
@@ -126,6 +130,11 @@ func explainMain(args []string, stdout, stderr io.Writer, h status.Host) int {
 		for _, a := range ex.Addresses {
 			fmt.Fprintln(stdout, a.Text)
 		}
+		if len(ex.Sources) > 0 {
+			c := cfg.MasqueradeSourceCIDRs[0]
+			fmt.Fprintf(stdout, "sources: these verdicts are for traffic from %s (masqueradeSourceCIDRs, %s); traffic from any other source keeps its address\n",
+				strings.Join(ex.Sources, ", "), c.Source)
+		}
 		if kernel {
 			ex.writeKernelSummary(stdout)
 		}
@@ -139,6 +148,9 @@ func explainMain(args []string, stdout, stderr io.Writer, h status.Host) int {
 // explanation is the whole answer of `masqd explain`, as --output=json prints it.
 type explanation struct {
 	Addresses []addrExplanation `json:"addresses"`
+	// Sources are masqueradeSourceCIDRs' prefixes: the verdicts are for traffic from them; other sources are
+	// never masqueraded. Empty: every source.
+	Sources []string `json:"sources,omitempty"`
 	// Kernel is set with --kernel; Table, Foreign and Disagree are only meaningful then.
 	Kernel   bool     `json:"kernel"`
 	Table    bool     `json:"table,omitempty"`
@@ -155,6 +167,7 @@ type addrExplanation struct {
 	Reason        string         `json:"reason"`
 	CIDR          string         `json:"cidr,omitempty"`
 	File          string         `json:"file,omitempty"`
+	Flag          string         `json:"flag,omitempty"`
 	Line          int            `json:"line,omitempty"`
 	Text          string         `json:"text"`
 	KernelVerdict *kernelVerdict `json:"kernelVerdict,omitempty"`
@@ -229,8 +242,12 @@ func (n entryNamer) where(s config.Source) string {
 	return s.String()
 }
 
-// entry is "nonMasqueradeCIDRs 10.0.0.0/8, FILE line 2", or "nonMasqueradeCIDRs default 10.0.0.0/8".
+// entry is "nonMasqueradeCIDRs 10.0.0.0/8, FILE line 2", "nonMasqueradeCIDRs default 10.0.0.0/8", or for a
+// flag's entry "--cluster-cidr 100.64.0.0/10".
 func (n entryNamer) entry(key string, c config.CIDR) string {
+	if c.Source.Flag != "" {
+		return fmt.Sprintf("%s %s", c.Source.Flag, c.Prefix)
+	}
 	if c.Source.File == "" {
 		return fmt.Sprintf("%s default %s", key, c.Prefix)
 	}
@@ -251,6 +268,8 @@ func (n entryNamer) decision(d ruleset.Decision, local bool) string {
 		return "masqueraded (" + n.entry("masqueradeCIDRs", d.Entry) + ")" + becomesNode
 	case d.Reason == ruleset.NonMasqueradeCIDR:
 		return "source kept (" + n.entry("nonMasqueradeCIDRs", d.Entry) + ")"
+	case d.Reason == ruleset.ClusterCIDR:
+		return "source kept (a pod range: " + n.entry("clusterCIDRs", d.Entry) + ")"
 	case d.Reason == ruleset.LinkLocal && d.Masquerade:
 		return "masqueraded (link-local; " + linkLocalKey + " is true)" + becomesNode
 	case d.Reason == ruleset.LinkLocal:

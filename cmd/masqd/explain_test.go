@@ -129,6 +129,13 @@ func TestExplainGolden(t *testing.T) {
 		{"explain-no-ipv6", none, []string{"--config=testdata/user-guide.config", "2001:db8:100::9", "fe80::1", "::ffff:10.1.2.3"}},
 		{"explain-ipv6", none, []string{"--config=testdata/check/ipv6.config", "--enable-ipv6",
 			"2001:db8:100::9", "2001:db8:ff00::10", "fe80::1%eth0", "::1", "10.1.1.1"}},
+		// The pod ranges typed once: the key with its line, the flag by name; masqueradeCIDRs still win inside them.
+		{"explain-cluster-cidrs", none, []string{"--config=testdata/cluster-cidrs.config", "--cluster-cidr=172.31.0.0/16,fd00:10:64::/56",
+			"100.64.3.4", "172.31.0.9", "100.64.9.9", "10.1.2.3", "8.8.8.8"}},
+		{"explain-cluster-cidrs-flag-only", none, []string{"--config=testdata/absent", "--cluster-cidr=100.64.0.0/10",
+			"--cluster-cidr", "172.31.0.0/16", "--output=json", "100.64.3.4", "172.31.0.9"}},
+		{"explain-cluster-cidrs-bad-flag", none, []string{"--cluster-cidr=100.64.0.1/10", "100.64.3.4"}},
+		{"explain-masquerade-sources", none, []string{"--config=testdata/masquerade-sources.config", "198.51.100.10", "10.1.2.3"}},
 		{"explain-bad-address", none, []string{"10.0.0.1", "10.0.0.300"}},
 		{"explain-prefix", none, []string{"10.0.0.0/8"}},
 		{"explain-no-address", none, []string{"--kernel"}},

@@ -127,6 +127,9 @@ func dryRunOutput(w io.Writer, cfg config.Config, opts options) error {
 		_, err := io.WriteString(w, ruleset.Compile(cfg, opts.nft).String())
 		return err
 	}
+	if err := iptables.Unsupported(cfg); err != nil {
+		return err
+	}
 	rules := iptables.CompileIPTables(cfg, iptables.IPTablesOptions{Chain: opts.masqChain, RandomFully: opts.nft.RandomFully,
 		RandomFullySupported: true, ToPorts: opts.nft.ToPorts})
 	_, err := io.WriteString(w, rules.String())
@@ -225,8 +228,9 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 }
 
 // addConfigFlags registers ip-masq-agent's flags that say how the config is read and compiled: --config,
-// --nomasq-all-reserved-ranges, --enable-ipv6, --random-fully and --to-ports. The agent and every command share them, so
-// that a command sees the config as the agent does when given the agent's flags.
+// --nomasq-all-reserved-ranges, --enable-ipv6, --random-fully and --to-ports, and kube-proxy's --cluster-cidr. The
+// agent and every command share them, so that a command sees the config as the agent does when given the agent's
+// flags.
 func addConfigFlags(fs *flag.FlagSet, path *string, cfg *config.Options, nopts *ruleset.Options) {
 	fs.StringVar(path, "config", config.DefaultPath, "config `file`, or a directory whose ip-masq* files are merged")
 	fs.BoolVar(&cfg.NoMasqAllReservedRanges, "nomasq-all-reserved-ranges", false, "by default, keep the pod source address for every reserved range, not only RFC 1918")
@@ -238,6 +242,14 @@ func addConfigFlags(fs *flag.FlagSet, path *string, cfg *config.Options, nopts *
 			return fmt.Errorf("%w (ports or ranges separated by commas, e.g. --to-ports=1024-29999,32768-65535)", err)
 		}
 		nopts.ToPorts = ports
+		return nil
+	})
+	fs.Func("cluster-cidr", "the cluster's pod `CIDRs`, as kube-proxy's flag: repeatable or separated by commas, IPv4 and IPv6; kept non-masquerade with the config's clusterCIDRs and nonMasqueradeCIDRs (IPv6 ones with --enable-ipv6)", func(s string) error {
+		prefixes, err := config.ParseClusterCIDRs(s)
+		if err != nil {
+			return err
+		}
+		cfg.ClusterCIDRs = append(cfg.ClusterCIDRs, prefixes...)
 		return nil
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -121,5 +122,53 @@ func TestReadBuild(t *testing.T) {
 		if s := got.String(); s != tc.wantString {
 			t.Errorf("%s: %q, want %q", tc.what, s, tc.wantString)
 		}
+	}
+}
+
+// TestClusterCIDRFlag: --cluster-cidr, repeatable and comma-separated, is accepted by the agent and by every
+// command that reads the config, and its prefixes join the non-masquerade set.
+func TestClusterCIDRFlag(t *testing.T) {
+	absent := "--config=" + filepath.Join(t.TempDir(), "absent")
+	code, out, errOut := runArgs(t, absent, "--dry-run", "--cluster-cidr=100.64.0.0/10,fd00:10:64::/56", "--cluster-cidr", "198.18.0.0/15", "--enable-ipv6")
+	if code != 0 || !strings.Contains(out, "100.64.0.0/10") || !strings.Contains(out, "198.18.0.0/15") || !strings.Contains(out, "fd00:10:64::/56") {
+		t.Errorf("--dry-run: exit %d, stderr %q, stdout:\n%s", code, errOut, out)
+	}
+	code, out, errOut = runArgs(t, absent, "--dry-run", "--mode=iptables", "--cluster-cidr=100.64.0.0/10")
+	if code != 0 || !strings.Contains(out, "-d 100.64.0.0/10 -j RETURN") {
+		t.Errorf("--dry-run --mode=iptables: exit %d, stderr %q, stdout:\n%s", code, errOut, out)
+	}
+	for _, args := range [][]string{
+		{"explain", absent, "--cluster-cidr=100.64.0.0/10", "100.64.0.1"},
+		{"check", "--cluster-cidr=100.64.0.0/10", "testdata/cluster-cidrs.config"},
+	} {
+		_, _, errOut := runArgs(t, args...)
+		if strings.Contains(errOut, "flag provided but not defined") || strings.Contains(errOut, "cluster-cidr") {
+			t.Errorf("masqd %v: stderr %q: the flag is not accepted", args, errOut)
+		}
+	}
+	// status reads the kernel: its usage says it takes the flag (TestCompletionFlags holds every command to it).
+	if !slices.Contains(flagsOf(t, "status"), "--cluster-cidr") {
+		t.Errorf("masqd status --help does not list --cluster-cidr")
+	}
+	code, out, errOut = runArgs(t, absent, "--dry-run", "--cluster-cidr=100.64.0.1/10")
+	if code != 2 || out != "" || !strings.Contains(errOut, "write 100.64.0.0/10") {
+		t.Errorf("a misaligned prefix: exit %d, stdout %q, stderr %q; want 2 and the fix", code, out, errOut)
+	}
+}
+
+// TestDryRunMasqueradeSources: --dry-run prints the sources sets and rules; with --mode=iptables the key is
+// refused (exit 1), naming it and the way out.
+func TestDryRunMasqueradeSources(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "ip-masq-agent")
+	if err := os.WriteFile(cfg, []byte("masqueradeSourceCIDRs: [10.244.0.0/16]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runArgs(t, "--config="+cfg, "--dry-run")
+	if code != 0 || !strings.Contains(out, "set sources4 {") || !strings.Contains(out, "ip saddr @sources4 ip daddr != @nonmasq4") {
+		t.Errorf("--dry-run: exit %d, stderr %q, stdout:\n%s", code, errOut, out)
+	}
+	code, out, errOut = runArgs(t, "--config="+cfg, "--dry-run", "--mode=iptables")
+	if code != 1 || out != "" || !strings.Contains(errOut, cfg+":1: masqueradeSourceCIDRs") || !strings.Contains(errOut, "--mode=nftables") {
+		t.Errorf("--dry-run --mode=iptables: exit %d, stdout %q, stderr %q; want 1, nothing, the refusal", code, out, errOut)
 	}
 }

@@ -109,6 +109,9 @@ func writeStatusText(w io.Writer, r status.Report, now time.Time) {
 	for _, wn := range r.Config.Warnings {
 		more("%s", wn)
 	}
+	if len(r.Config.ClusterCIDRs) > 0 {
+		more("pod ranges kept (clusterCIDRs, --cluster-cidr): %s", strings.Join(r.Config.ClusterCIDRs, ", "))
+	}
 
 	switch k := r.Kernel; {
 	case !k.Readable:
@@ -150,6 +153,19 @@ func writeStatusText(w io.Writer, r status.Report, now time.Time) {
 		if f.ConfigRule && f.KernelRule && len(f.KernelMasquerades)+len(f.KernelKeeps) == 0 && !f.Match {
 			more("  the same addresses, split into other intervals: packets are treated alike")
 		}
+	}
+	if s := r.Sources; s != nil {
+		side := func(ivs []string, where string) string {
+			if ivs == nil {
+				return "every source in " + where
+			}
+			return fmt.Sprintf("only from %s in %s", abbreviate(ivs, 8), where)
+		}
+		verdict := "match"
+		if !s.Match {
+			verdict = "DIFFER"
+		}
+		line("sources:", "masquerade %s, %s: %s", side(s.Config, "the config"), side(s.Kernel, "the kernel"), verdict)
 	}
 	if rf := r.RandomFully; rf != nil {
 		if rf.Config == rf.Kernel {

@@ -77,6 +77,14 @@ func TestStatusGolden(t *testing.T) {
 
 	gkeDefaults := compiled(t, "testdata/absent", config.Options{NoMasqAllReservedRanges: true}, randomFully)
 
+	// The agent runs with --cluster-cidr=172.31.0.0/16.
+	podRange := config.Options{ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("172.31.0.0/16")}}
+	clusterCIDRs := compiled(t, "testdata/cluster-cidrs.config", podRange, randomFully)
+
+	sources := compiled(t, "testdata/masquerade-sources.config", none, randomFully)
+	allSources := sources
+	allSources.Sources, allSources.Src4 = false, nil
+
 	for _, tc := range []struct {
 		golden string
 		h      status.Host
@@ -104,6 +112,16 @@ func TestStatusGolden(t *testing.T) {
 			[]string{"--config=testdata/cilium-tke.config", "--http-address="}},
 		{"status-json", testHost(fakeKernel{rs: tampered, present: true}, agentReady),
 			[]string{"--config=testdata/cilium-tke.config", "--output=json"}},
+		// The pod ranges: status given the agent's --cluster-cidr lists them and matches; without it, it says to give it.
+		{"status-cluster-cidrs-match", testHost(fakeKernel{rs: clusterCIDRs, present: true}, nil),
+			[]string{"--config=testdata/cluster-cidrs.config", "--cluster-cidr=172.31.0.0/16", "--http-address="}},
+		{"status-cluster-cidrs-flag-missing", testHost(fakeKernel{rs: clusterCIDRs, present: true}, agentReady),
+			[]string{"--config=testdata/cluster-cidrs.config"}},
+		// masqueradeSourceCIDRs: applied, and not yet applied (the kernel masquerades every source).
+		{"status-masquerade-sources-match", testHost(fakeKernel{rs: sources, present: true}, nil),
+			[]string{"--config=testdata/masquerade-sources.config", "--http-address="}},
+		{"status-masquerade-sources-differ", testHost(fakeKernel{rs: allSources, present: true}, nil),
+			[]string{"--config=testdata/masquerade-sources.config", "--http-address="}},
 		{"status-operand", testHost(fakeKernel{}, nil), []string{"testdata/cilium-tke.config"}},
 		{"status-iptables-chain-only", withIPTables(testHost(fakeKernel{}, nil), "iptables-nft"),
 			[]string{"--config=testdata/cilium-tke.config", "--http-address="}},

@@ -1,0 +1,122 @@
+//go:build linux
+
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/masqd/masqd/internal/testenv"
+)
+
+// sourceSeenFrom sends proto ("tcp" or "udp") from inside ns, from the local address src, to dst's echo
+// server on port, and returns the source address the server saw. The exchange is bounded by timeout; UDP is
+// resent every 200ms until a reply arrives.
+func sourceSeenFrom(ns *NS, proto string, src, dst netip.Addr, port int, timeout time.Duration) (netip.Addr, error) {
+	var line string
+	err := ns.Do(func() error {
+		raddr := netip.AddrPortFrom(dst, uint16(port)).String()
+		if proto == "tcp" {
+			d := net.Dialer{Timeout: timeout, LocalAddr: &net.TCPAddr{IP: src.AsSlice()}}
+			c, err := d.Dial("tcp", raddr)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(timeout))
+			line, err = bufio.NewReader(c).ReadString('\n')
+			return err
+		}
+		c, err := net.DialUDP("udp", &net.UDPAddr{IP: src.AsSlice()}, net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, uint16(port))))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		deadline := time.Now().Add(timeout)
+		buf := make([]byte, 100)
+		for {
+			if _, err := c.Write([]byte("probe")); err != nil {
+				return err
+			}
+			wait := time.Now().Add(200 * time.Millisecond)
+			if wait.After(deadline) {
+				wait = deadline
+			}
+			c.SetReadDeadline(wait)
+			n, err := c.Read(buf)
+			if err == nil {
+				line = string(buf[:n])
+				return nil
+			}
+			if !isTimeout(err) || time.Now().After(deadline) {
+				return err
+			}
+		}
+	})
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("%s from %s in %s to %s: %w", proto, src, ns.Name, dst, err)
+	}
+	return parseSeen(line)
+}
+
+// checkSourcesFrom sends TCP and UDP from the node's address src (a host-network workload bound to it) to
+// dst in the outside namespace, and fails t unless the outside saw want.
+func checkSourcesFrom(t *testing.T, lab *Lab, src, dst, want netip.Addr) {
+	t.Helper()
+	for _, proto := range []string{"tcp", "udp"} {
+		port := lab.outsideEcho.tcp
+		if proto == "udp" {
+			port = lab.outsideEcho.udp
+		}
+		got, err := sourceSeenFrom(lab.Node, proto, src, dst, port, probeTimeout)
+		switch {
+		case err != nil:
+			t.Errorf("%v", err)
+		case got != want:
+			t.Errorf("%s from the node's %s to %s: outside saw %s, want %s", proto, src, dst, got, want)
+		}
+	}
+}
+
+// TestMasqueradeSourceCIDRs: masqueradeSourceCIDRs (the pod ranges) restricts masquerading to the pods'
+// traffic: a host-network workload sending from the node's second address (on lo here, as a multi-homed
+// node's other address) keeps it, while pods still leave with the node's address, in both families. In
+// iptables mode the key is refused, saying why, and the kernel is left as it was.
+func TestMasqueradeSourceCIDRs(t *testing.T) {
+	testenv.RequireKernel(t)
+	lab := newLab(t, labOptions{})
+	// Replies to the node's second addresses are routed back to the node.
+	lab.Outside.Run(t, "ip", "route", "add", netip.PrefixFrom(nodeLocal, 32).String(), "via", nodeIP.String(), "dev", "eth0")
+	lab.Outside.Run(t, "ip", "-6", "route", "add", netip.PrefixFrom(nodeLocal6, 128).String(), "via", nodeIP6.String(), "dev", "eth0")
+
+	// Without the key, as upstream: every source is masqueraded, the second address too.
+	applyConfig(t, lab, "nonMasqueradeCIDRs: [10.0.0.0/8]\n", "--enable-ipv6")
+	checkSourcesFrom(t, lab, nodeLocal, lab.Internet, lab.NodeIP)
+	checkSourcesFrom(t, lab, nodeLocal6, lab.Internet6, lab.NodeIP6)
+
+	// With it: only the pods.
+	const cfg = "nonMasqueradeCIDRs: [10.0.0.0/8]\nmasqueradeSourceCIDRs: [10.244.0.0/16, 2001:db8:1::/64]\n"
+	applyConfig(t, lab, cfg, "--enable-ipv6")
+	checkSources(t, lab, []expect{
+		{lab.Internet, lab.NodeIP},
+		{lab.Internet6, lab.NodeIP6},
+		{lab.VPC, lab.PodIP},
+	})
+	checkSourcesFrom(t, lab, nodeLocal, lab.Internet, nodeLocal)
+	checkSourcesFrom(t, lab, nodeLocal6, lab.Internet6, nodeLocal6)
+
+	// iptables mode cannot express it: refused with the reason, nothing changed.
+	before := lab.Node.Run(t, "nft", "list", "ruleset")
+	r := runMasqd(t, lab.Node, "--config="+writeConfig(t, cfg), "--enable-ipv6", "--once", "--mode=iptables")
+	if r.code == 0 || !strings.Contains(r.stderr, "masqueradeSourceCIDRs") || !strings.Contains(r.stderr, "iptables mode") {
+		t.Errorf("--mode=iptables --once: exit %d, stderr %q; want a failure naming masqueradeSourceCIDRs and iptables mode", r.code, r.stderr)
+	}
+	if after := lab.Node.Run(t, "nft", "list", "ruleset"); after != before {
+		t.Errorf("the refused apply changed the kernel:\n%s\nwas\n%s", after, before)
+	}
+}
