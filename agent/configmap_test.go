@@ -250,8 +250,8 @@ func TestConfigMapSource(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := ruleset.Compile(cfg, ruleset.Options{})
-	s.Report(&r, nil) // applied: no news, no Event
-	s.Report(&r, nil)
+	s.Report(&r, nil, true) // applied: no news, no Event
+	s.Report(&r, nil, true)
 
 	cm.Data["config"] = "nonMasqueradeCIDRs:\n  - 10.0.0.1/8\n"
 	if _, err := cms.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
@@ -261,17 +261,23 @@ func TestConfigMapSource(t *testing.T) {
 	if err == nil {
 		t.Fatal("Load of an invalid ConfigMap: no error")
 	}
-	s.Report(nil, err)
-	s.Report(nil, err)                                            // a resync of the same broken config: no second Event
-	s.Report(nil, errors.New("netlink: operation not permitted")) // the apply of the rules in force failed
+	s.Report(nil, err, true)
+	s.Report(nil, err, true)                                            // a resync of the same broken config: no second Event
+	s.Report(nil, errors.New("netlink: operation not permitted"), true) // the apply of the rules in force failed
 	invalid := "Warning InvalidConfig masqd/node-1: " + err.Error() + "; the rules in force stay as they were"
 	failed := "Warning ApplyFailed masqd/node-1: cannot apply the config: netlink: operation not permitted; retrying"
 	waitEvents(t, client, []string{invalid + " (1)", failed + " (1)"})
 
+	// The same invalid config on a node where masqd holds no rules: the Event says nothing is applied.
+	s.Report(nil, err, false)
+	nothing := "Warning InvalidConfig masqd/node-1: " + err.Error() +
+		"; nothing applied: masqd holds no rules on this node and masquerades nothing until the config is fixed"
+	waitEvents(t, client, []string{invalid + " (1)", failed + " (1)", nothing + " (1)"})
+
 	// Fixed, then broken the same way again: the same Event, counted twice; no Event for the fix.
-	s.Report(&r, nil)
-	s.Report(nil, errors.New("netlink: operation not permitted"))
-	waitEvents(t, client, []string{invalid + " (1)", failed + " (2)"})
+	s.Report(&r, nil, true)
+	s.Report(nil, errors.New("netlink: operation not permitted"), true)
+	waitEvents(t, client, []string{invalid + " (1)", failed + " (2)", nothing + " (1)"})
 
 	if err := cms.Delete(ctx, cm.Name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
