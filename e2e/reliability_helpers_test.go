@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -405,3 +406,47 @@ func clipText(s string, n int) string {
 
 // inMiB formats bytes as MiB with one decimal.
 func inMiB(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+// faultProbes sends the lab pod's probes during a fault and counts them: a leak is a probe whose source, as
+// the echo server saw it, is not the one the rules in force should give (the node's address to a
+// non-masquerade destination, or the pod's to a masqueraded one).
+type faultProbes struct {
+	lab         *Lab
+	sent, leaks int
+	phases      int
+}
+
+// check sends TCP and UDP from the pod to each case's destination and fails the test on a leak or a lost
+// probe; when says which phase of the fault it is.
+func (p *faultProbes) check(t *testing.T, when string, cases []expect) {
+	t.Helper()
+	p.phases++
+	for _, proto := range []string{"tcp", "udp"} {
+		for _, c := range cases {
+			_, ports := p.lab.echoFor(c.dst)
+			var (
+				got netip.Addr
+				err error
+			)
+			if proto == "tcp" {
+				got, err = sourceSeenTCP(p.lab.Pod, c.dst, ports.tcp, probeTimeout)
+			} else {
+				got, err = sourceSeenUDP(p.lab.Pod, c.dst, ports.udp, probeTimeout)
+			}
+			p.sent++
+			switch {
+			case err != nil:
+				t.Errorf("%s: %s to %s lost: %v", when, proto, c.dst, err)
+			case got != c.src:
+				p.leaks++
+				t.Errorf("%s: %s to %s left as %s, want %s", when, proto, c.dst, got, c.src)
+			}
+		}
+	}
+}
+
+// table is RELIABILITY.md's row for one fault, with the fault table's header.
+func (p *faultProbes) table(fault, happened string) string {
+	return fmt.Sprintf("| fault | what happened | packets checked | leaks |\n|---|---|---:|---:|\n| %s | %s | %d (TCP and UDP, %d phases) | %d |\n",
+		fault, happened, p.sent, p.phases, p.leaks)
+}

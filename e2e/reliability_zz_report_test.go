@@ -100,6 +100,20 @@ GOMEMLIMIT) over all inputs in turn; at most 4 KiB of error output per input. A 
 serves but the development machines cannot reach, is built from the OSV files of the golang.org/x/vulndb module
 at a pinned version, fetched through the Go module proxy and indexed with vulndb's own ` + "`cmd/indexdb`" + `.
 
+## 8. Faults
+
+Each fault is injected while the lab's pod sends TCP and UDP to a masqueraded destination (the internet) and
+to a non-masquerade one (the VPC) at every phase of it; a leak is a probe that left with another source than
+the rules in force give it.
+
+@fault-xtables
+
+@fault-enobufs
+
+@fault-configmap
+
+@fault-apiserver
+
 ## Kernel: which changes are atomic for packets
 
 @kernel-rebuild
