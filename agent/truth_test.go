@@ -112,8 +112,9 @@ func TestInvalidConfigOnFreshNode(t *testing.T) {
 				}
 			}
 			var logs syncBuffer
+			reload := make(chan os.Signal, 1)
 			m := NewMetrics(prometheus.NewRegistry(), k)
-			a := New(Settings{ConfigPath: path, Backend: k, Metrics: m,
+			a := New(Settings{ConfigPath: path, Backend: k, Metrics: m, Reload: reload,
 				Log: slog.New(slog.NewTextHandler(&logs, nil))})
 			runAgent(t, a)
 
@@ -156,6 +157,7 @@ func TestInvalidConfigOnFreshNode(t *testing.T) {
 			if err := os.WriteFile(path, []byte(good), 0o644); err != nil {
 				t.Fatal(err)
 			}
+			reload <- syscall.SIGHUP // the file watch may not have started yet
 			cfg, _, err := config.Parse(path, []byte(good), config.Options{})
 			if err != nil {
 				t.Fatal(err)
