@@ -450,3 +450,43 @@ func (p *faultProbes) table(fault, happened string) string {
 	return fmt.Sprintf("| fault | what happened | packets checked | leaks |\n|---|---|---:|---:|\n| %s | %s | %d (TCP and UDP, %d phases) | %d |\n",
 		fault, happened, p.sent, p.phases, p.leaks)
 }
+
+// during runs fn while UDP probes go from the lab's pod to dst one after another, each from a new socket (a
+// new flow, so classified by the rules in force when it crosses the node), and counts them: a probe that left
+// with another source than want is a leak, one that got no answer is lost; both fail the test. At least one
+// probe is sent, after fn returns if fn was quicker.
+func (p *faultProbes) during(t *testing.T, when string, dst, want netip.Addr, fn func()) {
+	t.Helper()
+	p.phases++
+	_, ports := p.lab.echoFor(dst)
+	stop := make(chan struct{})
+	type tally struct{ sent, leaks, lost int }
+	done := make(chan tally, 1)
+	go func() {
+		var n tally
+		for {
+			got, err := sourceSeenUDP(p.lab.Pod, dst, ports.udp, probeTimeout)
+			n.sent++
+			switch {
+			case err != nil:
+				n.lost++
+			case got != want:
+				n.leaks++
+			}
+			select {
+			case <-stop:
+				done <- n
+				return
+			default:
+			}
+		}
+	}()
+	fn()
+	close(stop)
+	n := <-done
+	p.sent += n.sent
+	p.leaks += n.leaks
+	if n.leaks > 0 || n.lost > 0 {
+		t.Errorf("%s: of %d probes to %s, %d left with another source than %s and %d got no answer", when, n.sent, dst, n.leaks, want, n.lost)
+	}
+}
