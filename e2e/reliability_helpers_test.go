@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -410,10 +411,31 @@ func inMiB(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) 
 // faultProbes sends the lab pod's probes during a fault and counts them: a leak is a probe whose source, as
 // the echo server saw it, is not the one the rules in force should give (the node's address to a
 // non-masquerade destination, or the pod's to a masqueraded one).
+//
+// Every UDP probe comes from a source port no probe of the test used before: a reused port could match a
+// conntrack entry of an earlier probe, and be translated as the rules in force then said, not now.
 type faultProbes struct {
 	lab         *Lab
 	sent, leaks int
 	phases      int
+	ports       atomic.Int32 // UDP source ports used, from firstProbePort
+}
+
+// firstProbePort is the first UDP source port of faultProbes; it uses at most maxProbePorts.
+const (
+	firstProbePort = 10000
+	maxProbePorts  = 55000
+)
+
+// port returns a UDP source port never used by p before; past maxProbePorts it fails the test (it may be
+// called from a probing goroutine) and returns 0, a port the kernel picks.
+func (p *faultProbes) port(t *testing.T) int {
+	n := p.ports.Add(1)
+	if n > maxProbePorts {
+		t.Errorf("more than %d UDP probes: no fresh source port left", maxProbePorts)
+		return 0
+	}
+	return firstProbePort + int(n)
 }
 
 // check sends TCP and UDP from the pod to each case's destination and fails the test on a leak or a lost
@@ -431,7 +453,7 @@ func (p *faultProbes) check(t *testing.T, when string, cases []expect) {
 			if proto == "tcp" {
 				got, err = sourceSeenTCP(p.lab.Pod, c.dst, ports.tcp, probeTimeout)
 			} else {
-				got, err = sourceSeenUDP(p.lab.Pod, c.dst, ports.udp, probeTimeout)
+				got, err = sourceSeenUDPFrom(p.lab.Pod, p.port(t), c.dst, ports.udp, probeTimeout)
 			}
 			p.sent++
 			switch {
@@ -451,10 +473,13 @@ func (p *faultProbes) table(fault, happened string) string {
 		fault, happened, p.sent, p.phases, p.leaks)
 }
 
-// during runs fn while UDP probes go from the lab's pod to dst one after another, each from a new socket (a
-// new flow, so classified by the rules in force when it crosses the node), and counts them: a probe that left
-// with another source than want is a leak, one that got no answer is lost; both fail the test. At least one
-// probe is sent, after fn returns if fn was quicker.
+// probeEvery paces faultProbes.during: 50 probes a second, 15,000 over a five-minute fault.
+const probeEvery = 20 * time.Millisecond
+
+// during runs fn while UDP probes go from the lab's pod to dst, one every probeEvery, each from a new socket and
+// source port (a new flow, so classified by the rules in force when it crosses the node), and counts them: a
+// probe that left with another source than want is a leak, one that got no answer is lost; both fail the
+// test. At least one probe is sent, after fn returns if fn was quicker.
 func (p *faultProbes) during(t *testing.T, when string, dst, want netip.Addr, fn func()) {
 	t.Helper()
 	p.phases++
@@ -464,8 +489,10 @@ func (p *faultProbes) during(t *testing.T, when string, dst, want netip.Addr, fn
 	done := make(chan tally, 1)
 	go func() {
 		var n tally
+		pace := time.NewTicker(probeEvery) // pacing the traffic, not waiting for a condition
+		defer pace.Stop()
 		for {
-			got, err := sourceSeenUDP(p.lab.Pod, dst, ports.udp, probeTimeout)
+			got, err := sourceSeenUDPFrom(p.lab.Pod, p.port(t), dst, ports.udp, probeTimeout)
 			n.sent++
 			switch {
 			case err != nil:
@@ -477,7 +504,7 @@ func (p *faultProbes) during(t *testing.T, when string, dst, want netip.Addr, fn
 			case <-stop:
 				done <- n
 				return
-			default:
+			case <-pace.C:
 			}
 		}
 	}()
