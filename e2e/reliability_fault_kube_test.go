@@ -16,6 +16,7 @@ import (
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 
 	"github.com/masqd/masqd/internal/testenv"
+	"github.com/masqd/masqd/status"
 )
 
 // kubeFault is a lab node with a control plane, the ConfigMap kube-system/ip-masq-agent holding cfg, and
@@ -150,6 +151,30 @@ func TestReliabilityFaultConfigMapDeleted(t *testing.T) {
 			"Deleted: the config stayed in force 5s with a warning, then the defaults applied, as ip-masq-agent's do, with `masqd_config_state{state=\"defaults_configmap_absent\"}` and a warning; created again: applied"))
 }
 
+// maxResumeRequests bounds the ended LISTs and WATCHes of ConfigMaps a restarted apiserver serves until an
+// edit has reached masqd's kernel: a few if a watch ends early, not one a second.
+const maxResumeRequests = 5
+
+// configMapRequests is the apiserver's count of requests of verb on ConfigMaps: with metric
+// apiserver_request_total, those completed since it started; with apiserver_longrunning_requests, those open
+// now (a watch counts as completed only when it ends).
+func (cp *controlPlane) configMapRequests(t *testing.T, metric, verb string) float64 {
+	t.Helper()
+	body, err := cp.Admin.Discovery().RESTClient().Get().AbsPath("/metrics").DoRaw(context.Background())
+	if err != nil {
+		t.Fatalf("apiserver /metrics: %v", err)
+	}
+	m, err := status.ParseMetrics(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0.0
+	for _, s := range m.Samples(metric, "verb", verb, "resource", "configmaps") {
+		n += s.GetCounter().GetValue() + s.GetGauge().GetValue()
+	}
+	return n
+}
+
 // TestReliabilityFaultAPIServerDown: kube-apiserver stops (SIGKILL) for a minute (five with MASQD_SOAK=1)
 // and comes back. Meanwhile masqd keeps its rules, stays ready and alive, and packets keep their
 // classification (probes run the whole time); once the apiserver is back the watch resumes by itself, and an
@@ -160,6 +185,8 @@ func TestReliabilityFaultAPIServerDown(t *testing.T) {
 	lab, p := k.lab, k.probes
 	p.check(t, "before", []expect{{lab.Internet, lab.NodeIP}, {lab.VPC, lab.PodIP}})
 	before := kernelTable(t, lab.Node)
+	// The apiserver's own informers watch ConfigMaps too: masqd's watch is one of those open now.
+	openBefore := k.cp.configMapRequests(t, "apiserver_longrunning_requests", "WATCH")
 
 	k.cp.KillAPIServer()
 	checks := 0
@@ -200,8 +227,22 @@ func TestReliabilityFaultAPIServerDown(t *testing.T) {
 	resumed := time.Since(edit)
 	p.check(t, "the edit after the apiserver came back", []expect{{lab.Internet, lab.PodIP}, {lab.VPC, lab.PodIP}})
 
+	// No relist storm: the restarted apiserver's counters start at zero; as many watches of ConfigMaps are
+	// open as before the restart (masqd's resumed, none piled up), and few requests ended.
+	waitFor(t, 10*time.Second, "the watches of ConfigMaps open again", func() error {
+		if open := k.cp.configMapRequests(t, "apiserver_longrunning_requests", "WATCH"); open != openBefore {
+			return fmt.Errorf("%v watches of ConfigMaps open, %v before the restart", open, openBefore)
+		}
+		return nil
+	})
+	lists := k.cp.configMapRequests(t, "apiserver_request_total", "LIST")
+	watches := k.cp.configMapRequests(t, "apiserver_request_total", "WATCH")
+	if lists+watches > maxResumeRequests {
+		t.Errorf("the restarted apiserver served %v LISTs and %v ended WATCHes of ConfigMaps, want at most %d in all: a relist storm", lists, watches, maxResumeRequests)
+	}
+
 	reportFigures(t, "fault-apiserver", p.table(fmt.Sprintf("kube-apiserver killed, down %v, started again", down),
 		fmt.Sprintf("masqd kept its rules (the table unchanged at each of %d checks), stayed alive and ready (/healthz and /readyz 200 every 5s), one process; "+
-			"the watch resumed by itself: an edit made once the apiserver answered (%v after its start) reached the kernel %v later",
-			checks, edit.Sub(restart).Round(time.Millisecond), resumed.Round(time.Millisecond))))
+			"the watch resumed by itself: the restarted apiserver had as many watches of ConfigMaps open as before (%v, its own informers' and masqd's) and had served %v LIST and %v ended WATCH requests for them (no relist storm); an edit made once the apiserver answered (%v after its start) reached the kernel %v later",
+			checks, openBefore, lists, watches, edit.Sub(restart).Round(time.Millisecond), resumed.Round(time.Millisecond))))
 }
