@@ -48,6 +48,8 @@ type Settings struct {
 	// After is the clock the kernel watch waits on before it subscribes again (the retry backoff); nil means
 	// time.After. Tests set it to see the delays without waiting them.
 	After func(time.Duration) <-chan time.Time
+	// Now is the clock /healthz judges the loop's liveness by; nil means time.Now.
+	Now func() time.Time
 }
 
 // ConfigSource supplies the config from somewhere other than the file, such as a watched ConfigMap.
@@ -58,8 +60,10 @@ type ConfigSource interface {
 	// Run watches the source until ctx is done, calling changed after every change.
 	Run(ctx context.Context, changed func()) error
 	// Report tells the source what became of the config Load last returned: err is the config's or the
-	// apply's error, or nil when the kernel now holds applied.
-	Report(applied *ruleset.Ruleset, err error)
+	// apply's error, or nil when the kernel now holds applied. held says whether masqd's rules are in the
+	// kernel at all (applied by this process or left by an earlier one): with an invalid config they stay;
+	// without, nothing is applied.
+	Report(applied *ruleset.Ruleset, err error, held bool)
 }
 
 // Agent keeps the kernel in step with the config. Create it with New and start it with Run, once.
@@ -71,6 +75,7 @@ type Agent struct {
 	desired     *Desired // from the last valid config; nil until there is one
 	resync      time.Duration
 	lastCfgErr  string
+	state       ConfigState // what the agent runs on, as masqd_config_state says
 	lastWarns   []string
 	retryDelay  time.Duration
 	everApplied bool
@@ -80,6 +85,12 @@ type Agent struct {
 
 	ready atomic.Bool // the kernel holds desired, as of the last apply or check
 	drift atomic.Bool // someone else changed masqd's table since the last apply
+	// notReady is /readyz's body while not ready, and note its addition while ready (a rejected config
+	// whose predecessor's rules stay); nil for the defaults.
+	notReady, note atomic.Pointer[string]
+	// beat is when the loop last completed a reconcile or a heartbeat (Unix nanoseconds, Settings.Now);
+	// liveFor is how long /healthz waits for the next one.
+	beat, liveFor atomic.Int64
 }
 
 // Retry delays after a failed apply: doubling from the first, never beyond the cap.
@@ -93,7 +104,40 @@ const (
 
 // New returns an Agent; it does nothing until Run.
 func New(s Settings) *Agent {
-	return &Agent{s: s, kicks: make(chan reason, 1), resync: config.DefaultResyncInterval}
+	if s.Now == nil {
+		s.Now = time.Now
+	}
+	a := &Agent{s: s, kicks: make(chan reason, 1), resync: config.DefaultResyncInterval}
+	a.liveFor.Store(int64(livenessWindow(a.resync)))
+	a.heartbeat()
+	return a
+}
+
+// Liveness: /healthz fails when the loop has completed no reconcile and no heartbeat for livenessFactor
+// resync intervals, and never sooner than minLiveness (an apply at 100,000 prefixes takes a second, a
+// wedged iptables lock up to its wait).
+const (
+	livenessFactor = 3
+	minLiveness    = time.Minute
+)
+
+// livenessWindow is how long the loop may go without a beat while resyncing every resync.
+func livenessWindow(resync time.Duration) time.Duration {
+	return max(livenessFactor*resync, minLiveness)
+}
+
+// heartbeat records that the loop is alive now.
+func (a *Agent) heartbeat() { a.beat.Store(a.s.Now().UnixNano()) }
+
+// Alive returns nil while the loop has beaten recently, else why not (for /healthz).
+func (a *Agent) Alive() error {
+	last := time.Unix(0, a.beat.Load())
+	window := time.Duration(a.liveFor.Load())
+	if since := a.s.Now().Sub(last); since > window {
+		return fmt.Errorf("the reconcile loop has completed nothing for %s (more than %s, %d resync intervals): it is wedged",
+			since.Round(time.Second), window, livenessFactor)
+	}
+	return nil
 }
 
 // Ready reports whether the kernel held the desired ruleset at the last apply or check.
@@ -113,6 +157,30 @@ const (
 	reasonDrift     reason = "drift"     // another process changed masqd's table
 	reasonMonitor   reason = "monitor"   // the kernel watch failed: notifications may have been lost
 )
+
+// ConfigState is what the agent runs on, as the label of masqd_config_state says it.
+type ConfigState string
+
+const (
+	// StateValid: a valid config, read from the file or the ConfigMap.
+	StateValid ConfigState = "valid"
+	// StateFileAbsent: no file at --config (or no ip-masq* file in its directory): the built-in defaults, as
+	// ip-masq-agent runs them.
+	StateFileAbsent ConfigState = "defaults_file_absent"
+	// StateConfigMapAbsent: the watched ConfigMap does not exist: the built-in defaults, as ip-masq-agent runs
+	// them once the kubelet empties its volume.
+	StateConfigMapAbsent ConfigState = "defaults_configmap_absent"
+	// StateInvalidKept: the config is rejected; the rules in the kernel (the last good config's) stay.
+	StateInvalidKept ConfigState = "invalid_rules_kept"
+	// StateInvalidNone: the config is rejected and masqd holds no rules on this node (a fresh node): nothing
+	// is applied, nothing is masqueraded by masqd, until the config is fixed.
+	StateInvalidNone ConfigState = "invalid_nothing_applied"
+)
+
+// ConfigStates are every ConfigState, in the order above.
+func ConfigStates() []ConfigState {
+	return []ConfigState{StateValid, StateFileAbsent, StateConfigMapAbsent, StateInvalidKept, StateInvalidNone}
+}
 
 // kick asks the loop to reconcile; it never blocks, and kicks arriving while one is pending merge into it.
 func (a *Agent) kick(r reason) {
@@ -172,15 +240,19 @@ func (a *Agent) loop(ctx context.Context) error {
 		case why = <-a.kicks:
 		case <-a.s.Reload:
 			why = reasonSIGHUP
+			log.Info("SIGHUP: reloading the config")
 		case <-resync.C:
 			why = reasonResync
 		case <-retry.C:
 			why = reasonRetry
 		case <-watchdog:
+			a.heartbeat()
 			_ = a.s.Notify.Send("WATCHDOG=1")
 			continue
 		}
 		ok := a.reconcile(why)
+		a.heartbeat()
+		a.liveFor.Store(int64(livenessWindow(a.resync)))
 		resync.Reset(a.resync)
 		if ok {
 			a.retryDelay = 0
@@ -199,26 +271,25 @@ func (a *Agent) loop(ctx context.Context) error {
 func (a *Agent) reconcile(why reason) bool {
 	m, log := a.s.Metrics, a.s.Log
 	cfg, warnings, fromSource, err := a.load()
-	report := func(applied *ruleset.Ruleset, err error) {
+	report := func(applied *ruleset.Ruleset, err error, held bool) {
 		if fromSource {
-			a.s.Source.Report(applied, err)
+			a.s.Source.Report(applied, err, held)
 		}
 	}
 	m.ConfigReloads.Inc()
 	cfgChanged := false // the config differs from the one loaded before: a change it makes is no repair
 	if err != nil {
 		m.ConfigValid.Set(0)
-		if msg := err.Error(); msg != a.lastCfgErr { // once per distinct error, not every resync
-			a.lastCfgErr = msg
-			log.Error("invalid config; keeping the rules in force", "err", err)
-		}
-		report(nil, err)
+		held := a.rejected(err)
+		report(nil, err, held)
 	} else {
 		m.ConfigValid.Set(1)
 		if a.lastCfgErr != "" {
 			log.Info("config is valid again")
 			a.lastCfgErr = ""
 		}
+		a.note.Store(nil)
+		a.setState(a.validState(cfg, fromSource))
 		a.logWarnings(warnings)
 		cfgChanged = a.desired == nil || !a.desired.Config.Equal(cfg)
 		if cfgChanged { // a resync of an unchanged config compiles nothing
@@ -244,7 +315,9 @@ func (a *Agent) reconcile(why reason) bool {
 		m.Ready.Set(0)
 		m.Syncs.WithLabelValues("error").Inc()
 		log.Error("apply failed; retrying", "reason", why, "err", err)
-		report(nil, err)
+		msg := "not ready: the last apply failed (retrying): " + err.Error()
+		a.notReady.Store(&msg)
+		report(nil, err, a.everApplied)
 		if drifted {
 			a.drift.Store(true)
 		}
@@ -268,8 +341,9 @@ func (a *Agent) reconcile(why reason) bool {
 	} else {
 		log.Debug("kernel already in step", "reason", why)
 	}
+	a.notReady.Store(nil)
 	if a.lastCfgErr == "" {
-		report(&a.desired.Ruleset, nil)
+		report(&a.desired.Ruleset, nil, true)
 	}
 	if !a.everApplied {
 		a.everApplied = true
@@ -279,6 +353,80 @@ func (a *Agent) reconcile(why reason) bool {
 		a.migrate()
 	}
 	return true
+}
+
+// rejected handles an invalid config: it says, once per distinct error and per change of what is in force,
+// what is true on this node, and sets masqd_config_state and /readyz's body to match. It returns whether
+// masqd's rules are in the kernel: applied by this process, or left by an earlier masqd, they stay; on a
+// fresh node there are none, and masqd applies nothing (as ip-masq-agent) until the config is valid.
+func (a *Agent) rejected(err error) (held bool) {
+	held = a.everApplied
+	if !held {
+		present, perr := a.s.Backend.Present()
+		// A kernel that cannot be read is reported as holding nothing: it is what masqd can vouch for.
+		held = perr == nil && present
+	}
+	state := StateInvalidKept
+	if !held {
+		state = StateInvalidNone
+	}
+	changed := state != a.state
+	a.setState(state)
+	if msg := err.Error(); msg != a.lastCfgErr || changed { // once per distinct error, not every resync
+		a.lastCfgErr = msg
+		if held {
+			a.s.Log.Error("invalid config; keeping the rules in force", "err", err)
+		} else {
+			a.s.Log.Error("invalid config; nothing applied: masqd holds no rules on this node and masquerades "+
+				"nothing until the config is fixed (masqd check names the problem); it applies the config as soon as it is valid",
+				"err", err, "config", a.configName())
+		}
+	}
+	if held {
+		note := "config rejected; the rules in force stay: " + err.Error()
+		a.note.Store(&note)
+		if !a.everApplied {
+			msg := "not ready: " + note
+			a.notReady.Store(&msg)
+		}
+		return true
+	}
+	msg := "not ready: nothing applied: the config is invalid, and masqd holds no rules on this node, so it " +
+		"masquerades nothing until the config is fixed: " + err.Error()
+	a.notReady.Store(&msg)
+	return false
+}
+
+// configName names where the config comes from, for logs.
+func (a *Agent) configName() string {
+	if a.s.Source != nil {
+		return "the Kubernetes API, else " + a.s.ConfigPath
+	}
+	return a.s.ConfigPath
+}
+
+// validState is the ConfigState of a valid cfg: the defaults because nothing is there to read, or a config.
+// A file path that goes absent is logged as a warning once, with the path, each time it goes.
+func (a *Agent) validState(cfg config.Config, fromSource bool) ConfigState {
+	if len(cfg.Files) > 0 {
+		return StateValid
+	}
+	if fromSource {
+		if a.state != StateConfigMapAbsent {
+			a.s.Log.Warn("the ConfigMap is absent; running the built-in defaults, as ip-masq-agent does")
+		}
+		return StateConfigMapAbsent
+	}
+	if a.state != StateFileAbsent {
+		a.s.Log.Warn("no config file at --config; running the built-in defaults, as ip-masq-agent does "+
+			"(is the path right? is the ConfigMap mounted there?)", "path", a.s.ConfigPath)
+	}
+	return StateFileAbsent
+}
+
+func (a *Agent) setState(s ConfigState) {
+	a.state = s
+	a.s.Metrics.SetState(s)
 }
 
 // migrate runs Settings.Migrate once the kernel reads back as holding the desired rules: from then on what

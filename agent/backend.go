@@ -25,6 +25,9 @@ type Backend interface {
 	// Verify returns nil only when the kernel is known to hold exactly d: the nftables backend knows it
 	// from the kernel's acknowledgement of its last transaction, the iptables backend reads the chain.
 	Verify(d Desired) error
+	// Present reports whether the kernel holds any of the backend's rules, whoever wrote them (this process or
+	// an earlier masqd): table inet masqd, or the chain in either family.
+	Present() (bool, error)
 	// Forget drops what the backend remembers of the kernel: the next Apply compares with it in full.
 	Forget()
 	// Counters are the masquerade rules' packets and bytes by family.

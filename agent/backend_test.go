@@ -54,6 +54,7 @@ func (f *fakeBackend) Verify(Desired) error {
 	f.verifyErrs = f.verifyErrs[1:]
 	return err
 }
+func (f *fakeBackend) Present() (bool, error)                        { return false, nil }
 func (f *fakeBackend) Forget()                                       {}
 func (f *fakeBackend) Counters() (v4, v6 ruleset.Counter, err error) { return v4, v6, nil }
 func (f *fakeBackend) Delete() error                                 { return nil }

@@ -20,6 +20,7 @@ func NewNFTables(conn *nft.Conn) *NFTables { return &NFTables{conn: conn} }
 
 func (b *NFTables) Name() string                                  { return iptables.KindNFTables }
 func (b *NFTables) Apply(d Desired) (ruleset.Change, error)       { return b.conn.Apply(d.Ruleset) }
+func (b *NFTables) Present() (bool, error)                        { return b.conn.Present() }
 func (b *NFTables) Forget()                                       { b.conn.Forget() }
 func (b *NFTables) Counters() (v4, v6 ruleset.Counter, err error) { return b.conn.Counters() }
 func (b *NFTables) Delete() error                                 { return b.conn.Delete() }
@@ -114,6 +115,15 @@ func (b *IPTables) Verify(d Desired) error {
 		return errors.New("iptables: chain " + b.ipt.Chain() + " reads back different from the desired rules")
 	}
 	return nil
+}
+
+// Present reads the chain of both families.
+func (b *IPTables) Present() (bool, error) {
+	s, err := b.ipt.Read()
+	if err != nil {
+		return false, err
+	}
+	return s.V4.Chain || s.V6.Chain, nil
 }
 
 // Forget does nothing: the iptables backend remembers nothing of the kernel.

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/go-logr/logr"
 	"golang.org/x/sync/errgroup"
@@ -64,6 +65,11 @@ type ConfigMapSource struct {
 	changed chan struct{} // signalled by the watch handlers; Run forwards it to its caller
 	events  chan event    // Report's warnings, posted by Run
 
+	// grace is how long a deleted ConfigMap's config stays in force before the defaults apply
+	// (DeleteGrace); now is the clock that measures it.
+	grace time.Duration
+	now   func() time.Time
+
 	mu         sync.Mutex
 	lastLoad   loaded
 	lastReport string // the warning the last Report queued, so that only a new one becomes an Event
@@ -74,7 +80,20 @@ type cmWatch struct {
 	ref   ConfigMapRef
 	store cache.Store
 	ctrl  cache.Controller
+	// gone is the ConfigMap as last seen before its deletion, and goneAt when the deletion was seen; nil
+	// while it exists. Guarded by ConfigMapSource.mu.
+	gone   *corev1.ConfigMap
+	goneAt time.Time
+	// last is the ConfigMap the last Load read, so that a Load that finds it gone before the watch's delete
+	// handler has run starts the grace too. Guarded by ConfigMapSource.mu.
+	last *corev1.ConfigMap
 }
+
+// DeleteGrace is how long the config of a deleted ConfigMap stays in force before masqd applies the
+// defaults, as ip-masq-agent does once the kubelet empties its volume. A ConfigMap deleted and created again
+// within it (kubectl replace --force, a delete and apply of a manifest) goes from the old config to the new
+// one without the defaults in between, which would masquerade, for a moment, every range the config keeps.
+const DeleteGrace = 5 * time.Second
 
 // loaded is what one Load read, kept for Report.
 type loaded struct {
@@ -88,13 +107,8 @@ type loaded struct {
 // the Events it records. It watches nothing until Run.
 func NewConfigMapSource(client KubeAPI, refs []ConfigMapRef, node string, log *slog.Logger) (*ConfigMapSource, error) {
 	s := &ConfigMapSource{client: client, node: node, log: log, changed: make(chan struct{}, 1),
-		events: make(chan event, eventQueue)}
-	notify := func() {
-		select {
-		case s.changed <- struct{}{}:
-		default:
-		}
-	}
+		events: make(chan event, eventQueue), grace: DeleteGrace, now: time.Now}
+	notify := s.notify
 	for _, ref := range refs {
 		only := fields.OneTermEqualSelector("metadata.name", ref.Name).String()
 		lw := &cache.ListWatch{
@@ -107,17 +121,34 @@ func NewConfigMapSource(client KubeAPI, refs []ConfigMapRef, node string, log *s
 				return client.WatchConfigMaps(ctx, ref.Namespace, o)
 			},
 		}
-		store, ctrl := cache.NewInformerWithOptions(cache.InformerOptions{
+		w := &cmWatch{ref: ref}
+		w.store, w.ctrl = cache.NewInformerWithOptions(cache.InformerOptions{
 			// The fake clientset of the tests cannot stream a watch's initial list; a real one can.
 			ListerWatcher: cache.ToListWatcherWithWatchListSemantics(lw, client),
 			ObjectType:    &corev1.ConfigMap{},
 			Handler: cache.ResourceEventHandlerFuncs{
-				AddFunc:    func(any) { notify() },
+				AddFunc: func(any) {
+					s.mu.Lock()
+					w.gone = nil
+					s.mu.Unlock()
+					notify()
+				},
 				UpdateFunc: func(any, any) { notify() },
-				DeleteFunc: func(any) { notify() },
+				DeleteFunc: func(obj any) {
+					if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+						obj = t.Obj
+					}
+					if cm, ok := obj.(*corev1.ConfigMap); ok {
+						s.mu.Lock()
+						w.gone, w.goneAt = cm, s.now()
+						s.mu.Unlock()
+						time.AfterFunc(s.grace, notify) // then the defaults, unless it is back
+					}
+					notify()
+				},
 			},
 		})
-		s.watches = append(s.watches, &cmWatch{ref: ref, store: store, ctrl: ctrl})
+		s.watches = append(s.watches, w)
 	}
 	return s, nil
 }
@@ -156,6 +187,14 @@ func (s *ConfigMapSource) Run(ctx context.Context, changed func()) error {
 	return g.Wait()
 }
 
+// notify tells Run that a ConfigMap changed; it never blocks.
+func (s *ConfigMapSource) notify() {
+	select {
+	case s.changed <- struct{}{}:
+	default:
+	}
+}
+
 func (s *ConfigMapSource) refNames() []string {
 	names := make([]string, len(s.watches))
 	for i, w := range s.watches {
@@ -164,9 +203,11 @@ func (s *ConfigMapSource) refNames() []string {
 	return names
 }
 
-// Load returns the merged config of the ConfigMaps. ok is false until every watch has listed once.
+// Load returns the merged config of the ConfigMaps. ok is false until every watch has listed once. A
+// ConfigMap deleted less than DeleteGrace ago is read as it was, with a warning.
 func (s *ConfigMapSource) Load(opts config.Options) (cfg config.Config, warnings []config.Warning, ok bool, err error) {
 	objs := make([]*corev1.ConfigMap, len(s.watches))
+	var graced []config.Warning
 	for i, w := range s.watches {
 		if !w.ctrl.HasSynced() {
 			return config.Config{}, nil, false, nil
@@ -175,11 +216,27 @@ func (s *ConfigMapSource) Load(opts config.Options) (cfg config.Config, warnings
 		if err != nil { // the store's own key function failed: not a config problem
 			return config.Config{}, nil, false, nil
 		}
+		s.mu.Lock()
 		if exists {
 			objs[i] = obj.(*corev1.ConfigMap)
+			w.last = objs[i]
+			s.mu.Unlock()
+			continue
 		}
+		if w.gone == nil && w.last != nil { // deleted, and the delete handler has not run yet
+			w.gone, w.goneAt = w.last, s.now()
+			time.AfterFunc(s.grace, s.notify)
+		}
+		w.last = nil
+		if w.gone != nil && s.now().Sub(w.goneAt) < s.grace {
+			objs[i] = w.gone
+			graced = append(graced, config.Warning{Source: config.Source{File: "configmap " + w.ref.String()},
+				Msg: fmt.Sprintf("the ConfigMap was deleted; its config stays for %s in case it is created again, then the defaults apply", s.grace)})
+		}
+		s.mu.Unlock()
 	}
 	cfg, warnings, failed, err := parseConfigMaps(s.refsOf(), objs, opts)
+	warnings = append(graced, warnings...)
 	l := loaded{err: err, cfg: cfg}
 	for i, o := range objs {
 		if o != nil {

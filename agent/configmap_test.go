@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -206,6 +207,7 @@ func TestConfigMapSource(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.grace = 100 * time.Millisecond
 	if _, _, ok, _ := s.Load(config.Options{}); ok {
 		t.Fatal("Load before Run: ok, want nothing to say")
 	}
@@ -250,8 +252,8 @@ func TestConfigMapSource(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := ruleset.Compile(cfg, ruleset.Options{})
-	s.Report(&r, nil) // applied: no news, no Event
-	s.Report(&r, nil)
+	s.Report(&r, nil, true) // applied: no news, no Event
+	s.Report(&r, nil, true)
 
 	cm.Data["config"] = "nonMasqueradeCIDRs:\n  - 10.0.0.1/8\n"
 	if _, err := cms.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
@@ -261,22 +263,41 @@ func TestConfigMapSource(t *testing.T) {
 	if err == nil {
 		t.Fatal("Load of an invalid ConfigMap: no error")
 	}
-	s.Report(nil, err)
-	s.Report(nil, err)                                            // a resync of the same broken config: no second Event
-	s.Report(nil, errors.New("netlink: operation not permitted")) // the apply of the rules in force failed
+	s.Report(nil, err, true)
+	s.Report(nil, err, true)                                            // a resync of the same broken config: no second Event
+	s.Report(nil, errors.New("netlink: operation not permitted"), true) // the apply of the rules in force failed
 	invalid := "Warning InvalidConfig masqd/node-1: " + err.Error() + "; the rules in force stay as they were"
 	failed := "Warning ApplyFailed masqd/node-1: cannot apply the config: netlink: operation not permitted; retrying"
 	waitEvents(t, client, []string{invalid + " (1)", failed + " (1)"})
 
+	// The same invalid config on a node where masqd holds no rules: the Event says nothing is applied.
+	s.Report(nil, err, false)
+	nothing := "Warning InvalidConfig masqd/node-1: " + err.Error() +
+		"; nothing applied: masqd holds no rules on this node and masquerades nothing until the config is fixed"
+	waitEvents(t, client, []string{invalid + " (1)", failed + " (1)", nothing + " (1)"})
+
 	// Fixed, then broken the same way again: the same Event, counted twice; no Event for the fix.
-	s.Report(&r, nil)
-	s.Report(nil, errors.New("netlink: operation not permitted"))
-	waitEvents(t, client, []string{invalid + " (1)", failed + " (2)"})
+	s.Report(&r, nil, true)
+	s.Report(nil, errors.New("netlink: operation not permitted"), true)
+	waitEvents(t, client, []string{invalid + " (1)", failed + " (2)", nothing + " (1)"})
 
 	if err := cms.Delete(ctx, cm.Name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	load("deleted", []string{"10.0.0.0/8 @ default", "172.16.0.0/12 @ default", "192.168.0.0/16 @ default"})
+	// Deleted: the defaults, once the grace (shortened here) has passed; within it, the config as it was.
+	defaults := []string{"10.0.0.0/8 @ default", "172.16.0.0/12 @ default", "192.168.0.0/16 @ default"}
+	deadline := time.After(10 * time.Second)
+	for {
+		cfg, _, ok, err := s.Load(config.Options{})
+		if ok && err == nil && cmp.Equal(summarize(cfg).NonMasq, defaults) {
+			break
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			t.Fatalf("deleted: Load gives %v, %v; want the defaults", summarize(cfg).NonMasq, err)
+		}
+	}
 }
 
 // fakeAPI is the KubeAPI of client-go's fake clientset (which cannot stream a watch's initial list, and says
@@ -338,4 +359,90 @@ func sortedEvents(es []corev1.Event) []corev1.Event {
 		return strings.Compare(a.Name, b.Name)
 	})
 	return es
+}
+
+// TestConfigMapDeleteGrace: a deleted ConfigMap's config stays in force, with a warning, for the grace; a
+// ConfigMap created again within it takes over at once; once the grace has passed the defaults apply, as
+// ip-masq-agent's do. The source's clock is moved by hand (the grace is an hour, so its timer never fires).
+func TestConfigMapDeleteGrace(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	client := fake.NewClientset(configMap("kube-system", "ip-masq-agent", "1", map[string]string{"config": "nonMasqueradeCIDRs: [10.0.0.0/8]\n"}))
+	s, err := NewConfigMapSource(fakeAPI{client}, []ConfigMapRef{DefaultConfigMap()}, "node-1", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	s.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); defer mu.Unlock(); now = now.Add(d) }
+	s.grace = time.Hour
+	changed := make(chan struct{}, 10)
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, func() { changed <- struct{}{} }) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	// load waits for notifications until Load gives the prefixes want (as text), and returns its warnings.
+	load := func(what string, want ...string) []config.Warning {
+		t.Helper()
+		deadline := time.After(10 * time.Second)
+		for {
+			cfg, ws, ok, err := s.Load(config.Options{})
+			if err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+			var got []string
+			for _, p := range cfg.NonMasqueradeCIDRs {
+				got = append(got, p.Prefix.String())
+			}
+			if ok && slices.Equal(got, want) {
+				return ws
+			}
+			select {
+			case <-changed:
+			case <-deadline:
+				t.Fatalf("%s: Load gives %v, want %v", what, got, want)
+			}
+		}
+	}
+	defaults := []string{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"}
+	cms := client.CoreV1().ConfigMaps("kube-system")
+	deleted := func() {
+		t.Helper()
+		if err := cms.Delete(ctx, "ip-masq-agent", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.After(10 * time.Second)
+		for {
+			if _, exists, _ := s.watches[0].store.GetByKey("kube-system/ip-masq-agent"); !exists {
+				return
+			}
+			select {
+			case <-changed:
+			case <-deadline:
+				t.Fatal("the deletion was never seen")
+			}
+		}
+	}
+
+	load("present", "10.0.0.0/8")
+	deleted()
+	ws := load("deleted, within the grace", "10.0.0.0/8")
+	if len(ws) != 1 || !strings.Contains(ws[0].Msg, "deleted") {
+		t.Errorf("warnings within the grace: %v, want one saying it was deleted", ws)
+	}
+	// Created again within the grace: the new config, no defaults in between.
+	if _, err := cms.Create(ctx, configMap("kube-system", "ip-masq-agent", "2", map[string]string{"config": "nonMasqueradeCIDRs: [192.0.2.0/24]\n"}), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if ws := load("created again", "192.0.2.0/24"); len(ws) != 0 {
+		t.Errorf("warnings after it was created again: %v, want none", ws)
+	}
+	deleted()
+	load("deleted again, within the grace", "192.0.2.0/24")
+	advance(time.Hour)
+	load("the grace passed", defaults...)
 }

@@ -22,7 +22,7 @@ const EventComponent = "masqd"
 // Event reasons, as `kubectl describe configmap` shows them. Both are Warnings: a config that applies is
 // no news, and 5,000 nodes reporting each edit would be 5,000 writes to the apiserver.
 const (
-	ReasonInvalidConfig = "InvalidConfig" // the config cannot be used; the rules in force stay
+	ReasonInvalidConfig = "InvalidConfig" // the config cannot be used; the rules in force stay, or there are none
 	ReasonApplyFailed   = "ApplyFailed"   // the config is valid but the kernel refused it; retrying
 )
 
@@ -48,10 +48,11 @@ type event struct {
 // when the kernel refused a valid config. A successful apply records nothing. The agent calls Report after
 // every reconcile, resyncs and retries included; only a new warning (another reason, message or ConfigMap
 // object) is posted, so a config that stays broken is posted once, and posted again only after it was
-// fixed in between. The same warning from the same node on the same ConfigMap object is one Event, whose
+// fixed in between. held says whether masqd's rules are in the kernel: the InvalidConfig message says
+// that they stay, or that nothing is applied on this node. The same warning from the same node on the same ConfigMap object is one Event, whose
 // count and lastTimestamp grow. Report never blocks: Run posts the Events. Absent ConfigMaps get no
 // Events: there is nothing to attach them to.
-func (s *ConfigMapSource) Report(applied *ruleset.Ruleset, err error) {
+func (s *ConfigMapSource) Report(applied *ruleset.Ruleset, err error, held bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	l := s.lastLoad
@@ -64,6 +65,9 @@ func (s *ConfigMapSource) Report(applied *ruleset.Ruleset, err error) {
 	case err != nil && err == l.err:
 		reason = ReasonInvalidConfig
 		message = err.Error() + "; the rules in force stay as they were"
+		if !held {
+			message = err.Error() + "; nothing applied: masqd holds no rules on this node and masquerades nothing until the config is fixed"
+		}
 		if l.errFrom != nil {
 			targets = []*corev1.ConfigMap{l.errFrom}
 		}

@@ -43,6 +43,13 @@ func (k *fakeKernel) Verify(d Desired) error {
 	return nil
 }
 
+func (k *fakeKernel) Present() (bool, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	_, ok := k.fake.Read()
+	return ok, nil
+}
+
 func (k *fakeKernel) Forget()                                       {}
 func (k *fakeKernel) Counters() (v4, v6 ruleset.Counter, err error) { return v4, v6, nil }
 func (k *fakeKernel) Delete() error                                 { return nil }

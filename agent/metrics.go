@@ -20,6 +20,9 @@ type Metrics struct {
 	SyncDuration prometheus.Histogram
 	LastSuccess  prometheus.Gauge
 	ConfigValid  prometheus.Gauge
+	// ConfigState is 1 for the agent's ConfigState and 0 for the others: whether it runs a config, the
+	// defaults because none is there, or rejects the config with or without rules in force.
+	ConfigState *prometheus.GaugeVec
 	// Ready is /readyz as a number: 1 while the kernel holds the desired ruleset, 0 before the first apply and
 	// after a failed one.
 	Ready         prometheus.Gauge
@@ -64,6 +67,9 @@ func NewMetrics(reg prometheus.Registerer, c Counters) *Metrics {
 		ConfigValid: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "masqd_config_valid", Help: "1 when the last config read was valid, 0 when it was rejected (the previous rules stay).",
 		}),
+		ConfigState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "masqd_config_state", Help: "1 for what the agent runs on, 0 for the rest: valid (a config), defaults_file_absent, defaults_configmap_absent (the built-in defaults: nothing to read), invalid_rules_kept (rejected; the rules in force stay), invalid_nothing_applied (rejected on a node where masqd holds no rules: nothing is masqueraded by masqd).",
+		}, []string{"state"}),
 		Ready: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "masqd_ready", Help: "1 while the kernel holds the desired ruleset (/readyz answers 200), 0 before the first apply and after a failed one.",
 		}),
@@ -90,12 +96,26 @@ func NewMetrics(reg prometheus.Registerer, c Counters) *Metrics {
 	m.CIDRs.WithLabelValues("masqueradeCIDRs")
 	m.CIDRs.WithLabelValues("clusterCIDRs")
 	m.CIDRs.WithLabelValues("masqueradeSourceCIDRs")
-	reg.MustRegister(m.Syncs, m.SyncDuration, m.LastSuccess, m.ConfigValid, m.Ready, m.ConfigReloads, m.DriftRepairs,
+	reg.MustRegister(m.Syncs, m.SyncDuration, m.LastSuccess, m.ConfigValid, m.ConfigState, m.Ready, m.ConfigReloads, m.DriftRepairs,
 		m.Intervals, m.CIDRs, m.ConfigInfo, m.BuildInfo, newCounterCollector(c, &m.ipv6))
 	for _, r := range []string{"success", "error"} {
 		m.Syncs.WithLabelValues(r)
 	}
+	for _, st := range ConfigStates() {
+		m.ConfigState.WithLabelValues(string(st))
+	}
 	return m
+}
+
+// SetState makes s the one ConfigState at 1.
+func (m *Metrics) SetState(s ConfigState) {
+	for _, st := range ConfigStates() {
+		v := 0.0
+		if st == s {
+			v = 1
+		}
+		m.ConfigState.WithLabelValues(string(st)).Set(v)
+	}
 }
 
 // SetDesired exports what a valid config asks for: the intervals of the ruleset r compiled from cfg, and

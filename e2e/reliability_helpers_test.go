@@ -8,12 +8,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -333,3 +335,113 @@ func clipText(s string, n int) string {
 
 // inMiB formats bytes as MiB with one decimal.
 func inMiB(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+// faultProbes sends the lab pod's probes during a fault and counts them: a leak is a probe whose source, as
+// the echo server saw it, is not the one the rules in force should give (the node's address to a
+// non-masquerade destination, or the pod's to a masqueraded one).
+//
+// Every UDP probe comes from a source port no probe of the test used before: a reused port could match a
+// conntrack entry of an earlier probe, and be translated as the rules in force then said, not now.
+type faultProbes struct {
+	lab         *Lab
+	sent, leaks int
+	phases      int
+	ports       atomic.Int32 // UDP source ports used, from firstProbePort
+}
+
+// firstProbePort is the first UDP source port of faultProbes; it uses at most maxProbePorts.
+const (
+	firstProbePort = 10000
+	maxProbePorts  = 55000
+)
+
+// port returns a UDP source port never used by p before; past maxProbePorts it fails the test (it may be
+// called from a probing goroutine) and returns 0, a port the kernel picks.
+func (p *faultProbes) port(t *testing.T) int {
+	n := p.ports.Add(1)
+	if n > maxProbePorts {
+		t.Errorf("more than %d UDP probes: no fresh source port left", maxProbePorts)
+		return 0
+	}
+	return firstProbePort + int(n)
+}
+
+// check sends TCP and UDP from the pod to each case's destination and fails the test on a leak or a lost
+// probe; when says which phase of the fault it is.
+func (p *faultProbes) check(t *testing.T, when string, cases []expect) {
+	t.Helper()
+	p.phases++
+	for _, proto := range []string{"tcp", "udp"} {
+		for _, c := range cases {
+			_, ports := p.lab.echoFor(c.dst)
+			var (
+				got netip.Addr
+				err error
+			)
+			if proto == "tcp" {
+				got, err = sourceSeenTCP(p.lab.Pod, c.dst, ports.tcp, probeTimeout)
+			} else {
+				got, err = sourceSeenUDPFrom(p.lab.Pod, p.port(t), c.dst, ports.udp, probeTimeout)
+			}
+			p.sent++
+			switch {
+			case err != nil:
+				t.Errorf("%s: %s to %s lost: %v", when, proto, c.dst, err)
+			case got != c.src:
+				p.leaks++
+				t.Errorf("%s: %s to %s left as %s, want %s", when, proto, c.dst, got, c.src)
+			}
+		}
+	}
+}
+
+// table is RELIABILITY.md's row for one fault, with the fault table's header.
+func (p *faultProbes) table(fault, happened string) string {
+	return fmt.Sprintf("| fault | what happened | packets checked | leaks |\n|---|---|---:|---:|\n| %s | %s | %d (TCP and UDP, %d phases) | %d |\n",
+		fault, happened, p.sent, p.phases, p.leaks)
+}
+
+// probeEvery paces faultProbes.during: 50 probes a second, 15,000 over a five-minute fault.
+const probeEvery = 20 * time.Millisecond
+
+// during runs fn while UDP probes go from the lab's pod to dst, one every probeEvery, each from a new socket and
+// source port (a new flow, so classified by the rules in force when it crosses the node), and counts them: a
+// probe that left with another source than want is a leak, one that got no answer is lost; both fail the
+// test. At least one probe is sent, after fn returns if fn was quicker.
+func (p *faultProbes) during(t *testing.T, when string, dst, want netip.Addr, fn func()) {
+	t.Helper()
+	p.phases++
+	_, ports := p.lab.echoFor(dst)
+	stop := make(chan struct{})
+	type tally struct{ sent, leaks, lost int }
+	done := make(chan tally, 1)
+	go func() {
+		var n tally
+		pace := time.NewTicker(probeEvery) // pacing the traffic, not waiting for a condition
+		defer pace.Stop()
+		for {
+			got, err := sourceSeenUDPFrom(p.lab.Pod, p.port(t), dst, ports.udp, probeTimeout)
+			n.sent++
+			switch {
+			case err != nil:
+				n.lost++
+			case got != want:
+				n.leaks++
+			}
+			select {
+			case <-stop:
+				done <- n
+				return
+			case <-pace.C:
+			}
+		}
+	}()
+	fn()
+	close(stop)
+	n := <-done
+	p.sent += n.sent
+	p.leaks += n.leaks
+	if n.leaks > 0 || n.lost > 0 {
+		t.Errorf("%s: of %d probes to %s, %d left with another source than %s and %d got no answer", when, n.sent, dst, n.leaks, want, n.lost)
+	}
+}

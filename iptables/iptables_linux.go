@@ -341,9 +341,11 @@ func (t *IPTables) Delete() error {
 }
 
 // Counters returns the packets and bytes masqueraded per family: the counters of the chain's MASQUERADE
-// rules, summed. A missing chain reads as zero.
+// rules, summed. A missing chain reads as zero. It does not wait for an Apply in progress, which may be
+// waiting for the xtables lock: iptables-save takes no lock, and a scrape must not hang on another
+// process's lock.
 func (t *IPTables) Counters() (v4, v6 ruleset.Counter, err error) {
-	s, err := t.Read()
+	s, err := t.readAll()
 	if err != nil {
 		return ruleset.Counter{}, ruleset.Counter{}, err
 	}

@@ -363,6 +363,22 @@ func (c *Conn) Read() (_ ruleset.Ruleset, _ bool, err error) {
 	return ruleset.Assemble(obs, elements), true, nil
 }
 
+// Present reports whether table inet masqd exists. It lists the table only, so it is cheap at any set size.
+func (c *Conn) Present() (_ bool, err error) {
+	defer func() { err = privilege(err) }()
+	nc, err := c.dial(0)
+	if err != nil {
+		return false, fmt.Errorf("nftables: %w", err)
+	}
+	if _, err := nc.ListTableOfFamily(ruleset.TableName, nftables.TableFamilyINet); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return false, nil
+		}
+		return false, fmt.Errorf("nftables: list table inet %s: %w", ruleset.TableName, err)
+	}
+	return true, nil
+}
+
 // intervals decodes the kernel's interval-set elements. A set that is not a clean sequence of
 // start/end pairs is reported as an error, and its well-formed intervals are still returned.
 func intervals(elems []nftables.SetElement) ([]ruleset.Interval, error) {

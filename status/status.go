@@ -112,11 +112,14 @@ type Agent struct {
 	// Backend is the agent's backend: "nftables", "iptables-nft" or "iptables-legacy"; "" when not said.
 	Backend string `json:"backend,omitempty"`
 	// LastSync is when the agent last saw the kernel holding what it wants; nil for never (or not reported).
-	LastSync     *time.Time `json:"lastSync,omitempty"`
-	ConfigValid  *bool      `json:"configValid,omitempty"`
-	SyncsOK      *int64     `json:"syncsOK,omitempty"`
-	SyncsFailed  *int64     `json:"syncsFailed,omitempty"`
-	DriftRepairs *int64     `json:"driftRepairs,omitempty"`
+	LastSync    *time.Time `json:"lastSync,omitempty"`
+	ConfigValid *bool      `json:"configValid,omitempty"`
+	// ConfigState is what the agent runs on (masqd_config_state): "valid", "defaults_file_absent",
+	// "defaults_configmap_absent", "invalid_rules_kept" or "invalid_nothing_applied"; "" when not said.
+	ConfigState  string `json:"configState,omitempty"`
+	SyncsOK      *int64 `json:"syncsOK,omitempty"`
+	SyncsFailed  *int64 `json:"syncsFailed,omitempty"`
+	DriftRepairs *int64 `json:"driftRepairs,omitempty"`
 }
 
 // Read reads the config, the kernel and the agent, and compares them. The result is match only when the
@@ -323,6 +326,13 @@ func askAgent(addr string, h Host) *Agent {
 	if v, ok := m.Value("masqd_config_valid"); ok {
 		valid := v == 1
 		a.ConfigValid = &valid
+	}
+	for _, s := range m.Samples("masqd_config_state") {
+		for _, l := range s.Label {
+			if v, _ := m.Value("masqd_config_state", "state", l.GetValue()); l.GetName() == "state" && v == 1 {
+				a.ConfigState = l.GetValue()
+			}
+		}
 	}
 	count := func(name string, labels ...string) *int64 {
 		if v, ok := m.Value(name, labels...); ok {

@@ -227,12 +227,17 @@ func writeAgentText(a *status.Agent, line func(label, format string, a ...any), 
 	case a.Error == "":
 		parts = append(parts, "never synced successfully")
 	}
-	if a.ConfigValid != nil {
-		if *a.ConfigValid {
-			parts = append(parts, "config valid")
-		} else {
-			parts = append(parts, "config REJECTED (it keeps the last good rules)")
-		}
+	switch {
+	case a.ConfigState == "defaults_file_absent":
+		parts = append(parts, "defaults: file absent (no file at its --config)")
+	case a.ConfigState == "defaults_configmap_absent":
+		parts = append(parts, "defaults: ConfigMap absent")
+	case a.ConfigState == "invalid_nothing_applied":
+		parts = append(parts, "config REJECTED (nothing applied: it holds no rules on this node)")
+	case a.ConfigValid != nil && *a.ConfigValid:
+		parts = append(parts, "config valid")
+	case a.ConfigValid != nil:
+		parts = append(parts, "config REJECTED (it keeps the last good rules)")
 	}
 	if a.SyncsOK != nil && a.SyncsFailed != nil {
 		parts = append(parts, fmt.Sprintf("syncs: %d ok, %d failed", *a.SyncsOK, *a.SyncsFailed))

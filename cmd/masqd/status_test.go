@@ -42,6 +42,34 @@ masqd_sync_total{result="success"} 0
 	}
 )
 
+// Answers of an agent whose --config names no file, and of one that rejects its config on a node where it
+// holds no rules.
+var (
+	agentFileAbsent = map[string]string{
+		"http://127.0.0.1:9745/readyz": "200 ok\n",
+		"http://127.0.0.1:9745/metrics": "200 " + `masqd_build_info{backend="nftables",version="v0.3.0"} 1
+masqd_config_valid 1
+masqd_config_state{state="valid"} 0
+masqd_config_state{state="defaults_file_absent"} 1
+masqd_config_state{state="invalid_nothing_applied"} 0
+masqd_last_sync_success_timestamp_seconds 1.7778888e+09
+masqd_sync_total{result="error"} 0
+masqd_sync_total{result="success"} 1
+`,
+	}
+	agentNothingApplied = map[string]string{
+		"http://127.0.0.1:9745/readyz": "503 not ready: nothing applied: the config is invalid, and masqd holds no rules on this node, so it masquerades nothing until the config is fixed: /etc/config/ip-masq-agent line 1: ...\n",
+		"http://127.0.0.1:9745/metrics": "200 " + `masqd_build_info{backend="nftables",version="v0.3.0"} 1
+masqd_config_valid 0
+masqd_config_state{state="valid"} 0
+masqd_config_state{state="invalid_nothing_applied"} 1
+masqd_last_sync_success_timestamp_seconds 0
+masqd_sync_total{result="error"} 0
+masqd_sync_total{result="success"} 0
+`,
+	}
+)
+
 func interval(s string) ruleset.Interval { return ruleset.PrefixInterval(netip.MustParsePrefix(s)) }
 
 // sortIntervals keeps a tampered set in the kernel's order.
@@ -75,6 +103,7 @@ func TestStatusGolden(t *testing.T) {
 	otherFlags := compiled(t, "testdata/cilium-tke.config", config.Options{EnableIPv6: true}, ruleset.Options{})
 	otherFlags.Counter6 = ruleset.Counter{Packets: 7, Bytes: 560}
 
+	defaults := compiled(t, "testdata/absent", none, randomFully)
 	gkeDefaults := compiled(t, "testdata/absent", config.Options{NoMasqAllReservedRanges: true}, randomFully)
 
 	// The agent runs with --cluster-cidr=172.31.0.0/16.
@@ -125,6 +154,10 @@ func TestStatusGolden(t *testing.T) {
 		{"status-operand", testHost(fakeKernel{}, nil), []string{"testdata/cilium-tke.config"}},
 		{"status-iptables-chain-only", withIPTables(testHost(fakeKernel{}, nil), "iptables-nft"),
 			[]string{"--config=testdata/cilium-tke.config", "--http-address="}},
+		{"status-agent-file-absent", testHost(fakeKernel{rs: defaults, present: true}, agentFileAbsent),
+			[]string{"--config=testdata/absent"}},
+		{"status-agent-nothing-applied", testHost(fakeKernel{}, agentNothingApplied),
+			[]string{"--config=testdata/private-endpoint-to-be.config"}},
 		{"status-iptables-agent", testHost(fakeKernel{}, map[string]string{
 			"http://127.0.0.1:9745/readyz":  "200 ok\n",
 			"http://127.0.0.1:9745/metrics": "200 masqd_build_info{backend=\"iptables-legacy\",version=\"v0.3.0\"} 1\n",
