@@ -292,7 +292,7 @@ func (w *wholePath) waitSource(b *testing.B, lab *Lab, want netip.Addr, limit ti
 	deadline := time.Now().Add(limit)
 	for {
 		w.port = 20000 + (max(w.port, 20000)-20000+1)%40000
-		got, err := sourceSeenUDPFrom(lab.Pod, w.port, w.probeDest, lab.outsideEcho.udp, time.Second)
+		got, err := sourceSeenUDPFrom(lab.Pod, fromPort(w.port), w.probeDest, lab.outsideEcho.udp, time.Second)
 		if err == nil && got == want {
 			return
 		}

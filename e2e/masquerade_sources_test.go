@@ -3,9 +3,6 @@
 package e2e
 
 import (
-	"bufio"
-	"fmt"
-	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -15,53 +12,12 @@ import (
 )
 
 // sourceSeenFrom sends proto ("tcp" or "udp") from inside ns, from the local address src, to dst's echo
-// server on port, and returns the source address the server saw. The exchange is bounded by timeout; UDP is
-// resent every 200ms until a reply arrives.
+// server on port, and returns the source address the server saw.
 func sourceSeenFrom(ns *NS, proto string, src, dst netip.Addr, port int, timeout time.Duration) (netip.Addr, error) {
-	var line string
-	err := ns.Do(func() error {
-		raddr := netip.AddrPortFrom(dst, uint16(port)).String()
-		if proto == "tcp" {
-			d := net.Dialer{Timeout: timeout, LocalAddr: &net.TCPAddr{IP: src.AsSlice()}}
-			c, err := d.Dial("tcp", raddr)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(timeout))
-			line, err = bufio.NewReader(c).ReadString('\n')
-			return err
-		}
-		c, err := net.DialUDP("udp", &net.UDPAddr{IP: src.AsSlice()}, net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, uint16(port))))
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		deadline := time.Now().Add(timeout)
-		buf := make([]byte, 100)
-		for {
-			if _, err := c.Write([]byte("probe")); err != nil {
-				return err
-			}
-			wait := time.Now().Add(200 * time.Millisecond)
-			if wait.After(deadline) {
-				wait = deadline
-			}
-			c.SetReadDeadline(wait)
-			n, err := c.Read(buf)
-			if err == nil {
-				line = string(buf[:n])
-				return nil
-			}
-			if !isTimeout(err) || time.Now().After(deadline) {
-				return err
-			}
-		}
-	})
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf("%s from %s in %s to %s: %w", proto, src, ns.Name, dst, err)
+	if proto == "tcp" {
+		return sourceSeenTCPFrom(ns, src, dst, port, timeout)
 	}
-	return parseSeen(line)
+	return sourceSeenUDPFrom(ns, netip.AddrPortFrom(src, 0), dst, port, timeout)
 }
 
 // checkSourcesFrom sends TCP and UDP from the node's address src (a host-network workload bound to it) to

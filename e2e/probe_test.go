@@ -119,9 +119,18 @@ func pktinfoDst(oob []byte) (netip.Addr, bool) {
 // sourceSeenTCP connects from inside the namespace from to dst:port and returns the source address the echo
 // server saw. The whole exchange is bounded by timeout; a dropped SYN is an error whose Timeout() is true.
 func sourceSeenTCP(from *NS, dst netip.Addr, port int, timeout time.Duration) (netip.Addr, error) {
+	return sourceSeenTCPFrom(from, netip.Addr{}, dst, port, timeout)
+}
+
+// sourceSeenTCPFrom is sourceSeenTCP from the local address src (the zero Addr: the one routing picks), as a
+// workload bound to one of the namespace's addresses sends.
+func sourceSeenTCPFrom(from *NS, src, dst netip.Addr, port int, timeout time.Duration) (netip.Addr, error) {
 	var line string
 	err := from.Do(func() error {
 		d := net.Dialer{Timeout: timeout}
+		if src.IsValid() {
+			d.LocalAddr = &net.TCPAddr{IP: src.AsSlice()}
+		}
 		c, err := d.Dial("tcp", netip.AddrPortFrom(dst, uint16(port)).String())
 		if err != nil {
 			return err
@@ -132,7 +141,7 @@ func sourceSeenTCP(from *NS, dst netip.Addr, port int, timeout time.Duration) (n
 		return err
 	})
 	if err != nil {
-		return netip.Addr{}, fmt.Errorf("tcp from %s to %s: %w", from.Name, dst, err)
+		return netip.Addr{}, fmt.Errorf("tcp from %s %s to %s: %w", from.Name, src, dst, err)
 	}
 	return parseSeen(line)
 }
@@ -141,16 +150,23 @@ func sourceSeenTCP(from *NS, dst netip.Addr, port int, timeout time.Duration) (n
 // the echo server saw. Each call uses a fresh socket, so a fresh source port and a new conntrack entry. The
 // datagram is resent every 200ms until a reply arrives or timeout passes.
 func sourceSeenUDP(from *NS, dst netip.Addr, port int, timeout time.Duration) (netip.Addr, error) {
-	return sourceSeenUDPFrom(from, 0, dst, port, timeout)
+	return sourceSeenUDPFrom(from, netip.AddrPort{}, dst, port, timeout)
 }
 
-// sourceSeenUDPFrom is sourceSeenUDP from source port srcPort (0: one the kernel picks).
-func sourceSeenUDPFrom(from *NS, srcPort int, dst netip.Addr, port int, timeout time.Duration) (netip.Addr, error) {
+// fromPort is source port port on the address routing picks, for sourceSeenUDPFrom.
+func fromPort(port int) netip.AddrPort { return netip.AddrPortFrom(netip.Addr{}, uint16(port)) }
+
+// sourceSeenUDPFrom is sourceSeenUDP from the local address and port src (each zero when unset: the one
+// routing picks, one the kernel picks).
+func sourceSeenUDPFrom(from *NS, src netip.AddrPort, dst netip.Addr, port int, timeout time.Duration) (netip.Addr, error) {
 	var reply string
 	err := from.Do(func() error {
 		var laddr *net.UDPAddr
-		if srcPort != 0 {
-			laddr = &net.UDPAddr{Port: srcPort}
+		if src.Addr().IsValid() || src.Port() != 0 {
+			laddr = &net.UDPAddr{Port: int(src.Port())}
+			if src.Addr().IsValid() {
+				laddr.IP = src.Addr().AsSlice()
+			}
 		}
 		c, err := net.DialUDP("udp", laddr, net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, uint16(port))))
 		if err != nil {
@@ -180,7 +196,7 @@ func sourceSeenUDPFrom(from *NS, srcPort int, dst netip.Addr, port int, timeout 
 		}
 	})
 	if err != nil {
-		return netip.Addr{}, fmt.Errorf("udp from %s to %s: %w", from.Name, dst, err)
+		return netip.Addr{}, fmt.Errorf("udp from %s %s to %s: %w", from.Name, src, dst, err)
 	}
 	return parseSeen(reply)
 }

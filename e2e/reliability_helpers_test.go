@@ -381,7 +381,7 @@ func (p *faultProbes) check(t *testing.T, when string, cases []expect) {
 			if proto == "tcp" {
 				got, err = sourceSeenTCP(p.lab.Pod, c.dst, ports.tcp, probeTimeout)
 			} else {
-				got, err = sourceSeenUDPFrom(p.lab.Pod, p.port(t), c.dst, ports.udp, probeTimeout)
+				got, err = sourceSeenUDPFrom(p.lab.Pod, fromPort(p.port(t)), c.dst, ports.udp, probeTimeout)
 			}
 			p.sent++
 			switch {
@@ -420,7 +420,7 @@ func (p *faultProbes) during(t *testing.T, when string, dst, want netip.Addr, fn
 		pace := time.NewTicker(probeEvery) // pacing the traffic, not waiting for a condition
 		defer pace.Stop()
 		for {
-			got, err := sourceSeenUDPFrom(p.lab.Pod, p.port(t), dst, ports.udp, probeTimeout)
+			got, err := sourceSeenUDPFrom(p.lab.Pod, fromPort(p.port(t)), dst, ports.udp, probeTimeout)
 			n.sent++
 			switch {
 			case err != nil:
