@@ -49,14 +49,7 @@ const kubeDeadline = 10 * time.Second
 // plane and one masqd, and the test stops at the first failing step.
 func TestKube(t *testing.T) {
 	testenv.RequireKernel(t)
-	bins := kubeTools(t)
-	lab := newLab(t, labOptions{})
-	cp := startControlPlane(t, lab.Node, bins, lab.NodeIP.String())
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("control plane logs:\n%s", cp.Logs())
-		}
-	})
+	lab, cp := kubeLab(t)
 	k := &kubeTest{lab: lab, cp: cp, cms: cp.Admin.CoreV1().ConfigMaps(cmNamespace)}
 	steps := []struct {
 		name string

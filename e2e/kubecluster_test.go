@@ -391,3 +391,33 @@ func (d *daemon) stop(sig syscall.Signal) {
 		d.t.Errorf("%s did not exit within 15s of %s; killed", d.name, sig)
 	}
 }
+
+// kubeLab is a lab whose node namespace runs a real kube-apiserver and etcd (kubeTools builds them the first
+// time); the control plane's logs are shown when the test fails.
+func kubeLab(t *testing.T) (*Lab, *controlPlane) {
+	t.Helper()
+	bins := kubeTools(t)
+	lab := newLab(t, labOptions{})
+	cp := startControlPlane(t, lab.Node, bins, lab.NodeIP.String())
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("control plane logs:\n%s", cp.Logs())
+		}
+	})
+	return lab, cp
+}
+
+// deployRBAC applies the RBAC of deploy/kubernetes (as kubectl kustomize renders it) and returns the token of
+// masqd's service account.
+func deployRBAC(t *testing.T, cp *controlPlane) string {
+	t.Helper()
+	base, err := filepath.Abs("../deploy/kubernetes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cp.Kubectl("kustomize", base)
+	if err != nil {
+		t.Fatalf("kubectl kustomize: %v", err)
+	}
+	return applyRBAC(t, cp, decodeManifests(t, out))
+}

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -32,24 +31,9 @@ type kubeFault struct {
 func startKubeFault(t *testing.T, cfg string) *kubeFault {
 	t.Helper()
 	testenv.RequireKernel(t)
-	bins := kubeTools(t)
 	t.Setenv("NODE_NAME", "e2e-node")
-	lab := newLab(t, labOptions{})
-	cp := startControlPlane(t, lab.Node, bins, lab.NodeIP.String())
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("control plane logs:\n%s", cp.Logs())
-		}
-	})
-	base, err := filepath.Abs("../deploy/kubernetes")
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cp.Kubectl("kustomize", base)
-	if err != nil {
-		t.Fatalf("kubectl kustomize: %v", err)
-	}
-	token := applyRBAC(t, cp, decodeManifests(t, out))
+	lab, cp := kubeLab(t)
+	token := deployRBAC(t, cp)
 	k := &kubeFault{lab: lab, cp: cp, cms: cp.Admin.CoreV1().ConfigMaps(cmNamespace), probes: &faultProbes{lab: lab}}
 	k.create(t, cfg)
 	// The file holds something else: the kernel shows which source masqd applies.

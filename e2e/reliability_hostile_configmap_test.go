@@ -8,7 +8,6 @@ import (
 	"maps"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -38,26 +37,11 @@ const hostileEventsChecked = 5
 // healthy and ready, and its peak RSS under the DaemonSet's memory limit.
 func TestReliabilityHostileConfigMap(t *testing.T) {
 	testenv.RequireKernel(t)
-	bins := kubeTools(t)
 	memLimit := daemonSetGOMEMLIMIT(t)
 	t.Setenv("GOMEMLIMIT", memLimit) // as the DaemonSet sets it; the agent inherits the environment
 	t.Setenv("NODE_NAME", "e2e-node")
-	lab := newLab(t, labOptions{})
-	cp := startControlPlane(t, lab.Node, bins, lab.NodeIP.String())
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("control plane logs:\n%s", cp.Logs())
-		}
-	})
-	base, err := filepath.Abs("../deploy/kubernetes")
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cp.Kubectl("kustomize", base)
-	if err != nil {
-		t.Fatalf("kubectl kustomize: %v", err)
-	}
-	token := applyRBAC(t, cp, decodeManifests(t, out))
+	lab, cp := kubeLab(t)
+	token := deployRBAC(t, cp)
 
 	ctx := context.Background()
 	// Protobuf, as masqd itself speaks: a string's bytes travel as they are, invalid UTF-8 included.
