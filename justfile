@@ -22,6 +22,7 @@ bench:
 	go test ./e2e -run '^$' -bench '^BenchmarkEditToKernel$' -benchtime 1000x -count 1 | tee bench/edit.txt
 	go test ./e2e -run '^$' -bench '^BenchmarkKubeEditToKernel$' -benchtime 200x -count 1 | tee bench/kube-edit.txt
 	go test ./e2e -run '^$' -bench 'AgentCost' -benchtime 1x -count 1 | tee bench/agent.txt
+	go test ./config -run '^$' -bench Parse -benchmem -count 1 | tee bench/config.txt
 	go run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da -col /impl bench/e2e.txt | tee bench/benchstat.txt
 
 # The whole path as users meet it (root): masqd's processes on a directory of four files holding 100,000
