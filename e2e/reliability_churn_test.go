@@ -296,7 +296,7 @@ func TestReliabilityChurn(t *testing.T) {
 		cfgs = append(cfgs, flipConfigs[(i+1)%len(flipConfigs)])
 	}
 	// The last churn config and the first flip config agree on both classes, so the phases join cleanly.
-	res := runChurn(t, cfgs, edits, time.Millisecond)
+	res := runChurn(t, cfgs, edits, time.Millisecond, "")
 	var b strings.Builder
 	fmt.Fprintf(&b, "The running agent (`masqd --config=FILE`, file replaced by rename) was reconfigured %d times by configs that move other prefixes (masqd updates set elements in place), then %d times by configs that flip a destination's class. Each edit waited for masqd's commit before the next. Meanwhile the pod sent UDP datagrams to each destination (one per tick of a 1 ms ticker), each from a never-used source port (a new conntrack flow, so classified by the ruleset in force); a listener per destination in the outside namespace recorded the source address of every datagram.\n\n", edits, flips)
 	res.table(&b, fmt.Sprintf("%d edits of other prefixes", edits), fmt.Sprintf("%d class flips", flips))
@@ -312,11 +312,31 @@ func TestReliabilityChurnRebuild(t *testing.T) {
 	testenv.RequireKernel(t)
 	edits := soakSize(500, 5000)
 	// Four datagrams per millisecond to each destination: the window is short, and more flows cross it.
-	res := runChurn(t, churnConfigs(edits, true), edits, 250*time.Microsecond)
+	res := runChurn(t, churnConfigs(edits, true), edits, 250*time.Microsecond, "")
 	var b strings.Builder
 	fmt.Fprintf(&b, "The same agent and traffic (one datagram per tick of a 250 µs ticker to each destination), reconfigured %d times by configs that turn IPv6 on and off, so that every edit changes the table's shape and masqd rebuilds it: a new set, when there is one, with its elements first, then the rules (%d commits changed rules).\n\n", edits, res.rebuilds)
 	res.table(&b, fmt.Sprintf("%d rebuilds", edits), "")
 	reportFigures(t, "churn-rebuild", b.String())
+}
+
+// TestReliabilityChurnLarge is the churn test at the scale users run: 100,000 IPv4 prefixes stay in force (a
+// second file of the config directory holds them, as on a bare VM), so every edit is an element update of a
+// set of 100,000 intervals, and the agent merges and compiles 100,000 prefixes each time. 300 edits (3,000
+// with MASQD_SOAK=1) under traffic: not one datagram may leave with the wrong source.
+func TestReliabilityChurnLarge(t *testing.T) {
+	testenv.RequireKernel(t)
+	edits := soakSize(300, 3000)
+	v4, _ := wholePathPrefixes(100_000, 0)
+	var bg strings.Builder
+	bg.WriteString("cidrLimit: 1000000\nnonMasqueradeCIDRs:\n")
+	for _, p := range v4 {
+		fmt.Fprintf(&bg, "  - %s\n", p)
+	}
+	res := runChurn(t, churnConfigs(edits, false), edits, time.Millisecond, bg.String())
+	var b strings.Builder
+	fmt.Fprintf(&b, "The same agent and traffic, its config a directory of two files: one holding 100,000 IPv4 /25s that stay, the other reconfigured %d times as in the churn test above (masqd merges the two, compiles 100,000 prefixes and updates the elements of a 100,000-interval set in place at each edit).\n\n", edits)
+	res.table(&b, fmt.Sprintf("%d edits beside 100,000 prefixes", edits), "")
+	reportFigures(t, "churn-large", b.String())
 }
 
 // churnTally counts the datagrams of one phase to one destination.
@@ -352,16 +372,22 @@ func (r churnResult) table(b *strings.Builder, churnPhase, flipPhase string) {
 
 // runChurn runs the agent in a lab on cfgs[0], sends traffic every interval, applies cfgs[1:] one after the
 // other (each waiting for masqd's commit), and judges every datagram; the configs after the first edits are
-// the flip phase.
-func runChurn(t *testing.T, cfgs []churnConfig, edits int, interval time.Duration) churnResult {
+// the flip phase. A background config, when not "", stays in force beside them: the agent then reads a
+// directory of two files, the background and the edited one.
+func runChurn(t *testing.T, cfgs []churnConfig, edits int, interval time.Duration, background string) churnResult {
 	t.Helper()
 	testenv.RequireCommand(t, "conntrack", "conntrack")
 	lab := newLab(t, labOptions{})
 	keepUDPFlows(t, lab.Node)
-	path := filepath.Join(t.TempDir(), "ip-masq-agent")
+	dir := t.TempDir()
+	path, configArg := filepath.Join(dir, "ip-masq-agent"), filepath.Join(dir, "ip-masq-agent")
+	if background != "" {
+		replaceAtomically(t, filepath.Join(dir, "ip-masq-agent-background"), []byte(background))
+		configArg = dir
+	}
 	replaceAtomically(t, path, []byte(cfgs[0].text))
 	w := watchCommits(t, lab.Node)
-	startAgent(t, lab.Node, 9745, "--config="+path, "--log-level=info")
+	startAgent(t, lab.Node, 9745, "--config="+configArg, "--log-level=info")
 	c := w.next(t, "first apply", 10*time.Second)
 	for c.Process == "masqd" && c.Ops["NEWSET"] > 0 && c.Ops["NEWRULE"] == 0 {
 		c = w.next(t, "first apply, rules", 10*time.Second)

@@ -243,6 +243,10 @@ ruleset in force when it crosses the node.
 
 @churn-rebuild
 
+### The same beside 100,000 prefixes
+
+@churn-large
+
 ## 2. Crash safety
 
 @crash
