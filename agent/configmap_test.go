@@ -211,15 +211,7 @@ func TestConfigMapSource(t *testing.T) {
 	if _, _, ok, _ := s.Load(config.Options{}); ok {
 		t.Fatal("Load before Run: ok, want nothing to say")
 	}
-	changed := make(chan struct{}, 10)
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx, func() { changed <- struct{}{} }) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	changed := runSource(t, s, ctx, cancel)
 
 	// load waits for a change notification and returns the config once it has the prefixes want.
 	load := func(what string, want []string) (config.Config, error) {
@@ -376,15 +368,7 @@ func TestConfigMapDeleteGrace(t *testing.T) {
 	s.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	advance := func(d time.Duration) { mu.Lock(); defer mu.Unlock(); now = now.Add(d) }
 	s.grace = time.Hour
-	changed := make(chan struct{}, 10)
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx, func() { changed <- struct{}{} }) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	changed := runSource(t, s, ctx, cancel)
 	// load waits for notifications until Load gives the prefixes want (as text), and returns its warnings.
 	load := func(what string, want ...string) []config.Warning {
 		t.Helper()
@@ -445,4 +429,20 @@ func TestConfigMapDeleteGrace(t *testing.T) {
 	load("deleted again, within the grace", "192.0.2.0/24")
 	advance(time.Hour)
 	load("the grace passed", defaults...)
+}
+
+// runSource runs s until the test ends (cancel stops it; an error from Run fails the test) and returns the
+// channel its changed callback signals.
+func runSource(t *testing.T, s *ConfigMapSource, ctx context.Context, cancel context.CancelFunc) <-chan struct{} {
+	t.Helper()
+	changed := make(chan struct{}, 10)
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, func() { changed <- struct{}{} }) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return changed
 }
