@@ -26,14 +26,22 @@ func ParseMetrics(body []byte) (Metrics, error) {
 // for a gauge, a counter or an untyped sample.
 func (m Metrics) Value(name string, labels ...string) (float64, bool) {
 	for _, s := range m.Samples(name, labels...) {
-		switch {
-		case s.Gauge != nil:
-			return s.Gauge.GetValue(), true
-		case s.Counter != nil:
-			return s.Counter.GetValue(), true
-		case s.Untyped != nil:
-			return s.Untyped.GetValue(), true
+		if v, ok := sampleValue(s); ok {
+			return v, true
 		}
+	}
+	return 0, false
+}
+
+// sampleValue is one sample's value, whatever its metric type.
+func sampleValue(s *dto.Metric) (float64, bool) {
+	switch {
+	case s.Gauge != nil:
+		return s.Gauge.GetValue(), true
+	case s.Counter != nil:
+		return s.Counter.GetValue(), true
+	case s.Untyped != nil:
+		return s.Untyped.GetValue(), true
 	}
 	return 0, false
 }

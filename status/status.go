@@ -327,9 +327,12 @@ func askAgent(addr string, h Host) *Agent {
 		valid := v == 1
 		a.ConfigValid = &valid
 	}
-	for _, s := range m.Samples("masqd_config_state") {
+	for _, s := range m.Samples("masqd_config_state") { // the state whose gauge is 1
+		if v, _ := sampleValue(s); v != 1 {
+			continue
+		}
 		for _, l := range s.Label {
-			if v, _ := m.Value("masqd_config_state", "state", l.GetValue()); l.GetName() == "state" && v == 1 {
+			if l.GetName() == "state" {
 				a.ConfigState = l.GetValue()
 			}
 		}
