@@ -6,36 +6,16 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/masqd/masqd/internal/testenv"
 )
-
-// sourceSeenFrom sends proto ("tcp" or "udp") from inside ns, from the local address src, to dst's echo
-// server on port, and returns the source address the server saw.
-func sourceSeenFrom(ns *NS, proto string, src, dst netip.Addr, port int, timeout time.Duration) (netip.Addr, error) {
-	if proto == "tcp" {
-		return sourceSeenTCPFrom(ns, src, dst, port, timeout)
-	}
-	return sourceSeenUDPFrom(ns, netip.AddrPortFrom(src, 0), dst, port, timeout)
-}
 
 // checkSourcesFrom sends TCP and UDP from the node's address src (a host-network workload bound to it) to
 // dst in the outside namespace, and fails t unless the outside saw want.
 func checkSourcesFrom(t *testing.T, lab *Lab, src, dst, want netip.Addr) {
 	t.Helper()
 	for _, proto := range []string{"tcp", "udp"} {
-		port := lab.outsideEcho.tcp
-		if proto == "udp" {
-			port = lab.outsideEcho.udp
-		}
-		got, err := sourceSeenFrom(lab.Node, proto, src, dst, port, probeTimeout)
-		switch {
-		case err != nil:
-			t.Errorf("%v", err)
-		case got != want:
-			t.Errorf("%s from the node's %s to %s: outside saw %s, want %s", proto, src, dst, got, want)
-		}
+		assertSourceFrom(t, lab, lab.Node, src, proto, dst, want)
 	}
 }
 

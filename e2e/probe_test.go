@@ -218,6 +218,13 @@ func isTimeout(err error) bool {
 // server there (the node's for node addresses, the outside's otherwise) saw the source address want.
 func assertSource(t *testing.T, lab *Lab, proto string, dst, want netip.Addr) {
 	t.Helper()
+	assertSourceFrom(t, lab, lab.Pod, netip.Addr{}, proto, dst, want)
+}
+
+// assertSourceFrom is assertSource sent from the namespace from, bound to its local address src (the zero
+// Addr: the one routing picks), as a workload bound to one of its addresses sends.
+func assertSourceFrom(t *testing.T, lab *Lab, from *NS, src netip.Addr, proto string, dst, want netip.Addr) {
+	t.Helper()
 	ns, ports := lab.echoFor(dst)
 	where := "outside"
 	if ns == lab.Node {
@@ -229,17 +236,17 @@ func assertSource(t *testing.T, lab *Lab, proto string, dst, want netip.Addr) {
 	)
 	switch proto {
 	case "tcp":
-		got, err = sourceSeenTCP(lab.Pod, dst, ports.tcp, probeTimeout)
+		got, err = sourceSeenTCPFrom(from, src, dst, ports.tcp, probeTimeout)
 	case "udp":
-		got, err = sourceSeenUDP(lab.Pod, dst, ports.udp, probeTimeout)
+		got, err = sourceSeenUDPFrom(from, netip.AddrPortFrom(src, 0), dst, ports.udp, probeTimeout)
 	default:
 		t.Fatalf("assertSource: proto %q, want tcp or udp", proto)
 	}
 	if err != nil {
-		t.Errorf("%s to %s: %v", proto, dst, err)
+		t.Errorf("%s from %s %s to %s: %v", proto, from.Name, src, dst, err)
 		return
 	}
 	if got != want {
-		t.Errorf("%s to %s: %s saw %s, want %s", proto, dst, where, got, want)
+		t.Errorf("%s from %s %s to %s: %s saw %s, want %s", proto, from.Name, src, dst, where, got, want)
 	}
 }
