@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -45,6 +47,9 @@ type Settings struct {
 	Notify *Notifier
 	// Source, when set, supplies the config instead of the file whenever it has one (the Kubernetes API).
 	Source ConfigSource
+	// Node, when set, gives this node's pod ranges (--node-name): after every reconcile the agent warns
+	// (log, masqd_node_pod_cidr_masqueraded, Node.Report) when the ruleset masquerades traffic to them.
+	Node NodeSource
 	// After is the clock the kernel watch waits on before it subscribes again (the retry backoff); nil means
 	// time.After. Tests set it to see the delays without waiting them.
 	After func(time.Duration) <-chan time.Time
@@ -81,6 +86,7 @@ type Agent struct {
 	everApplied bool
 	migrated    bool
 	desiredHash string        // ConfigHash of desired.Ruleset
+	nodeCheck   string        // the node's pod ranges and the masqueraded ones, as last logged
 	loader      config.Loader // parses only the config files that changed
 
 	ready atomic.Bool // the kernel holds desired, as of the last apply or check
@@ -156,6 +162,7 @@ const (
 	reasonCommit    reason = "commit"    // a commit by another process may have touched the rules
 	reasonDrift     reason = "drift"     // another process changed masqd's table
 	reasonMonitor   reason = "monitor"   // the kernel watch failed: notifications may have been lost
+	reasonNode      reason = "node"      // this node's pod ranges changed (--node-name)
 )
 
 // ConfigState is what the agent runs on, as the label of masqd_config_state says it.
@@ -210,6 +217,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	g.Go(func() error { return a.watchFile(ctx) })
 	if a.s.Source != nil {
 		g.Go(func() error { return a.s.Source.Run(ctx, func() { a.kick(reasonConfigMap) }) })
+	}
+	if a.s.Node != nil {
+		g.Go(func() error { return a.s.Node.Run(ctx, func() { a.kick(reasonNode) }) })
 	}
 	if w, ok := a.s.Backend.(Watcher); ok {
 		g.Go(func() error { return a.watchKernel(ctx, w) })
@@ -303,6 +313,7 @@ func (a *Agent) reconcile(why reason) bool {
 	if a.desired == nil {
 		return true // nothing valid to apply yet; the kernel is left as it is
 	}
+	a.checkNode()
 	// At a resync the backend compares what it cheaply can: the nftables backend, the ruleset generation
 	// (any commit the monitor did not account for makes it rewrite the sets whole); the iptables backend
 	// reads its chain. A failed monitor has made it Forget already.
@@ -519,4 +530,48 @@ func (a *Agent) watchKernel(ctx context.Context, w Watcher) error {
 		case <-after(delay):
 		}
 	}
+}
+
+// checkNode warns when the desired ruleset masquerades traffic to this node's own pod ranges (--node-name):
+// pods on other nodes, under the same config, would reach this node's pods with their node's address. It
+// logs once per change of the node's ranges or of the verdict, sets masqd_node_pod_cidr_masqueraded, and
+// tells the NodeSource (which records an Event). It changes nothing in the kernel.
+func (a *Agent) checkNode() {
+	if a.s.Node == nil {
+		return
+	}
+	pods, ok := a.s.Node.PodCIDRs()
+	if !ok {
+		return // not read yet, or the node is absent: nothing to say
+	}
+	masq := a.desired.Ruleset.MasqueradedPodCIDRs(pods)
+	ranges := map[netip.Prefix]string{}
+	for _, p := range masq {
+		ivs := a.desired.Ruleset.MasqueradedWithin(p)
+		parts := make([]string, len(ivs))
+		for i, iv := range ivs {
+			parts[i] = iv.String()
+		}
+		ranges[p] = strings.Join(parts, ", ")
+	}
+	a.s.Metrics.SetNodePodCIDRs(pods, masq)
+	a.s.Node.Report(masq, ranges)
+	key := fmt.Sprint(pods, masq)
+	if key == a.nodeCheck {
+		return
+	}
+	a.nodeCheck = key
+	if len(masq) > 0 {
+		a.s.Log.Warn(PodCIDRMessage(a.nodeName(), masq, ranges), "pod_cidrs", fmt.Sprint(pods), "masqueraded", fmt.Sprint(masq))
+		return
+	}
+	a.s.Log.Info("this node's pod ranges are kept non-masquerade", "pod_cidrs", fmt.Sprint(pods))
+}
+
+// nodeName names this node in logs, as the NodeSource knows it.
+func (a *Agent) nodeName() string {
+	if n, ok := a.s.Node.(interface{ Name() string }); ok {
+		return n.Name()
+	}
+	return "this node"
 }

@@ -96,3 +96,21 @@ func (c *KubeClient) PatchEvent(ctx context.Context, namespace, name string, pat
 	return c.rest.Patch(types.MergePatchType).Namespace(namespace).Resource("events").Name(name).Body(patch).
 		Do(ctx).Error()
 }
+
+func (c *KubeClient) ListNodes(ctx context.Context, opts metav1.ListOptions) (*corev1.NodeList, error) {
+	list := &corev1.NodeList{}
+	err := c.rest.Get().Resource("nodes").VersionedParams(&opts, c.params).Do(ctx).Into(list)
+	return list, err
+}
+
+func (c *KubeClient) WatchNodes(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+	opts.Watch = true
+	return c.rest.Get().Resource("nodes").VersionedParams(&opts, c.params).Watch(ctx)
+}
+
+// GetNode reads one Node (masqd check --node).
+func (c *KubeClient) GetNode(ctx context.Context, name string) (*corev1.Node, error) {
+	n := &corev1.Node{}
+	err := c.rest.Get().Resource("nodes").Name(name).Do(ctx).Into(n)
+	return n, err
+}

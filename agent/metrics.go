@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"net/netip"
+	"slices"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,9 +42,14 @@ type Metrics struct {
 	// BuildInfo is set by the caller; its labels are version, revision, modified, goversion and backend, in
 	// that order.
 	BuildInfo *prometheus.GaugeVec
+	// NodePodCIDRMasqueraded has one series per pod range of this node (--node-name): 1 when the config
+	// masquerades traffic to some of it, 0 when it keeps all of it non-masquerade. No series without
+	// --node-name.
+	NodePodCIDRMasqueraded *prometheus.GaugeVec
 
-	ipv6        atomic.Bool // the desired ruleset has IPv6: the counters have an ipv6 series
-	appliedHash string      // ConfigInfo's label
+	ipv6        atomic.Bool    // the desired ruleset has IPv6: the counters have an ipv6 series
+	appliedHash string         // ConfigInfo's label
+	nodePods    []netip.Prefix // NodePodCIDRMasqueraded's labels
 }
 
 // Counters reads the masquerade rules' counters: a Backend, or an *nft.Conn.
@@ -91,13 +98,16 @@ func NewMetrics(reg prometheus.Registerer, c Counters) *Metrics {
 		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "masqd_build_info", Help: "Always 1; the labels say which build of masqd runs and the backend in use.",
 		}, []string{"version", "revision", "modified", "goversion", "backend"}),
+		NodePodCIDRMasqueraded: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "masqd_node_pod_cidr_masqueraded", Help: "One series per pod range of this node (--node-name, the Node's spec.podCIDRs): 1 when the config masquerades traffic to some of it (pods on other nodes reach its pods with their node's address), 0 when it is kept non-masquerade.",
+		}, []string{"cidr"}),
 	}
 	m.CIDRs.WithLabelValues("nonMasqueradeCIDRs")
 	m.CIDRs.WithLabelValues("masqueradeCIDRs")
 	m.CIDRs.WithLabelValues("clusterCIDRs")
 	m.CIDRs.WithLabelValues("masqueradeSourceCIDRs")
 	reg.MustRegister(m.Syncs, m.SyncDuration, m.LastSuccess, m.ConfigValid, m.ConfigState, m.Ready, m.ConfigReloads, m.DriftRepairs,
-		m.Intervals, m.CIDRs, m.ConfigInfo, m.BuildInfo, newCounterCollector(c, &m.ipv6))
+		m.Intervals, m.CIDRs, m.ConfigInfo, m.BuildInfo, m.NodePodCIDRMasqueraded, newCounterCollector(c, &m.ipv6))
 	for _, r := range []string{"success", "error"} {
 		m.Syncs.WithLabelValues(r)
 	}
@@ -131,6 +141,21 @@ func (m *Metrics) SetDesired(cfg config.Config, r ruleset.Ruleset) {
 		m.Intervals.WithLabelValues("ipv6").Set(float64(len(r.NonMasq6)))
 	} else {
 		m.Intervals.DeleteLabelValues("ipv6")
+	}
+}
+
+// SetNodePodCIDRs exports the node's pod ranges pods, 1 for the masqueraded ones, 0 for the others.
+func (m *Metrics) SetNodePodCIDRs(pods, masqueraded []netip.Prefix) {
+	if !slices.Equal(pods, m.nodePods) { // the series of ranges the node no longer has go
+		m.NodePodCIDRMasqueraded.Reset()
+		m.nodePods = slices.Clone(pods)
+	}
+	for _, p := range pods {
+		v := 0.0
+		if slices.Contains(masqueraded, p) {
+			v = 1
+		}
+		m.NodePodCIDRMasqueraded.WithLabelValues(p.String()).Set(v)
 	}
 }
 
