@@ -120,6 +120,10 @@ type Agent struct {
 	SyncsOK      *int64 `json:"syncsOK,omitempty"`
 	SyncsFailed  *int64 `json:"syncsFailed,omitempty"`
 	DriftRepairs *int64 `json:"driftRepairs,omitempty"`
+	// NodePodCIDRs are this node's pod ranges as the agent checks them (--node-name,
+	// masqd_node_pod_cidr_masqueraded): the ones its config keeps non-masquerade, and the ones it masquerades.
+	NodePodCIDRsKept        []string `json:"nodePodCIDRsKept,omitempty"`
+	NodePodCIDRsMasqueraded []string `json:"nodePodCIDRsMasqueraded,omitempty"`
 }
 
 // Read reads the config, the kernel and the agent, and compares them. The result is match only when the
@@ -349,6 +353,19 @@ func askAgent(addr string, h Host) *Agent {
 	a.DriftRepairs = count("masqd_drift_repairs_total")
 	a.Version = m.Label("masqd_build_info", "version")
 	a.Backend = m.Label("masqd_build_info", "backend")
+	for _, s := range m.Samples("masqd_node_pod_cidr_masqueraded") {
+		v, _ := sampleValue(s)
+		for _, l := range s.Label {
+			if l.GetName() != "cidr" {
+				continue
+			}
+			if v == 1 {
+				a.NodePodCIDRsMasqueraded = append(a.NodePodCIDRsMasqueraded, l.GetValue())
+			} else {
+				a.NodePodCIDRsKept = append(a.NodePodCIDRsKept, l.GetValue())
+			}
+		}
+	}
 	return a
 }
 

@@ -2,13 +2,17 @@ package main
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/masqd/masqd/agent"
 	"github.com/masqd/masqd/config"
 	"github.com/masqd/masqd/ruleset"
 )
@@ -39,14 +43,37 @@ flags written as keys); notes are things that work as written but read oddly. Gi
 flags (--enable-ipv6, --nomasq-all-reserved-ranges, --random-fully): they change what is valid and
 what the config does.
 
-Exit status: 0 no errors; 1 errors; 2 a file cannot be read.
+With --node NAME (the Node read from the apiserver through --kubeconfig, or the pod's ServiceAccount)
+or --node-pod-cidr CIDR (offline: the range as kubectl get node NAME -o jsonpath='{.spec.podCIDRs}'
+prints it), it also says whether the config keeps that node's pod ranges non-masquerade, as the agent
+with --node-name does: a masqueraded one is a warning, since pods on other nodes would reach the
+node's pods with their node's address.
+
+Exit status: 0 no errors (and, with --node or --node-pod-cidr, no pod range masqueraded); 1 errors,
+or a pod range masqueraded; 2 a file or the Node cannot be read.
 
 Flags:
 `
 
 // checkMain is `masqd check`.
 func checkMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	var (
+		nodeName, kubeconfig string
+		podCIDRs             []netip.Prefix
+	)
 	c := newCommand("masqd check", checkUsage)
+	c.fs.StringVar(&nodeName, "node", "", "also check that the config keeps this Node's spec.podCIDRs non-masquerade (reads the Node `name`d from the apiserver)")
+	c.fs.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig `file` for --node; default: the pod's ServiceAccount")
+	c.fs.Func("node-pod-cidr", "also check that the config keeps these pod `CIDRs` (a node's spec.podCIDRs) non-masquerade, offline; repeatable or separated by commas", func(v string) error {
+		for _, f := range strings.Split(v, ",") {
+			p, err := netip.ParsePrefix(strings.TrimSpace(f))
+			if err != nil {
+				return fmt.Errorf("%w (a prefix such as 10.244.1.0/24)", err)
+			}
+			podCIDRs = append(podCIDRs, p.Masked())
+		}
+		return nil
+	})
 	files, code, ok := c.parse(args, stdout, stderr)
 	if !ok {
 		return code
@@ -54,6 +81,16 @@ func checkMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(files) == 0 {
 		files = []string{c.path}
 	}
+	node := "--node-pod-cidr"
+	if nodeName != "" {
+		pods, err := readNodePodCIDRs(nodeName, kubeconfig)
+		if err != nil {
+			fmt.Fprintf(stderr, "masqd check: --node: %v\n", err)
+			return 2
+		}
+		node, podCIDRs = "node "+nodeName, append(podCIDRs, pods...)
+	}
+	check := nodeName != "" || len(podCIDRs) > 0
 	for i, file := range files {
 		if i > 0 {
 			fmt.Fprintln(stdout)
@@ -69,12 +106,76 @@ func checkMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			name = stdinName
 		}
 		res := config.Check(data, c.cfg)
-		writeCheck(stdout, res, name, c.nft)
+		var kept []string
+		if check && checkPodCIDRs(res, node, podCIDRs, c.nft, &kept) && code == 0 {
+			code = 1
+		}
+		writeCheck(stdout, res, name, c.nft, kept...)
 		if res.Count(config.SevError) > 0 && code == 0 {
 			code = 1
 		}
 	}
 	return code
+}
+
+// readNodePodCIDRs reads the Node name's pod ranges from the apiserver.
+func readNodePodCIDRs(name, kubeconfig string) ([]netip.Prefix, error) {
+	client, err := agent.NewKubeClient(kubeconfig, "masqd-check/"+currentBuild().Version)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n, err := client.GetNode(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("node %s: %w", name, err)
+	}
+	return agent.ParsePodCIDRs(n)
+}
+
+// checkPodCIDRs adds to res a warning for each pod range of pods that a config of res masquerades (node names
+// whose they are), and appends to kept a line for each range kept. It returns whether one is masqueraded.
+// A file with errors has no config to ask.
+func checkPodCIDRs(res *config.CheckResult, node string, pods []netip.Prefix, nftOpts ruleset.Options, kept *[]string) (masqueraded bool) {
+	if res.Count(config.SevError) > 0 {
+		return false
+	}
+	if len(pods) == 0 {
+		*kept = append(*kept, node+": no pod ranges (spec.podCIDRs is empty): nothing to check")
+		return false
+	}
+	for _, cfg := range res.Configs {
+		r := ruleset.Compile(cfg, nftOpts)
+		var ok []string
+		for _, p := range pods {
+			ivs := r.MasqueradedWithin(p)
+			if len(ivs) == 0 {
+				ok = append(ok, p.String())
+				continue
+			}
+			masqueraded = true
+			res.Findings = append(res.Findings, config.Finding{Severity: config.SevWarning,
+				Msg: fmt.Sprintf("%s: pod range %s is masqueraded%s: pods on other nodes would reach its pods with their node's address",
+					node, p, partly(p, ivs)),
+				Fix: "add it to nonMasqueradeCIDRs or clusterCIDRs, or pass it with --cluster-cidr"})
+		}
+		if len(ok) > 0 {
+			*kept = append(*kept, fmt.Sprintf("%s: pod ranges kept non-masquerade: %s", node, strings.Join(ok, ", ")))
+		}
+	}
+	return masqueraded
+}
+
+// partly says which part of p the intervals ivs are: "" for all of it.
+func partly(p netip.Prefix, ivs []ruleset.Interval) string {
+	if len(ivs) == 1 && ivs[0] == ruleset.PrefixInterval(p) {
+		return ""
+	}
+	parts := make([]string, len(ivs))
+	for i, iv := range ivs {
+		parts[i] = iv.String()
+	}
+	return " (" + strings.Join(parts, ", ") + " of it)"
 }
 
 // stdinName names the standard input in findings (masqd check -).
@@ -102,7 +203,8 @@ func readCheckFile(file string, stdin io.Reader) ([]byte, error) {
 }
 
 // writeCheck prints the findings in line order, a summary, and what the config would do.
-func writeCheck(w io.Writer, r *config.CheckResult, file string, nftOpts ruleset.Options) {
+// after are lines printed after the summary, before what the config does.
+func writeCheck(w io.Writer, r *config.CheckResult, file string, nftOpts ruleset.Options, after ...string) {
 	slices.SortStableFunc(r.Findings, func(a, b config.Finding) int { return cmp.Compare(a.Line, b.Line) })
 	for _, f := range r.Findings {
 		s := fmt.Sprintf("%s: %s: %s", config.Source{File: file, Line: f.Line}.Location(), f.Severity, f.Msg)
@@ -124,6 +226,9 @@ func writeCheck(w io.Writer, r *config.CheckResult, file string, nftOpts ruleset
 	}
 	errs := r.Count(config.SevError)
 	fmt.Fprintf(w, "%s: %s, %s, %s\n", file, plural(errs, "error"), plural(r.Count(config.SevWarning), "warning"), plural(r.Count(config.SevNote), "note"))
+	for _, a := range after {
+		fmt.Fprintf(w, "%s: %s\n", file, a)
+	}
 	if errs > 0 {
 		fmt.Fprintln(w, "Not applied as it is: fix the errors, then check again.")
 		return

@@ -12,10 +12,10 @@ const (
 	complCommands     = "explain status check help completion"
 	complShells       = "bash zsh fish"
 	complConfigFlags  = "--config --nomasq-all-reserved-ranges --enable-ipv6 --random-fully --to-ports --cluster-cidr"
-	complRootFlags    = complConfigFlags + " --masq-chain --mode --migrate-from-chain --v --logtostderr --dry-run --once --cleanup --version --http-address --configmap --kubeconfig --log-level --log-format"
+	complRootFlags    = complConfigFlags + " --masq-chain --mode --migrate-from-chain --v --logtostderr --dry-run --once --cleanup --version --http-address --configmap --kubeconfig --log-level --log-format --node-name"
 	complExplainFlags = complConfigFlags + " --kernel --output"
 	complStatusFlags  = complConfigFlags + " --output --masq-chain --http-address"
-	complCheckFlags   = complConfigFlags
+	complCheckFlags   = complConfigFlags + " --node --node-pod-cidr --kubeconfig"
 )
 
 const completionUsage = `Usage: masqd completion bash|zsh|fish
@@ -60,7 +60,7 @@ const bashValueCases = `	--config | --kubeconfig) COMPREPLY=($(compgen -f -- "$c
 	--log-level) COMPREPLY=($(compgen -W "debug info warn error" -- "$cur")); return ;;
 	--log-format) COMPREPLY=($(compgen -W "auto text json" -- "$cur")); return ;;
 	--output) COMPREPLY=($(compgen -W "text json" -- "$cur")); return ;;
-	--to-ports | --cluster-cidr | --masq-chain | --migrate-from-chain | --http-address | --configmap | --v) return ;;
+	--to-ports | --cluster-cidr | --masq-chain | --migrate-from-chain | --http-address | --configmap | --v | --node-name | --node | --node-pod-cidr) return ;;
 `
 
 const bashCompletion = `# bash completion for masqd: source <(masqd completion bash)
@@ -106,7 +106,7 @@ _masqd() {
 	--log-level) compadd -- debug info warn error; return ;;
 	--log-format) compadd -- auto text json; return ;;
 	--output) compadd -- text json; return ;;
-	--to-ports|--cluster-cidr|--masq-chain|--migrate-from-chain|--http-address|--configmap|--v) return ;;
+	--to-ports|--cluster-cidr|--masq-chain|--migrate-from-chain|--http-address|--configmap|--v|--node-name|--node|--node-pod-cidr) return ;;
 	esac
 	case $cmd in
 	'') if [[ $PREFIX == -* ]]; then compadd -- ` + complRootFlags + `; else compadd -- ` + complCommands + `; fi ;;
@@ -138,6 +138,7 @@ func fishCompletion() string {
 		"mode": "-x -a 'auto nftables iptables'", "log-level": "-x -a 'debug info warn error'",
 		"log-format": "-x -a 'auto text json'", "output": "-x -a 'text json'",
 		"to-ports": "-x", "cluster-cidr": "-x", "masq-chain": "-x", "migrate-from-chain": "-x", "http-address": "-x", "configmap": "-x", "v": "-x",
+		"node-name": "-x", "node": "-x", "node-pod-cidr": "-x",
 	}
 	for _, c := range []struct{ cond, flags string }{
 		{"__fish_use_subcommand", complRootFlags},

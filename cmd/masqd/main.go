@@ -16,6 +16,7 @@ import (
 	"syscall"
 
 	"github.com/lmittmann/tint"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/masqd/masqd/agent"
 	"github.com/masqd/masqd/config"
@@ -41,6 +42,7 @@ type options struct {
 	logFormat   string
 	configMaps  configMapFlag
 	kubeconfig  string
+	nodeName    string // --node-name: this node, whose pod ranges the agent checks
 }
 
 // configMapFlag is the repeatable --configmap. The first use replaces the default; an empty value turns the
@@ -186,6 +188,7 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	o.configMaps.refs = []agent.ConfigMapRef{agent.DefaultConfigMap()}
 	fs.Var(&o.configMaps, "configmap", "`NAMESPACE/NAME` of a ConfigMap to watch in agent mode; repeat to merge several in order; empty for none. The source is on in a pod or with --kubeconfig")
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig `file` for the ConfigMap watch; default: the pod's ServiceAccount")
+	fs.StringVar(&o.nodeName, "node-name", "", "this node's `name` (in a DaemonSet: $(NODE_NAME) from the downward API's spec.nodeName): warn when the config masquerades traffic to the Node's spec.podCIDRs; needs get, list and watch on nodes")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "auto", "log `format`: auto (text on a terminal, JSON otherwise), text or json")
 	if err := fs.Parse(args); err != nil {
@@ -223,6 +226,11 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	}
 	if modes > 1 {
 		return o, errors.New("--dry-run, --once and --cleanup are exclusive: pick one")
+	}
+	if o.nodeName != "" {
+		if errs := validation.IsDNS1123Subdomain(o.nodeName); len(errs) > 0 {
+			return o, fmt.Errorf("--node-name=%q: %s", o.nodeName, strings.Join(errs, "; "))
+		}
 	}
 	return o, nil
 }

@@ -172,3 +172,16 @@ func TestDryRunMasqueradeSources(t *testing.T) {
 		t.Errorf("--dry-run --mode=iptables: exit %d, stdout %q, stderr %q; want 1, nothing, the refusal", code, out, errOut)
 	}
 }
+
+// TestNodeNameFlag: --node-name takes a Node's name (a DNS subdomain) and refuses anything else before
+// reaching any API; --dry-run ignores it.
+func TestNodeNameFlag(t *testing.T) {
+	absent := "--config=" + filepath.Join(t.TempDir(), "absent")
+	if code, _, errOut := runArgs(t, absent, "--dry-run", "--node-name=node-1.example"); code != 0 {
+		t.Errorf("--node-name=node-1.example --dry-run: exit %d, stderr %q", code, errOut)
+	}
+	code, out, errOut := runArgs(t, absent, "--dry-run", "--node-name=Node_1")
+	if code != 2 || out != "" || !strings.Contains(errOut, `--node-name="Node_1"`) {
+		t.Errorf("--node-name=Node_1: exit %d, stdout %q, stderr %q; want 2 naming the flag", code, out, errOut)
+	}
+}

@@ -86,6 +86,10 @@ func runAgent(ctx context.Context, opts options, backend agent.Backend, migrate 
 	if err != nil {
 		return err
 	}
+	node, err := newNodeWatch(opts, log)
+	if err != nil {
+		return err
+	}
 	return agent.New(agent.Settings{
 		ConfigPath:    opts.configPath,
 		ConfigOptions: opts.cfg,
@@ -99,6 +103,7 @@ func runAgent(ctx context.Context, opts options, backend agent.Backend, migrate 
 		Reload:        reload,
 		Notify:        agent.NotifierFromEnv(),
 		Source:        source,
+		Node:          node,
 	}).Run(ctx)
 }
 
@@ -128,4 +133,24 @@ func newConfigMapSource(opts options, log *slog.Logger) (agent.ConfigSource, err
 		return nil, fmt.Errorf("--configmap: %w", err)
 	}
 	return source, nil
+}
+
+// newNodeWatch returns the watch of this node's pod ranges, or nil without --node-name. It needs the API:
+// --kubeconfig or the pod's ServiceAccount. Its Events go to the namespace of the first --configmap (where
+// the Role lets masqd post Events), else kube-system.
+func newNodeWatch(opts options, log *slog.Logger) (agent.NodeSource, error) {
+	if opts.nodeName == "" {
+		return nil, nil
+	}
+	client, err := agent.NewKubeClient(opts.kubeconfig, "masqd/"+currentBuild().Version)
+	if err != nil {
+		return nil, fmt.Errorf("--node-name: %w", err)
+	}
+	klog.SetSlogLogger(log)
+	ns := config.ConfigMapNamespace
+	if len(opts.configMaps.refs) > 0 {
+		ns = opts.configMaps.refs[0].Namespace
+	}
+	log.Info("checking this node's pod ranges against the config", "node", opts.nodeName)
+	return agent.NewNodeWatch(client, opts.nodeName, ns, log), nil
 }

@@ -252,6 +252,17 @@ func writeAgentText(a *status.Agent, line func(label, format string, a ...any), 
 	if !a.Ready || (a.ConfigValid != nil && !*a.ConfigValid) {
 		line("", "the last error is in the agent's log (kubectl logs -n kube-system POD, or journalctl -u masqd)")
 	}
+	if len(a.NodePodCIDRsMasqueraded) > 0 {
+		line("node:", "pod ranges MASQUERADED by the agent's config: %s: pods on other nodes reach this node's pods with their node's address; "+
+			"add them to nonMasqueradeCIDRs or clusterCIDRs, or pass --cluster-cidr", strings.Join(a.NodePodCIDRsMasqueraded, ", "))
+	}
+	if len(a.NodePodCIDRsKept) > 0 {
+		label := "node:"
+		if len(a.NodePodCIDRsMasqueraded) > 0 {
+			label = ""
+		}
+		line(label, "pod ranges kept non-masquerade by the agent's config: %s", strings.Join(a.NodePodCIDRsKept, ", "))
+	}
 }
 
 // plural is "1 interval", "2 intervals".

@@ -158,6 +158,12 @@ func TestStatusGolden(t *testing.T) {
 			[]string{"--config=testdata/absent"}},
 		{"status-agent-nothing-applied", testHost(fakeKernel{}, agentNothingApplied),
 			[]string{"--config=testdata/private-endpoint-to-be.config"}},
+		// --node-name: the agent says its node's pod range 10.244.1.0/24 is masqueraded, 10.0.3.0/24 kept.
+		{"status-agent-node-pod-cidrs", testHost(fakeKernel{rs: ciliumTKE, present: true}, map[string]string{
+			"http://127.0.0.1:9745/readyz": "200 ok\n",
+			"http://127.0.0.1:9745/metrics": agentReady["http://127.0.0.1:9745/metrics"] +
+				"masqd_node_pod_cidr_masqueraded{cidr=\"10.244.1.0/24\"} 1\nmasqd_node_pod_cidr_masqueraded{cidr=\"10.0.3.0/24\"} 0\n",
+		}), []string{"--config=testdata/cilium-tke.config"}},
 		{"status-iptables-agent", testHost(fakeKernel{}, map[string]string{
 			"http://127.0.0.1:9745/readyz":  "200 ok\n",
 			"http://127.0.0.1:9745/metrics": "200 masqd_build_info{backend=\"iptables-legacy\",version=\"v0.3.0\"} 1\n",
