@@ -14,7 +14,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 )
 
-// KubeAPI is what the ConfigMap source needs of the Kubernetes API: to list and watch the ConfigMaps of a
+// KubeAPI is what the ConfigMap source needs of the Kubernetes API (NodeAPI is what --node-name needs): to list and watch the ConfigMaps of a
 // namespace, and to create and patch Events. NewKubeClient returns one for a real cluster.
 type KubeAPI interface {
 	ListConfigMaps(ctx context.Context, namespace string, opts metav1.ListOptions) (*corev1.ConfigMapList, error)

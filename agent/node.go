@@ -45,6 +45,10 @@ type NodeAPI interface {
 	PatchEvent(ctx context.Context, namespace, name string, patch []byte) error
 }
 
+// NodeEventNamespace is where the Events about the Node go: the apiserver accepts an Event about a
+// cluster-scoped object in the namespace default only. RBAC: create and patch on events there.
+const NodeEventNamespace = metav1.NamespaceDefault
+
 // ReasonPodCIDRMasqueraded is the reason of the Warning Event masqd records on its Node when the config
 // masquerades traffic to the node's own pod range.
 const ReasonPodCIDRMasqueraded = "PodCIDRMasqueraded"
@@ -55,7 +59,6 @@ const ReasonPodCIDRMasqueraded = "PodCIDRMasqueraded"
 type NodeWatch struct {
 	client  NodeAPI
 	name    string
-	eventNS string // where the Events go (the Node is cluster-scoped)
 	log     *slog.Logger
 	store   cache.Store
 	ctrl    cache.Controller
@@ -66,11 +69,9 @@ type NodeWatch struct {
 	reported string // the masqueraded set last reported, to post only news
 }
 
-// NewNodeWatch returns a watch of the Node name that records its Events in namespace eventNS (the Node is
-// cluster-scoped; Events about it may live in any namespace, and kubectl describe node finds them). It
-// watches nothing until Run.
-func NewNodeWatch(client NodeAPI, name, eventNS string, log *slog.Logger) *NodeWatch {
-	w := &NodeWatch{client: client, name: name, eventNS: eventNS, log: log,
+// NewNodeWatch returns a watch of the Node name. It watches nothing until Run.
+func NewNodeWatch(client NodeAPI, name string, log *slog.Logger) *NodeWatch {
+	w := &NodeWatch{client: client, name: name, log: log,
 		changed: make(chan struct{}, 1), events: make(chan string, eventQueue)}
 	only := fields.OneTermEqualSelector("metadata.name", name).String()
 	lw := &cache.ListWatch{
@@ -253,7 +254,8 @@ func (w *NodeWatch) postEvents(ctx context.Context) error {
 
 // post creates the Event, or raises its count when this node posted the same one before. Its involved
 // object is the Node with the node's name as UID, as the kubelet's Events have it: kubectl describe node
-// looks them up so.
+// looks them up so. The apiserver takes an Event about a cluster-scoped object only in the namespace
+// default (NodeEventNamespace).
 func (w *NodeWatch) post(ctx context.Context, msg string) error {
 	ctx, cancel := context.WithTimeout(ctx, eventTimeout)
 	defer cancel()
@@ -264,7 +266,7 @@ func (w *NodeWatch) post(ctx context.Context, msg string) error {
 	name := eventName(event{on: on, reason: ReasonPodCIDRMasqueraded, message: msg}, w.name)
 	now := metav1.NewTime(time.Now())
 	ev := &corev1.Event{
-		ObjectMeta:     metav1.ObjectMeta{Name: name, Namespace: w.eventNS},
+		ObjectMeta:     metav1.ObjectMeta{Name: name, Namespace: NodeEventNamespace},
 		InvolvedObject: corev1.ObjectReference{Kind: "Node", APIVersion: "v1", Name: w.name, UID: types.UID(w.name)},
 		Reason:         ReasonPodCIDRMasqueraded, Message: msg, Type: corev1.EventTypeWarning,
 		Source:         corev1.EventSource{Component: EventComponent, Host: w.name},
@@ -273,7 +275,7 @@ func (w *NodeWatch) post(ctx context.Context, msg string) error {
 	err := w.client.CreateEvent(ctx, ev)
 	if apierrors.IsAlreadyExists(err) { // the same warning again, after a fix in between or a restart
 		patch := fmt.Appendf(nil, `{"lastTimestamp":%q}`, now.UTC().Format(time.RFC3339))
-		return w.client.PatchEvent(ctx, w.eventNS, name, patch)
+		return w.client.PatchEvent(ctx, NodeEventNamespace, name, patch)
 	}
 	return err
 }

@@ -50,7 +50,7 @@ func TestNodePodCIDRCheck(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	k := &fakeKernel{}
 	metrics := NewMetrics(prometheus.NewRegistry(), k)
-	nw := NewNodeWatch(fakeAPI{client}, "node-1", "kube-system", log)
+	nw := NewNodeWatch(fakeAPI{client}, "node-1", log)
 	a := New(Settings{ConfigPath: path, Backend: k, Log: log, Metrics: metrics, Node: nw})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -78,7 +78,7 @@ func TestNodePodCIDRCheck(t *testing.T) {
 	}
 	events := func() []corev1.Event {
 		t.Helper()
-		list, err := client.CoreV1().Events("kube-system").List(context.Background(), metav1.ListOptions{})
+		list, err := client.CoreV1().Events(NodeEventNamespace).List(context.Background(), metav1.ListOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -157,14 +157,15 @@ func (k *kubeTest) manifests(t *testing.T) {
 	k.token = applyRBAC(t, k.cp, baseObjs)
 }
 
-// applyRBAC creates the ServiceAccount, Role and RoleBinding of objs (deploy/kubernetes rendered by kustomize)
+// applyRBAC creates the ServiceAccount, Role and RoleBinding (and ClusterRole and ClusterRoleBinding, in an
+// overlay that has them) of objs (deploy/kubernetes rendered by kustomize)
 // and returns a token of the ServiceAccount, as a pod of the DaemonSet gets it.
 func applyRBAC(t *testing.T, cp *controlPlane, objs []manifest) string {
 	t.Helper()
 	var rbac bytes.Buffer
 	for _, m := range objs {
 		switch m.obj.(type) {
-		case *corev1.ServiceAccount, *rbacv1.Role, *rbacv1.RoleBinding:
+		case *corev1.ServiceAccount, *rbacv1.Role, *rbacv1.RoleBinding, *rbacv1.ClusterRole, *rbacv1.ClusterRoleBinding:
 			rbac.Write(m.raw)
 			rbac.WriteString("\n---\n")
 		}

@@ -136,8 +136,7 @@ func newConfigMapSource(opts options, log *slog.Logger) (agent.ConfigSource, err
 }
 
 // newNodeWatch returns the watch of this node's pod ranges, or nil without --node-name. It needs the API:
-// --kubeconfig or the pod's ServiceAccount. Its Events go to the namespace of the first --configmap (where
-// the Role lets masqd post Events), else kube-system.
+// --kubeconfig or the pod's ServiceAccount.
 func newNodeWatch(opts options, log *slog.Logger) (agent.NodeSource, error) {
 	if opts.nodeName == "" {
 		return nil, nil
@@ -147,10 +146,6 @@ func newNodeWatch(opts options, log *slog.Logger) (agent.NodeSource, error) {
 		return nil, fmt.Errorf("--node-name: %w", err)
 	}
 	klog.SetSlogLogger(log)
-	ns := config.ConfigMapNamespace
-	if len(opts.configMaps.refs) > 0 {
-		ns = opts.configMaps.refs[0].Namespace
-	}
 	log.Info("checking this node's pod ranges against the config", "node", opts.nodeName)
-	return agent.NewNodeWatch(client, opts.nodeName, ns, log), nil
+	return agent.NewNodeWatch(client, opts.nodeName, log), nil
 }
