@@ -5,6 +5,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -130,7 +131,7 @@ func TestMonitoring(t *testing.T) {
 			}
 		}
 	}
-	want := []string{"MasqdDown", "MasqdNotReady", "MasqdConfigRejected", "MasqdApplyFailing", "MasqdDriftRepairsFrequent", "MasqdConfigDiverged"}
+	want := []string{"MasqdDown", "MasqdNotReady", "MasqdConfigRejected", "MasqdApplyFailing", "MasqdDriftRepairsFrequent", "MasqdConfigDiverged", "MasqdNodePodCIDRMasqueraded"}
 	if !slices.Equal(alerts, want) {
 		t.Errorf("alerts %v, want %v", alerts, want)
 	}
@@ -217,6 +218,8 @@ func masqdMetricNames(t *testing.T) map[string]bool {
 	m.SetDesired(cfg, r)
 	m.SetApplied(agent.ConfigHash(r))
 	m.SyncDuration.Observe(0.001)
+	pods := []netip.Prefix{netip.MustParsePrefix("100.96.3.0/24")}
+	m.SetNodePodCIDRs(pods, pods) // --node-name
 	fams, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
