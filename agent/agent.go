@@ -541,8 +541,10 @@ func (a *Agent) checkNode() {
 		return
 	}
 	pods, ok := a.s.Node.PodCIDRs()
-	if !ok {
-		return // not read yet, or the node is absent: nothing to say
+	if !ok { // not read yet, or the node is absent: nothing to say, and no verdict left from before
+		a.s.Metrics.SetNodePodCIDRs(nil, nil)
+		a.nodeCheck = ""
+		return
 	}
 	masq := a.desired.Ruleset.MasqueradedPodCIDRs(pods)
 	ranges := map[netip.Prefix]string{}
