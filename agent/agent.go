@@ -50,6 +50,9 @@ type Settings struct {
 	// Node, when set, gives this node's pod ranges (--node-name): after every reconcile the agent warns
 	// (log, masqd_node_pod_cidr_masqueraded, Node.Report) when the ruleset masquerades traffic to them.
 	Node NodeSource
+	// PodCIDRs, when set, gives every Node's pod ranges (--discover-pod-cidrs): they join the config's pod
+	// ranges (config.WithNodePodCIDRs) in every reconcile once listed.
+	PodCIDRs PodCIDRSource
 	// After is the clock the kernel watch waits on before it subscribes again (the retry backoff); nil means
 	// time.After. Tests set it to see the delays without waiting them.
 	After func(time.Duration) <-chan time.Time
@@ -163,6 +166,7 @@ const (
 	reasonDrift     reason = "drift"     // another process changed masqd's table
 	reasonMonitor   reason = "monitor"   // the kernel watch failed: notifications may have been lost
 	reasonNode      reason = "node"      // this node's pod ranges changed (--node-name)
+	reasonNodes     reason = "nodes"     // a Node's pod ranges changed (--discover-pod-cidrs), coalesced
 )
 
 // ConfigState is what the agent runs on, as the label of masqd_config_state says it.
@@ -220,6 +224,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	if a.s.Node != nil {
 		g.Go(func() error { return a.s.Node.Run(ctx, func() { a.kick(reasonNode) }) })
+	}
+	if a.s.PodCIDRs != nil {
+		g.Go(func() error { return a.s.PodCIDRs.Run(ctx, func() { a.kick(reasonNodes) }) })
 	}
 	if w, ok := a.s.Backend.(Watcher); ok {
 		g.Go(func() error { return a.watchKernel(ctx, w) })
@@ -301,6 +308,7 @@ func (a *Agent) reconcile(why reason) bool {
 		a.note.Store(nil)
 		a.setState(a.validState(cfg, fromSource))
 		a.logWarnings(warnings)
+		cfg = a.withDiscovered(cfg)
 		cfgChanged = a.desired == nil || !a.desired.Config.Equal(cfg)
 		if cfgChanged { // a resync of an unchanged config compiles nothing
 			want := ruleset.Compile(cfg, a.s.NFT)
@@ -473,6 +481,19 @@ func (a *Agent) load() (cfg config.Config, warnings []config.Warning, fromSource
 	}
 	cfg, warnings, err = a.loader.Load(a.s.ConfigPath, a.s.ConfigOptions)
 	return cfg, warnings, false, err
+}
+
+// withDiscovered adds the Nodes' pod ranges (--discover-pod-cidrs) to a valid cfg, once they are listed.
+func (a *Agent) withDiscovered(cfg config.Config) config.Config {
+	if a.s.PodCIDRs == nil {
+		return cfg
+	}
+	pods, ok := a.s.PodCIDRs.NodePodCIDRs()
+	if !ok {
+		return cfg // not listed yet: the config's own ranges until then
+	}
+	a.s.Metrics.DiscoveredPodCIDRs.Set(float64(len(pods)))
+	return config.WithNodePodCIDRs(cfg, pods)
 }
 
 func (a *Agent) logWarnings(ws []config.Warning) {

@@ -46,6 +46,9 @@ type Metrics struct {
 	// masquerades traffic to some of it, 0 when it keeps all of it non-masquerade. No series without
 	// --node-name.
 	NodePodCIDRMasqueraded *prometheus.GaugeVec
+	// DiscoveredPodCIDRs counts the pod ranges read from the Nodes (--discover-pod-cidrs), before those the
+	// config already has are left out. Registered only by RegisterDiscovery.
+	DiscoveredPodCIDRs prometheus.Gauge
 
 	ipv6        atomic.Bool    // the desired ruleset has IPv6: the counters have an ipv6 series
 	appliedHash string         // ConfigInfo's label
@@ -98,6 +101,9 @@ func NewMetrics(reg prometheus.Registerer, c Counters) *Metrics {
 		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "masqd_build_info", Help: "Always 1; the labels say which build of masqd runs and the backend in use.",
 		}, []string{"version", "revision", "modified", "goversion", "backend"}),
+		DiscoveredPodCIDRs: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "masqd_discovered_pod_cidrs", Help: "Pod ranges read from the Nodes' spec.podCIDRs (--discover-pod-cidrs), kept non-masquerade with the config's.",
+		}),
 		NodePodCIDRMasqueraded: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "masqd_node_pod_cidr_masqueraded", Help: "One series per pod range of this node (--node-name, the Node's spec.podCIDRs): 1 when the config masquerades traffic to some of it (pods on other nodes reach its pods with their node's address), 0 when it is kept non-masquerade.",
 		}, []string{"cidr"}),
@@ -142,6 +148,11 @@ func (m *Metrics) SetDesired(cfg config.Config, r ruleset.Ruleset) {
 	} else {
 		m.Intervals.DeleteLabelValues("ipv6")
 	}
+}
+
+// RegisterDiscovery registers masqd_discovered_pod_cidrs on reg: only an agent with --discover-pod-cidrs has it.
+func (m *Metrics) RegisterDiscovery(reg prometheus.Registerer) {
+	reg.MustRegister(m.DiscoveredPodCIDRs)
 }
 
 // SetNodePodCIDRs exports the node's pod ranges pods, 1 for the masqueraded ones, 0 for the others.

@@ -12,7 +12,7 @@ const (
 	complCommands     = "explain status check help completion"
 	complShells       = "bash zsh fish"
 	complConfigFlags  = "--config --nomasq-all-reserved-ranges --enable-ipv6 --random-fully --to-ports --cluster-cidr"
-	complRootFlags    = complConfigFlags + " --masq-chain --mode --migrate-from-chain --v --logtostderr --dry-run --once --cleanup --version --http-address --configmap --kubeconfig --log-level --log-format --node-name"
+	complRootFlags    = complConfigFlags + " --masq-chain --mode --migrate-from-chain --v --logtostderr --dry-run --once --cleanup --version --http-address --configmap --kubeconfig --log-level --log-format --node-name --discover-pod-cidrs"
 	complExplainFlags = complConfigFlags + " --kernel --output"
 	complStatusFlags  = complConfigFlags + " --output --masq-chain --http-address"
 	complCheckFlags   = complConfigFlags + " --node --node-pod-cidr --kubeconfig"

@@ -43,6 +43,7 @@ type options struct {
 	configMaps  configMapFlag
 	kubeconfig  string
 	nodeName    string // --node-name: this node, whose pod ranges the agent checks
+	discover    bool   // --discover-pod-cidrs: every Node's pod ranges join the non-masquerade set
 }
 
 // configMapFlag is the repeatable --configmap. The first use replaces the default; an empty value turns the
@@ -188,6 +189,7 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	o.configMaps.refs = []agent.ConfigMapRef{agent.DefaultConfigMap()}
 	fs.Var(&o.configMaps, "configmap", "`NAMESPACE/NAME` of a ConfigMap to watch in agent mode; repeat to merge several in order; empty for none. The source is on in a pod or with --kubeconfig")
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig `file` for the ConfigMap watch; default: the pod's ServiceAccount")
+	fs.BoolVar(&o.discover, "discover-pod-cidrs", false, "keep every Node's spec.podCIDRs non-masquerade, as --cluster-cidr's, read through the API (an informer over all Nodes); needs list and watch on nodes")
 	fs.StringVar(&o.nodeName, "node-name", "", "this node's `name` (in a DaemonSet: $(NODE_NAME) from the downward API's spec.nodeName): warn when the config masquerades traffic to the Node's spec.podCIDRs; needs get, list and watch on nodes")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "auto", "log `format`: auto (text on a terminal, JSON otherwise), text or json")

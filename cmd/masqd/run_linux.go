@@ -90,6 +90,13 @@ func runAgent(ctx context.Context, opts options, backend agent.Backend, migrate 
 	if err != nil {
 		return err
 	}
+	discovery, err := newDiscovery(opts, log)
+	if err != nil {
+		return err
+	}
+	if discovery != nil {
+		metrics.RegisterDiscovery(reg)
+	}
 	return agent.New(agent.Settings{
 		ConfigPath:    opts.configPath,
 		ConfigOptions: opts.cfg,
@@ -104,6 +111,7 @@ func runAgent(ctx context.Context, opts options, backend agent.Backend, migrate 
 		Notify:        agent.NotifierFromEnv(),
 		Source:        source,
 		Node:          node,
+		PodCIDRs:      discovery,
 	}).Run(ctx)
 }
 
@@ -148,4 +156,18 @@ func newNodeWatch(opts options, log *slog.Logger) (agent.NodeSource, error) {
 	klog.SetSlogLogger(log)
 	log.Info("checking this node's pod ranges against the config", "node", opts.nodeName)
 	return agent.NewNodeWatch(client, opts.nodeName, log), nil
+}
+
+// newDiscovery returns the informer of every Node's pod ranges, or nil without --discover-pod-cidrs. It needs
+// the API: --kubeconfig or the pod's ServiceAccount.
+func newDiscovery(opts options, log *slog.Logger) (agent.PodCIDRSource, error) {
+	if !opts.discover {
+		return nil, nil
+	}
+	client, err := agent.NewKubeClient(opts.kubeconfig, "masqd/"+currentBuild().Version)
+	if err != nil {
+		return nil, fmt.Errorf("--discover-pod-cidrs: %w", err)
+	}
+	klog.SetSlogLogger(log)
+	return agent.NewDiscovery(client, log), nil
 }
