@@ -86,6 +86,7 @@ func TestHelmChartMatchesKustomize(t *testing.T) {
 		{"GKE", []string{"-f", filepath.Join(chartDir, "values-gke.yaml")}, kustomize(t, kubectl, "../deploy/kubernetes/gke")},
 		{"cluster CIDRs", []string{"--set", "clusterCIDRs={10.64.0.0/14,fd00:10:64::/56}"}, kustomize(t, kubectl, "../deploy/kubernetes/cluster-cidr")},
 		{"node name", []string{"--set", "checkNodePodCIDRs=true"}, kustomize(t, kubectl, "../deploy/kubernetes/node-name")},
+		{"discover pod CIDRs", []string{"--set", "discoverPodCIDRs=true"}, kustomize(t, kubectl, "../deploy/kubernetes/discover-pod-cidrs")},
 		{"monitoring", []string{"--set", "metrics.podMonitor.enabled=true,metrics.prometheusRule.enabled=true,metrics.dashboard.enabled=true"},
 			base + "\n---\n" + monitoring},
 	} {
@@ -158,6 +159,8 @@ func TestManifestsServerDryRun(t *testing.T) {
 		{"helm template with the dashboard", helmTemplate(t, helm, "--set", "metrics.dashboard.enabled=true")},
 		{"kustomize deploy/kubernetes/node-name", kustomize(t, bins.Kubectl, "../deploy/kubernetes/node-name")},
 		{"helm template --set checkNodePodCIDRs=true", helmTemplate(t, helm, "--set", "checkNodePodCIDRs=true")},
+		{"kustomize deploy/kubernetes/discover-pod-cidrs", kustomize(t, bins.Kubectl, "../deploy/kubernetes/discover-pod-cidrs")},
+		{"helm template --set checkNodePodCIDRs=true,discoverPodCIDRs=true", helmTemplate(t, helm, "--set", "checkNodePodCIDRs=true,discoverPodCIDRs=true")},
 	} {
 		file := filepath.Join(t.TempDir(), "all.yaml")
 		mustWrite(t, file, tc.rendered)

@@ -357,7 +357,8 @@ func manifestProblems(objs []manifestObject) []string {
 				}
 			}
 		case "ClusterRoleBinding":
-			// Only the node-name overlay's: read Nodes, which are cluster-scoped (checked with the ClusterRole).
+			// Only the node-name and discover-pod-cidrs overlays': read Nodes, which are cluster-scoped (checked
+			// with the ClusterRole).
 			if ref := o.str("roleRef", "name"); ref != "masqd-nodes" {
 				errorf("ClusterRoleBinding %s: masqd needs no cluster-wide permission but reading Nodes (ClusterRole masqd-nodes), not %q", name, ref)
 			}
@@ -426,7 +427,7 @@ func manifestProblems(objs []manifestObject) []string {
 // filesystem, and RBAC limited to the named ConfigMap and events.
 func TestReliabilityPrivilegeManifests(t *testing.T) {
 	var done []string
-	for _, dir := range []string{"../deploy/kubernetes", "../deploy/kubernetes/gke", "../deploy/kubernetes/node-name"} {
+	for _, dir := range []string{"../deploy/kubernetes", "../deploy/kubernetes/gke", "../deploy/kubernetes/node-name", "../deploy/kubernetes/discover-pod-cidrs"} {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(dir, "kustomization.yaml")); err != nil {
 				t.Fatalf("the manifests to check are missing: %v", err)
@@ -448,7 +449,7 @@ func TestReliabilityPrivilegeManifests(t *testing.T) {
 		})
 	}
 	if len(done) > 0 {
-		reportFigures(t, "manifests", fmt.Sprintf("Manifests rendered with `kubectl kustomize`: %s. Every container: not privileged, no privilege escalation, capabilities drop ALL and add only NET_ADMIN, read-only root filesystem; no hostPID or hostIPC; RBAC: no ClusterRoleBinding but the node-name overlay's (nodes get/list/watch), ConfigMaps only with resourceNames and get/list/watch, events create/patch/update, nothing else.\n", strings.Join(done, "; ")))
+		reportFigures(t, "manifests", fmt.Sprintf("Manifests rendered with `kubectl kustomize`: %s. Every container: not privileged, no privilege escalation, capabilities drop ALL and add only NET_ADMIN, read-only root filesystem; no hostPID or hostIPC; RBAC: no ClusterRoleBinding but the node-name and discover-pod-cidrs overlays' (nodes get/list/watch), ConfigMaps only with resourceNames and get/list/watch, events create/patch/update, nothing else.\n", strings.Join(done, "; ")))
 	}
 }
 
