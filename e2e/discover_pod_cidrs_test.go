@@ -54,6 +54,7 @@ func TestDiscoverPodCIDRs(t *testing.T) {
 	addRemotePods(t, lab)
 	ctx := context.Background()
 	token := discoverRBAC(t, cp)
+	kubeconfig := cp.WriteKubeconfig("masqd", token)
 	nodes := cp.Admin.CoreV1().Nodes()
 	if _, err := nodes.Create(ctx, podCIDRNode("e2e-node", "10.244.0.0/24"), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -61,7 +62,7 @@ func TestDiscoverPodCIDRs(t *testing.T) {
 
 	cfg := "nonMasqueradeCIDRs: [10.0.0.0/8]\nmasqueradeCIDRs: [100.96.3.9/32]\n" // the remote pod range forgotten
 	file := writeConfig(t, cfg)
-	a := startAgent(t, lab.Node, freePort(t, lab.Node), "--kubeconfig="+cp.WriteKubeconfig("masqd", token),
+	a := startAgent(t, lab.Node, freePort(t, lab.Node), "--kubeconfig="+kubeconfig,
 		"--configmap=", "--config="+file, "--discover-pod-cidrs")
 	a.waitStatus("/readyz", 200)
 	// Listed: this node's range (inside 10.0.0.0/8 already) joins; nothing else.
@@ -84,6 +85,16 @@ func TestDiscoverPodCIDRs(t *testing.T) {
 	}
 	if out := dryRun(t, file, "--cluster-cidr=10.244.0.0/24,100.96.3.0/24"); !strings.Contains(out, "100.96.3.0-100.96.3.8,") || !strings.Contains(out, "100.96.3.10-100.96.3.255") {
 		t.Errorf("masqueradeCIDRs do not cut into the discovered range:\n%s", out)
+	}
+
+	// explain and status, given the agent's flag, read the Nodes as it does and name the node.
+	ex := runMasqd(t, lab.Node, "explain", "--config="+file, "--discover-pod-cidrs", "--kubeconfig="+kubeconfig, remotePod.String())
+	if want := remotePod.String() + ": source kept (a pod range: node e2e-node-2 (--discover-pod-cidrs) 100.96.3.0/24)"; !strings.Contains(ex.stdout, want) {
+		t.Errorf("masqd explain --discover-pod-cidrs: exit %d, want %q:\n%s%s", ex.code, want, ex.stdout, ex.stderr)
+	}
+	st := runMasqd(t, lab.Node, "status", "--config="+file, "--discover-pod-cidrs", "--kubeconfig="+kubeconfig, "--http-address="+a.addr)
+	if st.code != 0 || !strings.Contains(st.stdout, "100.96.3.0/24 (node e2e-node-2 (--discover-pod-cidrs))") || !strings.Contains(st.stdout, "pod ranges from the Nodes: 3") {
+		t.Errorf("masqd status --discover-pod-cidrs: exit %d, want 0, the range and its node:\n%s%s", st.code, st.stdout, st.stderr)
 	}
 
 	// The Node goes: its range is masqueraded again.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/masqd/masqd/config"
 	"github.com/masqd/masqd/ruleset"
 )
 
@@ -24,6 +25,9 @@ type Host struct {
 	// Get fetches url, as the agent's HTTP client.
 	Get func(url string) (code int, body []byte, err error)
 	Now func() time.Time
+	// PodCIDRs reads every Node's pod ranges, as the agent with --discover-pod-cidrs does; they join the
+	// config's pod ranges. nil: the command was not given --discover-pod-cidrs.
+	PodCIDRs func() ([]config.NodePodCIDR, error)
 }
 
 // NodeHost is the real host: this network namespace's kernel and interfaces, HTTP with a short timeout.

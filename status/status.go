@@ -122,6 +122,9 @@ type Agent struct {
 	DriftRepairs *int64 `json:"driftRepairs,omitempty"`
 	// NodePodCIDRs are this node's pod ranges as the agent checks them (--node-name,
 	// masqd_node_pod_cidr_masqueraded): the ones its config keeps non-masquerade, and the ones it masquerades.
+	// DiscoveredPodCIDRs is how many pod ranges the agent reads from the Nodes (--discover-pod-cidrs,
+	// masqd_discovered_pod_cidrs); nil when it does not discover.
+	DiscoveredPodCIDRs      *int64   `json:"discoveredPodCIDRs,omitempty"`
 	NodePodCIDRsKept        []string `json:"nodePodCIDRsKept,omitempty"`
 	NodePodCIDRsMasqueraded []string `json:"nodePodCIDRsMasqueraded,omitempty"`
 }
@@ -133,6 +136,13 @@ func Read(path string, cfgOpts config.Options, nftOpts ruleset.Options, addr, ch
 	r.Config.Path = path
 	cfg, warnings, cfgErr := config.Load(path, cfgOpts)
 	r.Config.Warnings = config.WarningLines(warnings)
+	if cfgErr == nil && h.PodCIDRs != nil { // --discover-pod-cidrs: the Nodes' ranges, as the agent adds them
+		pods, err := h.PodCIDRs()
+		if err != nil {
+			cfgErr = fmt.Errorf("--discover-pod-cidrs: %w", err)
+		}
+		cfg = config.WithNodePodCIDRs(cfg, pods)
+	}
 	if cfgErr != nil {
 		r.Config.Error = cfgErr.Error()
 	} else {
@@ -196,6 +206,10 @@ func Read(path string, cfgOpts config.Options, nftOpts ruleset.Options, addr, ch
 		return r
 	}
 	r.Diagnosis = diagnose(cfg, cfgOpts, nftOpts, want, have, present, r.Agent)
+	if a := r.Agent; a != nil && a.DiscoveredPodCIDRs != nil && h.PodCIDRs == nil {
+		r.Diagnosis = append([]string{fmt.Sprintf("the agent keeps %d pod ranges read from the Nodes (--discover-pod-cidrs) "+
+			"non-masquerade: give masqd status the same flag to add them to its config", *a.DiscoveredPodCIDRs)}, r.Diagnosis...)
+	}
 	return r
 }
 
@@ -351,6 +365,7 @@ func askAgent(addr string, h Host) *Agent {
 	a.SyncsOK = count("masqd_sync_total", "result", "success")
 	a.SyncsFailed = count("masqd_sync_total", "result", "error")
 	a.DriftRepairs = count("masqd_drift_repairs_total")
+	a.DiscoveredPodCIDRs = count("masqd_discovered_pod_cidrs")
 	a.Version = m.Label("masqd_build_info", "version")
 	a.Backend = m.Label("masqd_build_info", "backend")
 	for _, s := range m.Samples("masqd_node_pod_cidr_masqueraded") {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"cmp"
-	"context"
 	"fmt"
 	"io"
 	"net/netip"
@@ -10,9 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
-	"github.com/masqd/masqd/agent"
 	"github.com/masqd/masqd/config"
 	"github.com/masqd/masqd/ruleset"
 )
@@ -116,21 +113,6 @@ func checkMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 	}
 	return code
-}
-
-// readNodePodCIDRs reads the Node name's pod ranges from the apiserver.
-func readNodePodCIDRs(name, kubeconfig string) ([]netip.Prefix, error) {
-	client, err := agent.NewKubeClient(kubeconfig, "masqd-check/"+currentBuild().Version)
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	n, err := client.GetNode(ctx, name)
-	if err != nil {
-		return nil, fmt.Errorf("node %s: %w", name, err)
-	}
-	return agent.ParsePodCIDRs(n)
 }
 
 // checkPodCIDRs adds to res a warning for each pod range of pods that a config of res masquerades (node names

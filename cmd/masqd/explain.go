@@ -45,6 +45,7 @@ func explainMain(args []string, stdout, stderr io.Writer, h status.Host) int {
 	c := newCommand("masqd explain", explainUsage)
 	c.fs.BoolVar(&kernel, "kernel", false, "explain from the kernel's table inet masqd, and say where it disagrees with the config")
 	c.fs.StringVar(&output, "output", "text", "output `format`: text or json")
+	discover := addDiscoverFlags(c)
 	operands, code, ok := c.parse(args, stdout, stderr)
 	if !ok {
 		return code
@@ -72,6 +73,16 @@ func explainMain(args []string, stdout, stderr io.Writer, h status.Host) int {
 	printConfigWarnings(stderr, warnings)
 	if err != nil {
 		return fail("the config is invalid, so there is nothing to explain: %v (masqd check %s lists every problem)", err, c.path)
+	}
+	if discover.on {
+		if h.PodCIDRs == nil { // tests give theirs
+			h.PodCIDRs = discover.read
+		}
+		pods, err := h.PodCIDRs()
+		if err != nil {
+			return fail("--discover-pod-cidrs: %v", err)
+		}
+		cfg = config.WithNodePodCIDRs(cfg, pods)
 	}
 	local := func(netip.Addr) bool { return false }
 	if addrs, err := h.Addrs(); err != nil {

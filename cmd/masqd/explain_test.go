@@ -104,6 +104,9 @@ func TestExplainGolden(t *testing.T) {
 	gkeDefaults := compiled(t, "testdata/absent", config.Options{NoMasqAllReservedRanges: true}, randomFully)
 	foreign := masqdWay
 	foreign.Foreign = []string{"rule 1 (handle 9) in chain postrouting"}
+	// --discover-pod-cidrs: two Nodes' pod ranges, as the apiserver would list them.
+	nodes := testHost(fakeKernel{err: fmt.Errorf("no kernel in this test")}, nil)
+	nodes.PodCIDRs = discoveredNodes
 	for _, tc := range []struct {
 		golden string
 		h      status.Host
@@ -135,6 +138,9 @@ func TestExplainGolden(t *testing.T) {
 		{"explain-cluster-cidrs-flag-only", none, []string{"--config=testdata/absent", "--cluster-cidr=100.64.0.0/10",
 			"--cluster-cidr", "172.31.0.0/16", "--output=json", "100.64.3.4", "172.31.0.9"}},
 		{"explain-cluster-cidrs-bad-flag", none, []string{"--cluster-cidr=100.64.0.1/10", "100.64.3.4"}},
+		// Discovered pod ranges: each named by its node; the key's range keeps its line; masqueradeCIDRs still cut.
+		{"explain-discover-pod-cidrs", nodes, []string{"--config=testdata/cluster-cidrs.config", "--discover-pod-cidrs",
+			"198.18.1.7", "198.18.2.7", "100.64.3.4", "100.64.9.9", "8.8.8.8"}},
 		{"explain-masquerade-sources", none, []string{"--config=testdata/masquerade-sources.config", "198.51.100.10", "10.1.2.3"}},
 		{"explain-bad-address", none, []string{"10.0.0.1", "10.0.0.300"}},
 		{"explain-prefix", none, []string{"10.0.0.0/8"}},
@@ -197,4 +203,14 @@ func TestParseCommand(t *testing.T) {
 			t.Errorf("%q: operands %q, kernel %t, %v; want %q, %t", tc.args, got, *kernel, err, tc.operands, tc.kernel)
 		}
 	}
+}
+
+// discoveredNodes stands for the apiserver's Nodes under --discover-pod-cidrs: node-1 and node-2 with a range
+// each, node-3 with one the config's clusterCIDRs already holds.
+func discoveredNodes() ([]config.NodePodCIDR, error) {
+	return []config.NodePodCIDR{
+		{Node: "node-1", Prefix: netip.MustParsePrefix("198.18.1.0/24")},
+		{Node: "node-2", Prefix: netip.MustParsePrefix("198.18.2.0/24")},
+		{Node: "node-3", Prefix: netip.MustParsePrefix("100.64.0.0/10")}, // the key has it,
+	}, nil
 }

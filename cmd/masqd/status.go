@@ -42,6 +42,7 @@ func statusMain(args []string, stdout, stderr io.Writer, h status.Host) int {
 	c.fs.StringVar(&output, "output", "text", "output `format`: text or json")
 	c.fs.StringVar(&chain, "masq-chain", iptables.DefaultIPTablesChain, "the agent's iptables `chain`, looked for when there is no table inet masqd (--mode=iptables)")
 	c.fs.StringVar(&addr, "http-address", "127.0.0.1:9745", "`address` of the agent's HTTP endpoints (its --http-address); empty to not ask")
+	discover := addDiscoverFlags(c)
 	operands, code, ok := c.parse(args, stdout, stderr)
 	if !ok {
 		return code
@@ -53,6 +54,12 @@ func statusMain(args []string, stdout, stderr io.Writer, h status.Host) int {
 		return c.fail(stderr, "unexpected argument %q (status takes only flags)", operands[0])
 	}
 
+	switch {
+	case !discover.on:
+		h.PodCIDRs = nil
+	case h.PodCIDRs == nil: // tests give theirs
+		h.PodCIDRs = discover.read
+	}
 	r := status.Read(c.path, c.cfg, c.nft, addr, chain, h)
 	if output == "json" {
 		enc := json.NewEncoder(stdout)
@@ -110,7 +117,7 @@ func writeStatusText(w io.Writer, r status.Report, now time.Time) {
 		more("%s", wn)
 	}
 	if len(r.Config.ClusterCIDRs) > 0 {
-		more("pod ranges kept (clusterCIDRs, --cluster-cidr): %s", strings.Join(r.Config.ClusterCIDRs, ", "))
+		more("pod ranges kept (clusterCIDRs, --cluster-cidr): %s", abbreviate(r.Config.ClusterCIDRs, 8))
 	}
 
 	switch k := r.Kernel; {
@@ -244,6 +251,9 @@ func writeAgentText(a *status.Agent, line func(label, format string, a ...any), 
 	}
 	if a.DriftRepairs != nil {
 		parts = append(parts, fmt.Sprintf("drift repairs: %d", *a.DriftRepairs))
+	}
+	if a.DiscoveredPodCIDRs != nil {
+		parts = append(parts, fmt.Sprintf("pod ranges from the Nodes: %d", *a.DiscoveredPodCIDRs))
 	}
 	if a.Error != "" {
 		parts = append(parts, "metrics: "+a.Error)

@@ -111,6 +111,15 @@ func TestStatusGolden(t *testing.T) {
 	clusterCIDRs := compiled(t, "testdata/cluster-cidrs.config", podRange, randomFully)
 
 	sources := compiled(t, "testdata/masquerade-sources.config", none, randomFully)
+
+	// The agent runs with --discover-pod-cidrs: the kernel holds the Nodes' ranges too.
+	pods, _ := discoveredNodes()
+	discoveredCfg, _, err := config.Load("testdata/cluster-cidrs.config", none)
+	if err != nil {
+		t.Fatal(err)
+	}
+	discovered := ruleset.Compile(config.WithNodePodCIDRs(discoveredCfg, pods), randomFully)
+	withNodes := func(h status.Host) status.Host { h.PodCIDRs = discoveredNodes; return h }
 	allSources := sources
 	allSources.Sources, allSources.Src4 = false, nil
 
@@ -158,6 +167,14 @@ func TestStatusGolden(t *testing.T) {
 			[]string{"--config=testdata/absent"}},
 		{"status-agent-nothing-applied", testHost(fakeKernel{}, agentNothingApplied),
 			[]string{"--config=testdata/private-endpoint-to-be.config"}},
+		// --discover-pod-cidrs: given it, status reads the Nodes and matches; without it, the Nodes' ranges are only in the kernel.
+		{"status-discover-pod-cidrs-match", withNodes(testHost(fakeKernel{rs: discovered, present: true}, nil)),
+			[]string{"--config=testdata/cluster-cidrs.config", "--discover-pod-cidrs", "--http-address="}},
+		{"status-discover-pod-cidrs-flag-missing", withNodes(testHost(fakeKernel{rs: discovered, present: true}, map[string]string{
+			"http://127.0.0.1:9745/readyz":  "200 ok\n",
+			"http://127.0.0.1:9745/metrics": agentReady["http://127.0.0.1:9745/metrics"] + "masqd_discovered_pod_cidrs 3\n",
+		})),
+			[]string{"--config=testdata/cluster-cidrs.config"}},
 		// --node-name: the agent says its node's pod range 10.244.1.0/24 is masqueraded, 10.0.3.0/24 kept.
 		{"status-agent-node-pod-cidrs", testHost(fakeKernel{rs: ciliumTKE, present: true}, map[string]string{
 			"http://127.0.0.1:9745/readyz": "200 ok\n",
