@@ -98,7 +98,8 @@ func BenchmarkKubeDiscoverPodCIDRs(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	events0, bytes0 := watchEvents(b, cp)
+	events0, bytes0, _ := watchEvents(b, cp)
+	heap0 := metricValue(b, a, "go_memstats_heap_inuse_bytes")
 
 	iter := 0
 	for b.Loop() {
@@ -141,7 +142,7 @@ func BenchmarkKubeDiscoverPodCIDRs(b *testing.B) {
 			if err != nil {
 				return err
 			}
-			if n := strings.Count(out, "100."); n != benchNodes {
+			if n := strings.Count(out, "/24"); n != benchNodes { // every node range is a /24, nothing else in the set
 				return fmt.Errorf("%d of %d ranges in the kernel", n, benchNodes)
 			}
 			return nil
@@ -154,13 +155,16 @@ func BenchmarkKubeDiscoverPodCIDRs(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		events1, bytes1 := watchEvents(b, cp)
+		events1, bytes1, watchers := watchEvents(b, cp)
+		heap1 := metricValue(b, a, "go_memstats_heap_inuse_bytes")
 		protoList, protoTime := listBytes(b, cp, "application/vnd.kubernetes.protobuf")
 		jsonList, _ := listBytes(b, cp, "application/json")
 		b.ReportMetric(float64(rss0)/1024, "RSS-before-MiB")
 		b.ReportMetric(float64(rss1)/1024, "RSS-after-MiB")
 		b.ReportMetric(float64(rss1-rss0)/1024, "RSS-growth-MiB")
 		b.ReportMetric(float64((cpu1 - cpu0).Milliseconds()), "agent-CPU-ms")
+		b.ReportMetric((heap1-heap0)/(1<<20), "heap-inuse-growth-MiB")
+		b.ReportMetric(watchers, "node-watches-open")
 		b.ReportMetric(float64(applies.Load()), "applies")
 		b.ReportMetric(created.Seconds(), "create-burst-s")
 		b.ReportMetric(inKernel.Seconds(), "last-range-in-kernel-s")
@@ -226,8 +230,25 @@ func listBytes(b *testing.B, cp *controlPlane, contentType string) (int, time.Du
 	return len(body), time.Since(start)
 }
 
-// watchEvents returns the apiserver's count and total size of the watch events it sent for Nodes.
-func watchEvents(b *testing.B, cp *controlPlane) (events, size float64) {
+// metricValue returns the agent's unlabelled sample name.
+func metricValue(b *testing.B, a *agentProc, name string) float64 {
+	b.Helper()
+	for _, line := range strings.Split(metricsText(b, a), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				b.Fatalf("%s: %v", line, err)
+			}
+			return f
+		}
+	}
+	b.Fatalf("no %s in the agent's /metrics", name)
+	return 0
+}
+
+// watchEvents returns the apiserver's count and total size of the watch events it sent for Nodes, and how
+// many watches of Nodes are open (apiserver_longrunning_requests).
+func watchEvents(b *testing.B, cp *controlPlane) (events, size, watches float64) {
 	b.Helper()
 	body, err := cp.Admin.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(context.Background())
 	if err != nil {
@@ -250,7 +271,9 @@ func watchEvents(b *testing.B, cp *controlPlane) (events, size float64) {
 			events += v
 		case strings.HasPrefix(line, "apiserver_watch_events_sizes_sum{"):
 			size += v
+		case strings.HasPrefix(line, "apiserver_longrunning_requests{") && strings.Contains(line, `verb="WATCH"`):
+			watches += v
 		}
 	}
-	return events, size
+	return events, size, watches
 }
