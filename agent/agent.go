@@ -584,11 +584,16 @@ func (a *Agent) checkNode() {
 		return
 	}
 	a.nodeCheck = key
-	if len(masq) > 0 {
+	switch {
+	case len(pods) == 0:
+		a.s.Log.Info("this node's Node has no spec.podCIDRs, so there is nothing to check: Kubernetes' node IPAM "+
+			"(kube-controller-manager --allocate-node-cidrs) did not give it a range; a CNI with its own IPAM (Calico, "+
+			"Cilium's cluster-pool) allocates pod addresses elsewhere", "node", a.nodeName())
+	case len(masq) > 0:
 		a.s.Log.Warn(PodCIDRMessage(a.nodeName(), masq, ranges), "pod_cidrs", fmt.Sprint(pods), "masqueraded", fmt.Sprint(masq))
-		return
+	default:
+		a.s.Log.Info("this node's pod ranges are kept non-masquerade", "pod_cidrs", fmt.Sprint(pods))
 	}
-	a.s.Log.Info("this node's pod ranges are kept non-masquerade", "pod_cidrs", fmt.Sprint(pods))
 }
 
 // nodeName names this node in logs, as the NodeSource knows it.

@@ -163,6 +163,10 @@ func (w *NodeWatch) Run(ctx context.Context, changed func()) error {
 			return nil
 		}
 		w.log.Info("watching this node's pod ranges", "node", w.name)
+		if _, exists, _ := w.store.GetByKey(w.name); !exists {
+			w.log.Warn("there is no Node named by --node-name (is it $(NODE_NAME), the pod's spec.nodeName?); "+
+				"its pod ranges are checked once it exists", "node", w.name)
+		}
 		changed()
 		for {
 			select {
