@@ -282,6 +282,9 @@ func parseConfigMaps(refs []ConfigMapRef, objs []*corev1.ConfigMap, opts config.
 		cfg, ws, err := config.Parse("", nil, opts)
 		return cfg, append(warnings, ws...), 0, err
 	}
+	if err := config.Conflicts(cfgs...); err != nil {
+		return config.Config{}, nil, len(objs) - 1, err
+	}
 	return config.Merge(cfgs...), warnings, 0, nil
 }
 
