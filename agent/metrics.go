@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"net/netip"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,6 +41,10 @@ type Metrics struct {
 	// BuildInfo is set by the caller; its labels are version, revision, modified, goversion and backend, in
 	// that order.
 	BuildInfo *prometheus.GaugeVec
+	// SNATInterface says, by family, whether traffic leaves with snatToInterface's address (1) or falls back
+	// to masquerade because the interface has no usable address of that family or is not there (0); no
+	// series without snatToInterface.
+	SNATInterface *prometheus.GaugeVec
 
 	ipv6        atomic.Bool // the desired ruleset has IPv6: the counters have an ipv6 series
 	appliedHash string      // ConfigInfo's label
@@ -91,13 +96,16 @@ func NewMetrics(reg prometheus.Registerer, c Counters) *Metrics {
 		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "masqd_build_info", Help: "Always 1; the labels say which build of masqd runs and the backend in use.",
 		}, []string{"version", "revision", "modified", "goversion", "backend"}),
+		SNATInterface: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "masqd_snat_interface_resolved", Help: "By family, 1 while traffic leaves with snatToInterface's address, 0 while it falls back to masquerade (the interface has no usable address of the family, or is not there); no series without snatToInterface.",
+		}, []string{"family"}),
 	}
 	m.CIDRs.WithLabelValues("nonMasqueradeCIDRs")
 	m.CIDRs.WithLabelValues("masqueradeCIDRs")
 	m.CIDRs.WithLabelValues("clusterCIDRs")
 	m.CIDRs.WithLabelValues("masqueradeSourceCIDRs")
 	reg.MustRegister(m.Syncs, m.SyncDuration, m.LastSuccess, m.ConfigValid, m.ConfigState, m.Ready, m.ConfigReloads, m.DriftRepairs,
-		m.Intervals, m.CIDRs, m.ConfigInfo, m.BuildInfo, newCounterCollector(c, &m.ipv6))
+		m.Intervals, m.CIDRs, m.ConfigInfo, m.BuildInfo, m.SNATInterface, newCounterCollector(c, &m.ipv6))
 	for _, r := range []string{"success", "error"} {
 		m.Syncs.WithLabelValues(r)
 	}
@@ -131,6 +139,27 @@ func (m *Metrics) SetDesired(cfg config.Config, r ruleset.Ruleset) {
 		m.Intervals.WithLabelValues("ipv6").Set(float64(len(r.NonMasq6)))
 	} else {
 		m.Intervals.DeleteLabelValues("ipv6")
+	}
+}
+
+// SetSNATInterface exports whether each family uses snatToInterface's resolved address a; on false no
+// series at all (the config has no snatToInterface).
+func (m *Metrics) SetSNATInterface(a ruleset.InterfaceAddrs, ipv6 bool) {
+	if a.Name == "" {
+		m.SNATInterface.Reset()
+		return
+	}
+	b := func(ok bool) float64 {
+		if ok {
+			return 1
+		}
+		return 0
+	}
+	m.SNATInterface.WithLabelValues("ipv4").Set(b(a.V4.IsValid()))
+	if ipv6 {
+		m.SNATInterface.WithLabelValues("ipv6").Set(b(a.V6.IsValid()))
+	} else {
+		m.SNATInterface.DeleteLabelValues("ipv6")
 	}
 }
 
@@ -171,6 +200,20 @@ func ConfigHash(r ruleset.Ruleset) string {
 	if r.Sources { // written only then, so that a config without masqueradeSourceCIDRs keeps its hash
 		h.Write([]byte("sources"))
 		sets = append(sets, r.Src4, r.Src6)
+	}
+	if len(r.Egress) > 0 { // as sources: only then
+		h.Write([]byte("egress"))
+		for _, n := range r.Egress {
+			h.Write([]byte(n + "\x00"))
+		}
+	}
+	if r.SNAT4.IsValid() || r.SNAT6.IsValid() {
+		h.Write([]byte("snat"))
+		for _, a := range []netip.Addr{r.SNAT4, r.SNAT6} {
+			b := a.As16()
+			flag(a.IsValid())
+			h.Write(b[:])
+		}
 	}
 	for _, set := range sets {
 		binary.BigEndian.PutUint64(buf[:], uint64(len(set)))
