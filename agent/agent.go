@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -313,6 +314,9 @@ func (a *Agent) reconcile(why reason) bool {
 		nopts.Interface = a.resolveInterface(cfg)
 		if cfgChanged || nopts.Interface != a.iface { // a resync of an unchanged config compiles nothing
 			a.iface = nopts.Interface
+			if cfgChanged {
+				a.warnSNATTo(cfg)
+			}
 			want := ruleset.Compile(cfg, nopts)
 			a.desiredHash = ConfigHash(want)
 			a.desired = &Desired{Config: cfg, Ruleset: want}
@@ -616,6 +620,34 @@ func (a *Agent) watchAddresses(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-after(delay):
+		}
+	}
+}
+
+// warnSNATTo warns about each snatTo address that is not one of this node's: traffic leaves with it, but
+// replies to it are routed elsewhere, so connections fail. It is applied anyway (an address may be added
+// later, or be routed to the node by the network).
+func (a *Agent) warnSNATTo(cfg config.Config) {
+	if len(cfg.SNATTo) == 0 {
+		return
+	}
+	ifaddrs, err := net.InterfaceAddrs()
+	if err != nil {
+		a.s.Log.Warn("cannot list this node's addresses to check snatTo", "err", err)
+		return
+	}
+	local := map[netip.Addr]bool{}
+	for _, ia := range ifaddrs {
+		if n, ok := ia.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(n.IP); ok {
+				local[ip.Unmap()] = true
+			}
+		}
+	}
+	for _, s := range cfg.SNATTo {
+		if !local[s.Addr] {
+			a.s.Log.Warn("snatTo is not an address of this node: traffic leaves with it, but replies to it will not come back here unless the network routes it to the node",
+				"address", s.Addr.String(), "where", s.Source.String())
 		}
 	}
 }

@@ -86,9 +86,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
 		switch args[0] {
 		case "explain":
-			return explainMain(args[1:], stdout, stderr, status.NodeHost())
+			return explainMain(args[1:], stdout, stderr, nodeHost())
 		case "status":
-			return statusMain(args[1:], stdout, stderr, status.NodeHost())
+			return statusMain(args[1:], stdout, stderr, nodeHost())
 		case "check":
 			return checkMain(args[1:], stdin, stdout, stderr)
 		case "help":
@@ -134,6 +134,13 @@ func dryRunOutput(w io.Writer, cfg config.Config, opts options, log *slog.Logger
 		RandomFullySupported: true, ToPorts: opts.nft.ToPorts})
 	_, err := io.WriteString(w, rules.String())
 	return err
+}
+
+// nodeHost is the machine status and explain run on, resolving snatToInterface as the agent does.
+func nodeHost() status.Host {
+	h := status.NodeHost()
+	h.Interface = agent.InterfaceAddrs
+	return h
 }
 
 // resolvedOptions is nopts with cfg's snatToInterface resolved on this machine, as the agent resolves it on
