@@ -3,6 +3,8 @@ package config
 import (
 	"errors"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -128,5 +130,21 @@ func TestMergeSNAT(t *testing.T) {
 		if !errors.As(err, &e) || !strings.Contains(e.Error(), tc.msg) {
 			t.Errorf("Conflicts = %v, want an *Error saying %q", err, tc.msg)
 		}
+	}
+}
+
+// TestLoadSNATConflict: a directory whose two files give different snatTo addresses is refused, naming both.
+func TestLoadSNATConflict(t *testing.T) {
+	dir := t.TempDir()
+	for name, text := range map[string]string{"ip-masq-agent": "snatTo: [192.0.2.10]\n", "ip-masq-platform": "snatTo: [192.0.2.11]\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, _, err := Load(dir, Options{})
+	var e *Error
+	if !errors.As(err, &e) || !strings.Contains(err.Error(), "ip-masq-agent line 1 gives 192.0.2.10") ||
+		!strings.Contains(err.Error(), "ip-masq-platform") || e.Key != "snatTo" {
+		t.Errorf("Load = %v, want an *Error naming both files", err)
 	}
 }
