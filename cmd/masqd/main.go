@@ -151,7 +151,7 @@ func resolvedOptions(cfg config.Config, nopts ruleset.Options, log *slog.Logger)
 	if name == "" {
 		return nopts
 	}
-	a, err := agent.InterfaceAddrs(name)
+	nopts, a, err := resolveHere(cfg, nopts)
 	switch {
 	case err != nil:
 		log.Warn("snatToInterface is not resolved here; its families are shown masqueraded", "interface", name, "err", err)
@@ -159,7 +159,6 @@ func resolvedOptions(cfg config.Config, nopts ruleset.Options, log *slog.Logger)
 		log.Warn("snatToInterface has no usable address of a family here; that family is shown masqueraded", "interface", name,
 			"ipv4", a.V4.IsValid(), "ipv6", a.V6.IsValid())
 	}
-	nopts.Interface = a
 	return nopts
 }
 
