@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -58,6 +59,12 @@ type Settings struct {
 	After func(time.Duration) <-chan time.Time
 	// Now is the clock /healthz judges the loop's liveness by; nil means time.Now.
 	Now func() time.Time
+	// ResolveInterface resolves snatToInterface to the interface's primary addresses (InterfaceAddrs on
+	// Linux) before each compile; nil: never resolved, and every family keeps masquerade.
+	ResolveInterface func(name string) (ruleset.InterfaceAddrs, error)
+	// WatchAddresses calls changed after every address change on the node (WatchAddresses on Linux), so
+	// that snatToInterface follows its interface's address at once; nil: at each resync only.
+	WatchAddresses func(ctx context.Context, changed func()) error
 }
 
 // ConfigSource supplies the config from somewhere other than the file, such as a watched ConfigMap.
@@ -91,6 +98,12 @@ type Agent struct {
 	desiredHash string        // ConfigHash of desired.Ruleset
 	nodeCheck   string        // the node's pod ranges and the masqueraded ones, as last logged
 	loader      config.Loader // parses only the config files that changed
+	// iface is snatToInterface as last resolved (what desired was compiled with), ifaceErr why it could
+	// not be, as last logged.
+	iface    ruleset.InterfaceAddrs
+	ifaceErr string
+	// followIface says the config in force has snatToInterface: address changes are then worth a reconcile.
+	followIface atomic.Bool
 
 	ready atomic.Bool // the kernel holds desired, as of the last apply or check
 	drift atomic.Bool // someone else changed masqd's table since the last apply
@@ -167,6 +180,7 @@ const (
 	reasonMonitor   reason = "monitor"   // the kernel watch failed: notifications may have been lost
 	reasonNode      reason = "node"      // this node's pod ranges changed (--node-name)
 	reasonNodes     reason = "nodes"     // a Node's pod ranges changed (--discover-pod-cidrs), coalesced
+	reasonAddress   reason = "address"   // an address of the node changed (snatToInterface follows it)
 )
 
 // ConfigState is what the agent runs on, as the label of masqd_config_state says it.
@@ -230,6 +244,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	if w, ok := a.s.Backend.(Watcher); ok {
 		g.Go(func() error { return a.watchKernel(ctx, w) })
+	}
+	if a.s.WatchAddresses != nil {
+		g.Go(func() error { a.watchAddresses(ctx); return nil })
 	}
 	g.Go(func() error { return a.loop(ctx) })
 	return g.Wait()
@@ -310,8 +327,14 @@ func (a *Agent) reconcile(why reason) bool {
 		a.logWarnings(warnings)
 		cfg = a.withDiscovered(cfg)
 		cfgChanged = a.desired == nil || !a.desired.Config.Equal(cfg)
-		if cfgChanged { // a resync of an unchanged config compiles nothing
-			want := ruleset.Compile(cfg, a.s.NFT)
+		nopts := a.s.NFT
+		nopts.Interface = a.resolveInterface(cfg)
+		if cfgChanged || nopts.Interface != a.iface { // a resync of an unchanged config compiles nothing
+			a.iface = nopts.Interface
+			if cfgChanged {
+				a.warnSNATTo(cfg)
+			}
+			want := ruleset.Compile(cfg, nopts)
 			a.desiredHash = ConfigHash(want)
 			a.desired = &Desired{Config: cfg, Ruleset: want}
 			a.resync = cfg.ResyncInterval
@@ -602,4 +625,111 @@ func (a *Agent) nodeName() string {
 		return n.Name()
 	}
 	return "this node"
+}
+
+// resolveInterface resolves cfg's snatToInterface (the zero InterfaceAddrs when it has none). A family the
+// interface has no address of, or an interface that is not there, keeps masquerade: traffic still leaves,
+// with the outgoing interface's address, as it would without snatToInterface. That is logged as a warning
+// once per change, and masqd_snat_interface_address says it.
+func (a *Agent) resolveInterface(cfg config.Config) ruleset.InterfaceAddrs {
+	name := cfg.SNATToInterface.Name
+	a.followIface.Store(name != "")
+	if name == "" {
+		a.s.Metrics.SetSNATInterface(ruleset.InterfaceAddrs{}, false)
+		return ruleset.InterfaceAddrs{}
+	}
+	got := ruleset.InterfaceAddrs{Name: name}
+	var msg string
+	if a.s.ResolveInterface == nil {
+		msg = "snatToInterface cannot be resolved here; masquerading with the outgoing interface's address"
+	} else if r, err := a.s.ResolveInterface(name); err != nil {
+		msg = fmt.Sprintf("snatToInterface %s is not there (%v); masquerading with the outgoing interface's address until it is", name, err)
+	} else {
+		got = r
+		switch {
+		case !r.V4.IsValid():
+			msg = fmt.Sprintf("snatToInterface %s has no usable IPv4 address; IPv4 traffic is masqueraded with the outgoing interface's address until it has one", name)
+		case cfg.EnableIPv6 && !r.V6.IsValid():
+			msg = fmt.Sprintf("snatToInterface %s has no usable IPv6 address; IPv6 traffic is masqueraded with the outgoing interface's address until it has one", name)
+		}
+	}
+	if msg != a.ifaceErr {
+		a.ifaceErr = msg
+		if msg != "" {
+			a.s.Log.Warn(msg, "interface", name)
+		}
+	}
+	if got != a.iface {
+		a.s.Log.Info("snatToInterface resolved", "interface", name, "ipv4", addrText(got.V4), "ipv6", addrText(got.V6))
+	}
+	a.s.Metrics.SetSNATInterface(got, cfg.EnableIPv6)
+	return got
+}
+
+func addrText(a netip.Addr) string {
+	if !a.IsValid() {
+		return "none (masquerade)"
+	}
+	return a.String()
+}
+
+// watchAddresses kicks a reconcile after every address change on the node while the config has
+// snatToInterface. When the watch fails it is tried again after the apply retry's capped backoff; meanwhile
+// each resync resolves the interface again.
+func (a *Agent) watchAddresses(ctx context.Context) {
+	after := a.s.After
+	if after == nil {
+		after = time.After
+	}
+	var delay time.Duration
+	for {
+		start := time.Now()
+		err := a.s.WatchAddresses(ctx, func() {
+			if a.followIface.Load() {
+				a.kick(reasonAddress)
+			}
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(start) > maxRetry {
+			delay = 0
+		}
+		delay = min(max(2*delay, firstRetry), maxRetry)
+		a.s.Log.Warn("address watch failed; snatToInterface follows its interface at each resync until it is back", "err", err, "retry_in", delay.String())
+		a.kick(reasonAddress)
+		select {
+		case <-ctx.Done():
+			return
+		case <-after(delay):
+		}
+	}
+}
+
+// warnSNATTo warns about each snatTo address that is not one of this node's: traffic leaves with it, but
+// replies to it are routed elsewhere, so connections fail. It is applied anyway (an address may be added
+// later, or be routed to the node by the network).
+func (a *Agent) warnSNATTo(cfg config.Config) {
+	if len(cfg.SNATTo) == 0 {
+		return
+	}
+	ifaddrs, err := net.InterfaceAddrs()
+	if err != nil {
+		a.s.Log.Warn("cannot list this node's addresses to check snatTo", "err", err)
+		return
+	}
+	local := map[netip.Addr]bool{}
+	for _, ia := range ifaddrs {
+		if n, ok := ia.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(n.IP); ok {
+				local[ip.Unmap()] = true
+			}
+		}
+	}
+	for _, s := range cfg.SNATTo {
+		if !local[s.Addr] {
+			a.s.Log.Warn("snatTo is not an address of this node: traffic leaves with it, but replies to it will not come back here unless the network routes it to the node",
+				"address", s.Addr.String(), "where", s.Source.String())
+		}
+	}
 }

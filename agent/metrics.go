@@ -49,6 +49,10 @@ type Metrics struct {
 	// DiscoveredPodCIDRs counts the pod ranges read from the Nodes (--discover-pod-cidrs), before those the
 	// config already has are left out. Registered only by RegisterDiscovery.
 	DiscoveredPodCIDRs prometheus.Gauge
+	// SNATInterface says, by family, whether traffic leaves with snatToInterface's address (1) or falls back
+	// to masquerade because the interface has no usable address of that family or is not there (0); no
+	// series without snatToInterface.
+	SNATInterface *prometheus.GaugeVec
 
 	ipv6        atomic.Bool    // the desired ruleset has IPv6: the counters have an ipv6 series
 	appliedHash string         // ConfigInfo's label
@@ -107,13 +111,16 @@ func NewMetrics(reg prometheus.Registerer, c Counters) *Metrics {
 		NodePodCIDRMasqueraded: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "masqd_node_pod_cidr_masqueraded", Help: "One series per pod range of this node (--node-name, the Node's spec.podCIDRs): 1 when the config masquerades traffic to some of it (pods on other nodes reach its pods with their node's address), 0 when it is kept non-masquerade.",
 		}, []string{"cidr"}),
+		SNATInterface: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "masqd_snat_interface_resolved", Help: "By family, 1 while traffic leaves with snatToInterface's address, 0 while it falls back to masquerade (the interface has no usable address of the family, or is not there); no series without snatToInterface.",
+		}, []string{"family"}),
 	}
 	m.CIDRs.WithLabelValues("nonMasqueradeCIDRs")
 	m.CIDRs.WithLabelValues("masqueradeCIDRs")
 	m.CIDRs.WithLabelValues("clusterCIDRs")
 	m.CIDRs.WithLabelValues("masqueradeSourceCIDRs")
 	reg.MustRegister(m.Syncs, m.SyncDuration, m.LastSuccess, m.ConfigValid, m.ConfigState, m.Ready, m.ConfigReloads, m.DriftRepairs,
-		m.Intervals, m.CIDRs, m.ConfigInfo, m.BuildInfo, m.NodePodCIDRMasqueraded, newCounterCollector(c, &m.ipv6))
+		m.Intervals, m.CIDRs, m.ConfigInfo, m.BuildInfo, m.SNATInterface, m.NodePodCIDRMasqueraded, newCounterCollector(c, &m.ipv6))
 	for _, r := range []string{"success", "error"} {
 		m.Syncs.WithLabelValues(r)
 	}
@@ -170,6 +177,27 @@ func (m *Metrics) SetNodePodCIDRs(pods, masqueraded []netip.Prefix) {
 	}
 }
 
+// SetSNATInterface exports whether each family uses snatToInterface's resolved address a; on false no
+// series at all (the config has no snatToInterface).
+func (m *Metrics) SetSNATInterface(a ruleset.InterfaceAddrs, ipv6 bool) {
+	if a.Name == "" {
+		m.SNATInterface.Reset()
+		return
+	}
+	b := func(ok bool) float64 {
+		if ok {
+			return 1
+		}
+		return 0
+	}
+	m.SNATInterface.WithLabelValues("ipv4").Set(b(a.V4.IsValid()))
+	if ipv6 {
+		m.SNATInterface.WithLabelValues("ipv6").Set(b(a.V6.IsValid()))
+	} else {
+		m.SNATInterface.DeleteLabelValues("ipv6")
+	}
+}
+
 // SetApplied exports hash (ConfigHash of the ruleset the kernel now holds) as masqd_config_info's only series.
 func (m *Metrics) SetApplied(hash string) {
 	if hash == m.appliedHash {
@@ -207,6 +235,20 @@ func ConfigHash(r ruleset.Ruleset) string {
 	if r.Sources { // written only then, so that a config without masqueradeSourceCIDRs keeps its hash
 		h.Write([]byte("sources"))
 		sets = append(sets, r.Src4, r.Src6)
+	}
+	if len(r.Egress) > 0 { // as sources: only then
+		h.Write([]byte("egress"))
+		for _, n := range r.Egress {
+			h.Write([]byte(n + "\x00"))
+		}
+	}
+	if r.SNAT4.IsValid() || r.SNAT6.IsValid() {
+		h.Write([]byte("snat"))
+		for _, a := range []netip.Addr{r.SNAT4, r.SNAT6} {
+			b := a.As16()
+			flag(a.IsValid())
+			h.Write(b[:])
+		}
 	}
 	for _, set := range sets {
 		binary.BigEndian.PutUint64(buf[:], uint64(len(set)))

@@ -20,6 +20,9 @@ const (
 	keyEnableIPv6
 	keyClusterCIDRs
 	keyMasqueradeSourceCIDRs
+	keyEgressInterfaces
+	keySNATTo
+	keySNATToInterface
 	numKeys
 )
 
@@ -44,6 +47,12 @@ func (k key) String() string {
 		return "clusterCIDRs"
 	case keyMasqueradeSourceCIDRs:
 		return "masqueradeSourceCIDRs"
+	case keyEgressInterfaces:
+		return "egressInterfaces"
+	case keySNATTo:
+		return "snatTo"
+	case keySNATToInterface:
+		return "snatToInterface"
 	default:
 		return fmt.Sprintf("key(%d)", int(k))
 	}

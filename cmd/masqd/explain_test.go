@@ -81,6 +81,14 @@ func testHost(k fakeKernel, agent map[string]string) status.Host {
 	}
 }
 
+// withInterface is h resolving every interface to the IPv4 address v4, as the agent would on the node.
+func withInterface(h status.Host, v4 string) status.Host {
+	h.Interface = func(name string) (ruleset.InterfaceAddrs, error) {
+		return ruleset.InterfaceAddrs{Name: name, V4: netip.MustParseAddr(v4)}, nil
+	}
+	return h
+}
+
 // compiled is the ruleset masqd applies for the config file at path.
 func compiled(t *testing.T, path string, opts config.Options, nopts ruleset.Options) ruleset.Ruleset {
 	t.Helper()
@@ -142,6 +150,8 @@ func TestExplainGolden(t *testing.T) {
 		{"explain-discover-pod-cidrs", nodes, []string{"--config=testdata/cluster-cidrs.config", "--discover-pod-cidrs",
 			"198.18.1.7", "198.18.2.7", "100.64.3.4", "100.64.9.9", "8.8.8.8"}},
 		{"explain-masquerade-sources", none, []string{"--config=testdata/masquerade-sources.config", "198.51.100.10", "10.1.2.3"}},
+		{"explain-snat", none, []string{"--config=testdata/snat.config", "198.51.100.10", "10.1.2.3"}},
+		{"explain-snat-interface", withInterface(none, "10.128.0.5"), []string{"--config=testdata/snat-interface.config", "198.51.100.10"}},
 		{"explain-bad-address", none, []string{"10.0.0.1", "10.0.0.300"}},
 		{"explain-prefix", none, []string{"10.0.0.0/8"}},
 		{"explain-no-address", none, []string{"--kernel"}},
