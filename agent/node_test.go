@@ -140,3 +140,51 @@ func TestPodCIDRsOnly(t *testing.T) {
 		t.Errorf("PodCIDRsOnly:\n%v\nwant\n%v", g, want)
 	}
 }
+
+// TestNodeWatchAbsentAndEmpty: a --node-name that names no Node is a warning, and a Node without
+// spec.podCIDRs (a CNI with its own IPAM) is said once; neither has a masqd_node_pod_cidr_masqueraded series.
+func TestNodeWatchAbsentAndEmpty(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ip-masq-agent")
+	if err := os.WriteFile(path, []byte("nonMasqueradeCIDRs: [10.0.0.0/16]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	client := fake.NewClientset()
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	k := &fakeKernel{}
+	metrics := NewMetrics(prometheus.NewRegistry(), k)
+	a := New(Settings{ConfigPath: path, Backend: k, Log: log, Metrics: metrics, Node: NewNodeWatch(fakeAPI{client}, "node-9", log)})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	waitLog := func(text string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(logs.String(), text) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the log never says %q:\n%s", text, logs.String())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitLog("there is no Node named by --node-name")
+	if n := testutil.CollectAndCount(metrics.NodePodCIDRMasqueraded); n != 0 {
+		t.Errorf("no Node: %d series, want none", n)
+	}
+	if _, err := client.CoreV1().Nodes().Create(context.Background(), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-9"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitLog("has no spec.podCIDRs, so there is nothing to check")
+	if n := testutil.CollectAndCount(metrics.NodePodCIDRMasqueraded); n != 0 {
+		t.Errorf("a Node without pod ranges: %d series, want none", n)
+	}
+	if strings.Contains(logs.String(), "kept non-masquerade") || strings.Contains(logs.String(), "is masqueraded") {
+		t.Errorf("a verdict about no ranges:\n%s", logs.String())
+	}
+}
