@@ -193,9 +193,9 @@ func (d *decoder) field(doc *document, k key, w where, raw json.RawMessage, at k
 					fmt.Sprintf("list item is %s, not a CIDR string", jsonKind(e)), "write a CIDR such as 10.0.0.0/8")
 			}
 		}
-	case keyMasqLinkLocal, keyMasqLinkLocalIPv6, keyEnableIPv6:
+	case keyMasqLinkLocal, keyMasqLinkLocalIPv6, keyEnableIPv6, keyFlushConntrack:
 		f := map[key]*scalar[bool]{keyMasqLinkLocal: &doc.masqLinkLocal, keyMasqLinkLocalIPv6: &doc.masqLinkLocalIPv6,
-			keyEnableIPv6: &doc.enableIPv6}[k]
+			keyEnableIPv6: &doc.enableIPv6, keyFlushConntrack: &doc.flushConntrack}[k]
 		f.where = w
 		switch string(raw) {
 		case "null":

@@ -20,6 +20,7 @@ const (
 	keyEnableIPv6
 	keyClusterCIDRs
 	keyMasqueradeSourceCIDRs
+	keyFlushConntrack
 	numKeys
 )
 
@@ -44,6 +45,8 @@ func (k key) String() string {
 		return "clusterCIDRs"
 	case keyMasqueradeSourceCIDRs:
 		return "masqueradeSourceCIDRs"
+	case keyFlushConntrack:
+		return "flushConntrack"
 	default:
 		return fmt.Sprintf("key(%d)", int(k))
 	}

@@ -10,7 +10,7 @@ import (
 //
 //   - NonMasqueradeCIDRs, MasqueradeCIDRs, ClusterCIDRs and MasqueradeSourceCIDRs are unions, in first-seen order; a prefix seen again is dropped and
 //     the first Source kept.
-//   - MasqLinkLocal, MasqLinkLocalIPv6 and EnableIPv6 are true when any config says so.
+//   - MasqLinkLocal, MasqLinkLocalIPv6, EnableIPv6 and FlushConntrack are true when any config says so.
 //   - CIDRLimit is the largest and ResyncInterval the smallest positive value.
 //   - Files is every config's Files, in order.
 //
@@ -51,6 +51,7 @@ func Merge(cfgs ...Config) Config {
 		out.MasqLinkLocal = out.MasqLinkLocal || c.MasqLinkLocal
 		out.MasqLinkLocalIPv6 = out.MasqLinkLocalIPv6 || c.MasqLinkLocalIPv6
 		out.EnableIPv6 = out.EnableIPv6 || c.EnableIPv6
+		out.FlushConntrack = out.FlushConntrack || c.FlushConntrack
 		out.CIDRLimit = max(out.CIDRLimit, c.CIDRLimit)
 		if c.ResyncInterval > 0 && (out.ResyncInterval == 0 || c.ResyncInterval < out.ResyncInterval) {
 			out.ResyncInterval = c.ResyncInterval

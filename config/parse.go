@@ -98,6 +98,7 @@ func (b *builder) build(doc document) error {
 		{doc.masqLinkLocal.line, func() error { set(&b.cfg.MasqLinkLocal, doc.masqLinkLocal); return nil }},
 		{doc.masqLinkLocalIPv6.line, func() error { set(&b.cfg.MasqLinkLocalIPv6, doc.masqLinkLocalIPv6); return nil }},
 		{doc.resyncInterval.line, func() error { return b.resync(doc.resyncInterval) }},
+		{doc.flushConntrack.line, func() error { b.flushConntrack(doc.flushConntrack); return nil }},
 	}
 	slices.SortStableFunc(steps, func(a, b struct {
 		line int
@@ -285,5 +286,16 @@ func (b *builder) sourceFamilies(l list) {
 		b.warn(l.line, l.name, "no IPv6 prefix: IPv6 traffic is masqueraded from no source; list the IPv6 pod range too")
 	case !v4:
 		b.warn(l.line, l.name, "no IPv4 prefix: IPv4 traffic is masqueraded from no source; list the IPv4 pod range too")
+	}
+}
+
+// flushConntrack sets flushConntrack, which like enableIPv6 can turn its flag's setting on, never off.
+func (b *builder) flushConntrack(f scalar[bool]) {
+	switch {
+	case !f.set:
+	case f.v:
+		b.cfg.FlushConntrack = true
+	case b.opts.FlushConntrack:
+		b.warn(f.line, f.name, "flushConntrack: false does not turn off --flush-conntrack; conntrack entries are still flushed")
 	}
 }

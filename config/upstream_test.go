@@ -84,9 +84,9 @@ func intendedDifference(data []byte, masqdErr error) string {
 		return ""
 	}
 	for k := range top {
-		for _, own := range []key{keyMasqueradeCIDRs, keyEnableIPv6, keyClusterCIDRs, keyMasqueradeSourceCIDRs} {
+		for _, own := range []key{keyMasqueradeCIDRs, keyEnableIPv6, keyClusterCIDRs, keyMasqueradeSourceCIDRs, keyFlushConntrack} {
 			if strings.EqualFold(k, own.String()) {
-				return "masqd's own keys (masqueradeCIDRs, enableIPv6, clusterCIDRs, masqueradeSourceCIDRs), which upstream ignores"
+				return "masqd's own keys (masqueradeCIDRs, enableIPv6, clusterCIDRs, masqueradeSourceCIDRs, flushConntrack), which upstream ignores"
 			}
 		}
 	}
