@@ -39,3 +39,13 @@ func symmetricDifference(a, b []Interval) []Interval {
 	}
 	return out
 }
+
+// InSet reports whether a is in set, a normalized set of one family (as Flipped gives them).
+func InSet(set []Interval, a netip.Addr) bool {
+	a = a.Unmap()
+	if len(set) == 0 || set[0].Is6() != a.Is6() {
+		return false
+	}
+	_, found := search(set, a)
+	return found
+}

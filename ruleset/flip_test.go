@@ -117,3 +117,21 @@ func TestFlippedReference(t *testing.T) {
 		}
 	}
 }
+
+func TestInSet(t *testing.T) {
+	set := normalize(ivs(t, "192.0.2.0/24 203.0.113.7 2001:db8::/32"))
+	v4, v6 := ofFamily(set, false), ofFamily(set, true)
+	for _, tc := range []struct {
+		set  []Interval
+		addr string
+		want bool
+	}{
+		{v4, "192.0.2.0", true}, {v4, "192.0.2.255", true}, {v4, "192.0.3.0", false}, {v4, "203.0.113.7", true},
+		{v4, "203.0.113.8", false}, {v4, "::ffff:192.0.2.1", true}, {v4, "2001:db8::1", false},
+		{v6, "2001:db8::1", true}, {v6, "2001:db9::", false}, {v6, "192.0.2.1", false}, {nil, "192.0.2.1", false},
+	} {
+		if got := InSet(tc.set, netip.MustParseAddr(tc.addr)); got != tc.want {
+			t.Errorf("InSet(%s, %s) = %v, want %v", show(tc.set), tc.addr, got, tc.want)
+		}
+	}
+}
