@@ -40,6 +40,12 @@ type Metrics struct {
 	// BuildInfo is set by the caller; its labels are version, revision, modified, goversion and backend, in
 	// that order.
 	BuildInfo *prometheus.GaugeVec
+	// ConntrackFlush is 1 while the conntrack flush is on (flushConntrack or --flush-conntrack), else 0.
+	ConntrackFlush prometheus.Gauge
+	// ConntrackDeleted counts the conntrack entries deleted after commits that flipped destinations, by
+	// family; ConntrackFlushes counts those flushes, by result.
+	ConntrackDeleted *prometheus.CounterVec
+	ConntrackFlushes *prometheus.CounterVec
 
 	ipv6        atomic.Bool // the desired ruleset has IPv6: the counters have an ipv6 series
 	appliedHash string      // ConfigInfo's label
@@ -91,15 +97,29 @@ func NewMetrics(reg prometheus.Registerer, c Counters) *Metrics {
 		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "masqd_build_info", Help: "Always 1; the labels say which build of masqd runs and the backend in use.",
 		}, []string{"version", "revision", "modified", "goversion", "backend"}),
+		ConntrackFlush: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "masqd_conntrack_flush_enabled", Help: "1 while flows whose destination an edit flips have their conntrack entries deleted after the commit (flushConntrack, --flush-conntrack), else 0.",
+		}),
+		ConntrackDeleted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "masqd_conntrack_deleted_total", Help: "Conntrack entries deleted after commits that flipped destinations between masquerade and not, by family.",
+		}, []string{"family"}),
+		ConntrackFlushes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "masqd_conntrack_flushes_total", Help: "Conntrack flushes after commits that flipped destinations, by result; an error leaves the commit in force.",
+		}, []string{"result"}),
 	}
 	m.CIDRs.WithLabelValues("nonMasqueradeCIDRs")
 	m.CIDRs.WithLabelValues("masqueradeCIDRs")
 	m.CIDRs.WithLabelValues("clusterCIDRs")
 	m.CIDRs.WithLabelValues("masqueradeSourceCIDRs")
 	reg.MustRegister(m.Syncs, m.SyncDuration, m.LastSuccess, m.ConfigValid, m.ConfigState, m.Ready, m.ConfigReloads, m.DriftRepairs,
-		m.Intervals, m.CIDRs, m.ConfigInfo, m.BuildInfo, newCounterCollector(c, &m.ipv6))
+		m.Intervals, m.CIDRs, m.ConfigInfo, m.BuildInfo, newCounterCollector(c, &m.ipv6),
+		m.ConntrackFlush, m.ConntrackDeleted, m.ConntrackFlushes)
 	for _, r := range []string{"success", "error"} {
 		m.Syncs.WithLabelValues(r)
+		m.ConntrackFlushes.WithLabelValues(r)
+	}
+	for _, f := range []string{"ipv4", "ipv6"} {
+		m.ConntrackDeleted.WithLabelValues(f)
 	}
 	for _, st := range ConfigStates() {
 		m.ConfigState.WithLabelValues(string(st))
@@ -222,4 +242,13 @@ func (c counterCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.packets, prometheus.CounterValue, float64(cnt.Packets), fam)
 		ch <- prometheus.MustNewConstMetric(c.byts, prometheus.CounterValue, float64(cnt.Bytes), fam)
 	}
+}
+
+// SetConntrackFlush sets masqd_conntrack_flush_enabled.
+func (m *Metrics) SetConntrackFlush(on bool) {
+	v := 0.0
+	if on {
+		v = 1
+	}
+	m.ConntrackFlush.Set(v)
 }
