@@ -134,4 +134,9 @@ func writeCheck(w io.Writer, r *config.CheckResult, file string, nftOpts ruleset
 		}
 		fmt.Fprint(w, ruleset.Compile(cfg, nftOpts).String())
 	}
+	if slices.ContainsFunc(r.Configs, func(c config.Config) bool { return c.FlushConntrack }) {
+		fmt.Fprintln(w, "\nAfter each commit that flips destinations between masquerade and not, the conntrack entries of flows\n"+
+			"from non-local sources to them are deleted (flushConntrack, --flush-conntrack): flows already going\n"+
+			"there take the new verdict at once, instead of keeping their translation until they end.")
+	}
 }

@@ -48,6 +48,8 @@ func TestCheckGolden(t *testing.T) {
 		// The pod ranges: the key's lines checked as the other lists, and --cluster-cidr added to what it does.
 		{"check-cluster-cidrs", []string{"testdata/cluster-cidrs.config", "--cluster-cidr=172.31.0.0/16"}},
 		{"check-cluster-cidrs-errors", []string{"testdata/check/cluster-cidrs.yaml"}},
+		// flushConntrack: the rules are the same; check says what happens after a commit.
+		{"check-flush-conntrack", []string{"testdata/flush-conntrack.config"}},
 	} {
 		t.Run(tc.golden, func(t *testing.T) {
 			checkGolden(t, tc.golden, "check", func(args []string, stdout, stderr io.Writer) int {

@@ -93,6 +93,7 @@ func explainMain(args []string, stdout, stderr io.Writer, h status.Host) int {
 	for _, c := range cfg.MasqueradeSourceCIDRs {
 		ex.Sources = append(ex.Sources, c.Prefix.String())
 	}
+	ex.FlushConntrack = cfg.FlushConntrack
 	names := entryNamer{}
 	for i, dst := range dsts {
 		d := ruleset.Explain(cfg, c.nft, dst)
@@ -135,6 +136,9 @@ func explainMain(args []string, stdout, stderr io.Writer, h status.Host) int {
 			fmt.Fprintf(stdout, "sources: these verdicts are for traffic from %s (masqueradeSourceCIDRs, %s); traffic from any other source keeps its address\n",
 				strings.Join(ex.Sources, ", "), c.Source)
 		}
+		if ex.FlushConntrack {
+			fmt.Fprintln(stdout, "conntrack: when an edit changes one of these verdicts, flows already going there take the new one right after the commit (flushConntrack, --flush-conntrack)")
+		}
 		if kernel {
 			ex.writeKernelSummary(stdout)
 		}
@@ -151,6 +155,9 @@ type explanation struct {
 	// Sources are masqueradeSourceCIDRs' prefixes: the verdicts are for traffic from them; other sources are
 	// never masqueraded. Empty: every source.
 	Sources []string `json:"sources,omitempty"`
+	// FlushConntrack: after a commit that flips a destination, flows already going there take the new verdict
+	// (flushConntrack, --flush-conntrack); false: they keep their translation until they end.
+	FlushConntrack bool `json:"flushConntrack,omitempty"`
 	// Kernel is set with --kernel; Table, Foreign and Disagree are only meaningful then.
 	Kernel   bool     `json:"kernel"`
 	Table    bool     `json:"table,omitempty"`

@@ -136,6 +136,9 @@ func TestExplainGolden(t *testing.T) {
 			"--cluster-cidr", "172.31.0.0/16", "--output=json", "100.64.3.4", "172.31.0.9"}},
 		{"explain-cluster-cidrs-bad-flag", none, []string{"--cluster-cidr=100.64.0.1/10", "100.64.3.4"}},
 		{"explain-masquerade-sources", none, []string{"--config=testdata/masquerade-sources.config", "198.51.100.10", "10.1.2.3"}},
+		// flushConntrack, from the file and from the flag: explain says flows follow an edit at once.
+		{"explain-flush-conntrack", none, []string{"--config=testdata/flush-conntrack.config", "192.0.2.7", "198.51.100.10"}},
+		{"explain-flush-conntrack-flag", none, []string{"--config=testdata/masquerade-sources.config", "--flush-conntrack", "--output=json", "10.1.2.3"}},
 		{"explain-bad-address", none, []string{"10.0.0.1", "10.0.0.300"}},
 		{"explain-prefix", none, []string{"10.0.0.0/8"}},
 		{"explain-no-address", none, []string{"--kernel"}},
