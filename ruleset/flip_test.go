@@ -135,3 +135,39 @@ func TestInSet(t *testing.T) {
 		}
 	}
 }
+
+// FuzzFlipped: for two configs decoded as FuzzCompile decodes one (the input split in two), an address is in
+// Flipped exactly when Masquerades differs between the two rulesets, probed at every prefix edge of both, and
+// the result is normalized.
+func FuzzFlipped(f *testing.F) {
+	f.Add(compileInput(0, "non 10.0.0.0/8"), compileInput(0, "non 10.0.0.0/8", "non 203.0.113.0/24"))
+	f.Add(compileInput(fuzzEnableIPv6, "non 10.0.0.0/8", "non 2001:db8::/32"), compileInput(0, "non 10.0.0.0/8"))
+	f.Add(compileInput(fuzzMasqLinkLocal, "non 0.0.0.0/0", "masq 192.0.2.0/24"), compileInput(fuzzEnableIPv6|fuzzMasqLinkLocalIPv6, "masq 0.0.0.0/0"))
+	f.Fuzz(func(t *testing.T, a, b []byte) {
+		ca, _, na := decodeCompileInput(a[:min(len(a), 1+32*18)])
+		cb, _, nb := decodeCompileInput(b[:min(len(b), 1+32*18)])
+		ra, rb := Compile(ca, Options{}), Compile(cb, Options{})
+		v4, v6 := Flipped(ra, rb)
+		checkNormalized(t, "flipped IPv4", v4, 32)
+		checkNormalized(t, "flipped IPv6", v6, 128)
+		probes := slices.Concat(na, nb)
+		for _, e := range edges {
+			probes = around(probes, e)
+		}
+		for _, iv := range slices.Concat(ra.NonMasq4, ra.NonMasq6, rb.NonMasq4, rb.NonMasq6) {
+			probes = around(around(probes, iv.First()), iv.Last())
+		}
+		for _, p := range probes {
+			if p.Is4In6() {
+				continue // Masquerades reads them as IPv4; Flipped keeps the families apart
+			}
+			set := v4
+			if p.Is6() {
+				set = v6
+			}
+			if differ := ra.Masquerades(p) != rb.Masquerades(p); InSet(set, p) != differ {
+				t.Fatalf("%s: in Flipped %t, verdicts differ %t\nhave %s\nwant %s", p, InSet(set, p), differ, ra, rb)
+			}
+		}
+	})
+}
