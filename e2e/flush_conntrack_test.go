@@ -370,3 +370,39 @@ func TestFlushConntrack(t *testing.T) {
 		})
 	}
 }
+
+// TestFlushConntrackOnce: `masqd --once --flush-conntrack` flushes as the agent does: a long-lived flow to a
+// range the new config makes non-masquerade leaves with the pod's address after the apply; without the flag
+// it keeps the node's.
+func TestFlushConntrackOnce(t *testing.T) {
+	testenv.RequireKernel(t)
+	for _, flush := range []bool{true, false} {
+		t.Run(fmt.Sprintf("flush=%v", flush), func(t *testing.T) {
+			lab := newLab(t, labOptions{})
+			mustMasqd(t, lab.Node, "--config="+writeConfig(t, "nonMasqueradeCIDRs: [10.0.0.0/8]\n"), "--once")
+			f := startUDPFlow(t, lab, "IPv4 to the flipped range", 40011, lab.Internet)
+			start := time.Now()
+			f.waitSource(t, start, lab.NodeIP, "before the apply")
+			args := []string{"--config=" + writeConfig(t, "nonMasqueradeCIDRs: [10.0.0.0/8, 198.51.100.0/24]\n"), "--once"}
+			if flush {
+				args = append(args, "--flush-conntrack")
+			}
+			mustMasqd(t, lab.Node, args...)
+			applied := time.Now()
+			if flush {
+				took := f.waitSource(t, applied, lab.PodIP, "after --once")
+				t.Logf("the flow's source changed %s after --once returned", took.Round(100*time.Microsecond))
+				return
+			}
+			waitFor(t, 5*time.Second, "a second of replies after the apply", func() error {
+				if time.Since(applied) < time.Second {
+					return fmt.Errorf("%s since the apply", time.Since(applied).Round(time.Millisecond))
+				}
+				return nil
+			})
+			if srcs, n := f.sourcesSince(applied); n == 0 || !slices.Equal(srcs, []netip.Addr{lab.NodeIP}) {
+				t.Errorf("without --flush-conntrack: %d replies since the apply from %v, want all from %s", n, srcs, lab.NodeIP)
+			}
+		})
+	}
+}
