@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -51,6 +53,12 @@ type Settings struct {
 	After func(time.Duration) <-chan time.Time
 	// Now is the clock /healthz judges the loop's liveness by; nil means time.Now.
 	Now func() time.Time
+	// ResolveInterface resolves snatToInterface to the interface's primary addresses (InterfaceAddrs on
+	// Linux) before each compile; nil: never resolved, and every family keeps masquerade.
+	ResolveInterface func(name string) (ruleset.InterfaceAddrs, error)
+	// WatchAddresses calls changed after every address change on the node (WatchAddresses on Linux), so
+	// that snatToInterface follows its interface's address at once; nil: at each resync only.
+	WatchAddresses func(ctx context.Context, changed func()) error
 	// Conntrack, while the config's FlushConntrack is on (flushConntrack, or --flush-conntrack through
 	// ConfigOptions), deletes right after each commit the conntrack entries of flows to the destinations the
 	// commit flipped between masquerade and not; nil never flushes.
@@ -85,13 +93,19 @@ type Agent struct {
 	retryDelay  time.Duration
 	everApplied bool
 	migrated    bool
-	desiredHash string // ConfigHash of desired.Ruleset
+	desiredHash string        // ConfigHash of desired.Ruleset
+	loader      config.Loader // parses only the config files that changed
+	// iface is snatToInterface as last resolved (what desired was compiled with), ifaceErr why it could
+	// not be, as last logged.
+	iface    ruleset.InterfaceAddrs
+	ifaceErr string
+	// followIface says the config in force has snatToInterface: address changes are then worth a reconcile.
+	followIface atomic.Bool
 	// held is what the kernel's rules do as of masqd's last commit, or as read before the first apply
 	// (Holder); heldKnown says whether it is known. The conntrack flush compares the next commit with it.
 	held      ruleset.Ruleset
 	heldKnown bool
-	heldRead  bool          // the kernel was read (or there was nothing to read) before the first apply
-	loader    config.Loader // parses only the config files that changed
+	heldRead  bool // the kernel was read (or there was nothing to read) before the first apply
 
 	ready atomic.Bool // the kernel holds desired, as of the last apply or check
 	drift atomic.Bool // someone else changed masqd's table since the last apply
@@ -166,6 +180,7 @@ const (
 	reasonCommit    reason = "commit"    // a commit by another process may have touched the rules
 	reasonDrift     reason = "drift"     // another process changed masqd's table
 	reasonMonitor   reason = "monitor"   // the kernel watch failed: notifications may have been lost
+	reasonAddress   reason = "address"   // an address of the node changed (snatToInterface follows it)
 )
 
 // ConfigState is what the agent runs on, as the label of masqd_config_state says it.
@@ -223,6 +238,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	if w, ok := a.s.Backend.(Watcher); ok {
 		g.Go(func() error { return a.watchKernel(ctx, w) })
+	}
+	if a.s.WatchAddresses != nil {
+		g.Go(func() error { a.watchAddresses(ctx); return nil })
 	}
 	g.Go(func() error { return a.loop(ctx) })
 	return g.Wait()
@@ -302,8 +320,14 @@ func (a *Agent) reconcile(why reason) bool {
 		a.setState(a.validState(cfg, fromSource))
 		a.logWarnings(warnings)
 		cfgChanged = a.desired == nil || !a.desired.Config.Equal(cfg)
-		if cfgChanged { // a resync of an unchanged config compiles nothing
-			want := ruleset.Compile(cfg, a.s.NFT)
+		nopts := a.s.NFT
+		nopts.Interface = a.resolveInterface(cfg)
+		if cfgChanged || nopts.Interface != a.iface { // a resync of an unchanged config compiles nothing
+			a.iface = nopts.Interface
+			if cfgChanged {
+				a.warnSNATTo(cfg)
+			}
+			want := ruleset.Compile(cfg, nopts)
 			a.desiredHash = ConfigHash(want)
 			a.desired = &Desired{Config: cfg, Ruleset: want}
 			a.resync = cfg.ResyncInterval
@@ -530,6 +554,113 @@ func (a *Agent) watchKernel(ctx context.Context, w Watcher) error {
 		case <-ctx.Done():
 			return nil
 		case <-after(delay):
+		}
+	}
+}
+
+// resolveInterface resolves cfg's snatToInterface (the zero InterfaceAddrs when it has none). A family the
+// interface has no address of, or an interface that is not there, keeps masquerade: traffic still leaves,
+// with the outgoing interface's address, as it would without snatToInterface. That is logged as a warning
+// once per change, and masqd_snat_interface_address says it.
+func (a *Agent) resolveInterface(cfg config.Config) ruleset.InterfaceAddrs {
+	name := cfg.SNATToInterface.Name
+	a.followIface.Store(name != "")
+	if name == "" {
+		a.s.Metrics.SetSNATInterface(ruleset.InterfaceAddrs{}, false)
+		return ruleset.InterfaceAddrs{}
+	}
+	got := ruleset.InterfaceAddrs{Name: name}
+	var msg string
+	if a.s.ResolveInterface == nil {
+		msg = "snatToInterface cannot be resolved here; masquerading with the outgoing interface's address"
+	} else if r, err := a.s.ResolveInterface(name); err != nil {
+		msg = fmt.Sprintf("snatToInterface %s is not there (%v); masquerading with the outgoing interface's address until it is", name, err)
+	} else {
+		got = r
+		switch {
+		case !r.V4.IsValid():
+			msg = fmt.Sprintf("snatToInterface %s has no usable IPv4 address; IPv4 traffic is masqueraded with the outgoing interface's address until it has one", name)
+		case cfg.EnableIPv6 && !r.V6.IsValid():
+			msg = fmt.Sprintf("snatToInterface %s has no usable IPv6 address; IPv6 traffic is masqueraded with the outgoing interface's address until it has one", name)
+		}
+	}
+	if msg != a.ifaceErr {
+		a.ifaceErr = msg
+		if msg != "" {
+			a.s.Log.Warn(msg, "interface", name)
+		}
+	}
+	if got != a.iface {
+		a.s.Log.Info("snatToInterface resolved", "interface", name, "ipv4", addrText(got.V4), "ipv6", addrText(got.V6))
+	}
+	a.s.Metrics.SetSNATInterface(got, cfg.EnableIPv6)
+	return got
+}
+
+func addrText(a netip.Addr) string {
+	if !a.IsValid() {
+		return "none (masquerade)"
+	}
+	return a.String()
+}
+
+// watchAddresses kicks a reconcile after every address change on the node while the config has
+// snatToInterface. When the watch fails it is tried again after the apply retry's capped backoff; meanwhile
+// each resync resolves the interface again.
+func (a *Agent) watchAddresses(ctx context.Context) {
+	after := a.s.After
+	if after == nil {
+		after = time.After
+	}
+	var delay time.Duration
+	for {
+		start := time.Now()
+		err := a.s.WatchAddresses(ctx, func() {
+			if a.followIface.Load() {
+				a.kick(reasonAddress)
+			}
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(start) > maxRetry {
+			delay = 0
+		}
+		delay = min(max(2*delay, firstRetry), maxRetry)
+		a.s.Log.Warn("address watch failed; snatToInterface follows its interface at each resync until it is back", "err", err, "retry_in", delay.String())
+		a.kick(reasonAddress)
+		select {
+		case <-ctx.Done():
+			return
+		case <-after(delay):
+		}
+	}
+}
+
+// warnSNATTo warns about each snatTo address that is not one of this node's: traffic leaves with it, but
+// replies to it are routed elsewhere, so connections fail. It is applied anyway (an address may be added
+// later, or be routed to the node by the network).
+func (a *Agent) warnSNATTo(cfg config.Config) {
+	if len(cfg.SNATTo) == 0 {
+		return
+	}
+	ifaddrs, err := net.InterfaceAddrs()
+	if err != nil {
+		a.s.Log.Warn("cannot list this node's addresses to check snatTo", "err", err)
+		return
+	}
+	local := map[netip.Addr]bool{}
+	for _, ia := range ifaddrs {
+		if n, ok := ia.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(n.IP); ok {
+				local[ip.Unmap()] = true
+			}
+		}
+	}
+	for _, s := range cfg.SNATTo {
+		if !local[s.Addr] {
+			a.s.Log.Warn("snatTo is not an address of this node: traffic leaves with it, but replies to it will not come back here unless the network routes it to the node",
+				"address", s.Addr.String(), "where", s.Source.String())
 		}
 	}
 }

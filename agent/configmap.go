@@ -2,8 +2,10 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -265,10 +267,12 @@ func (s *ConfigMapSource) refsOf() []ConfigMapRef {
 // the defaults. On error, failed is the index of the ConfigMap at fault.
 func parseConfigMaps(refs []ConfigMapRef, objs []*corev1.ConfigMap, opts config.Options) (cfg config.Config, warnings []config.Warning, failed int, err error) {
 	var cfgs []config.Config
+	var at []int // the index in objs of each of cfgs
 	for i, obj := range objs {
 		if obj == nil {
 			continue
 		}
+		at = append(at, i)
 		file, data, ws := configData(refs[i], obj)
 		warnings = append(warnings, ws...)
 		c, ws, err := config.Parse(file, data, opts)
@@ -281,6 +285,18 @@ func parseConfigMaps(refs []ConfigMapRef, objs []*corev1.ConfigMap, opts config.
 	if len(cfgs) == 0 {
 		cfg, ws, err := config.Parse("", nil, opts)
 		return cfg, append(warnings, ws...), 0, err
+	}
+	if err := config.Conflicts(cfgs...); err != nil {
+		failed = at[len(at)-1]
+		var e *config.Error
+		if errors.As(err, &e) {
+			for j, c := range cfgs {
+				if slices.Contains(c.Files, e.Source.File) {
+					failed = at[j]
+				}
+			}
+		}
+		return config.Config{}, nil, failed, err
 	}
 	return config.Merge(cfgs...), warnings, 0, nil
 }

@@ -168,6 +168,16 @@ func TestParseConfigMaps(t *testing.T) {
 			wantErr:    `configmap kube-system/ip-masq-agent key config line 2: nonMasqueradeCIDRs[0] "10.0.0.1/8"`,
 			wantFailed: 1,
 		},
+		{
+			name: "two snatTo addresses of a family conflict: the second is named, with the first",
+			refs: []ConfigMapRef{platform, user},
+			objs: []*corev1.ConfigMap{
+				configMap("kube-system", "ip-masq-agent-reconciled", "2", map[string]string{"config": "snatTo: [192.0.2.10]\n"}),
+				configMap("kube-system", "ip-masq-agent", "1", map[string]string{"config": "nonMasqueradeCIDRs: []\nsnatTo: [192.0.2.11]\n"}),
+			},
+			wantErr:    `configmap kube-system/ip-masq-agent key config line 2: snatTo "192.0.2.11": configmap kube-system/ip-masq-agent-reconciled key config line 1 gives 192.0.2.10`,
+			wantFailed: 1,
+		},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg, warnings, failed, err := parseConfigMaps(c.refs, c.objs, config.Options{})

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"net/netip"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,6 +41,10 @@ type Metrics struct {
 	// BuildInfo is set by the caller; its labels are version, revision, modified, goversion and backend, in
 	// that order.
 	BuildInfo *prometheus.GaugeVec
+	// SNATInterface says, by family, whether traffic leaves with snatToInterface's address (1) or falls back
+	// to masquerade because the interface has no usable address of that family or is not there (0); no
+	// series without snatToInterface.
+	SNATInterface *prometheus.GaugeVec
 	// ConntrackFlush is 1 while the conntrack flush is on (flushConntrack or --flush-conntrack), else 0.
 	ConntrackFlush prometheus.Gauge
 	// ConntrackDeleted counts the conntrack entries deleted after commits that flipped destinations, by
@@ -97,6 +102,9 @@ func NewMetrics(reg prometheus.Registerer, c Counters) *Metrics {
 		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "masqd_build_info", Help: "Always 1; the labels say which build of masqd runs and the backend in use.",
 		}, []string{"version", "revision", "modified", "goversion", "backend"}),
+		SNATInterface: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "masqd_snat_interface_resolved", Help: "By family, 1 while traffic leaves with snatToInterface's address, 0 while it falls back to masquerade (the interface has no usable address of the family, or is not there); no series without snatToInterface.",
+		}, []string{"family"}),
 		ConntrackFlush: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "masqd_conntrack_flush_enabled", Help: "1 while flows whose destination an edit flips have their conntrack entries deleted after the commit (flushConntrack, --flush-conntrack), else 0.",
 		}),
@@ -112,7 +120,7 @@ func NewMetrics(reg prometheus.Registerer, c Counters) *Metrics {
 	m.CIDRs.WithLabelValues("clusterCIDRs")
 	m.CIDRs.WithLabelValues("masqueradeSourceCIDRs")
 	reg.MustRegister(m.Syncs, m.SyncDuration, m.LastSuccess, m.ConfigValid, m.ConfigState, m.Ready, m.ConfigReloads, m.DriftRepairs,
-		m.Intervals, m.CIDRs, m.ConfigInfo, m.BuildInfo, newCounterCollector(c, &m.ipv6),
+		m.Intervals, m.CIDRs, m.ConfigInfo, m.BuildInfo, m.SNATInterface, newCounterCollector(c, &m.ipv6),
 		m.ConntrackFlush, m.ConntrackDeleted, m.ConntrackFlushes)
 	for _, r := range []string{"success", "error"} {
 		m.Syncs.WithLabelValues(r)
@@ -154,6 +162,27 @@ func (m *Metrics) SetDesired(cfg config.Config, r ruleset.Ruleset) {
 	}
 }
 
+// SetSNATInterface exports whether each family uses snatToInterface's resolved address a; on false no
+// series at all (the config has no snatToInterface).
+func (m *Metrics) SetSNATInterface(a ruleset.InterfaceAddrs, ipv6 bool) {
+	if a.Name == "" {
+		m.SNATInterface.Reset()
+		return
+	}
+	b := func(ok bool) float64 {
+		if ok {
+			return 1
+		}
+		return 0
+	}
+	m.SNATInterface.WithLabelValues("ipv4").Set(b(a.V4.IsValid()))
+	if ipv6 {
+		m.SNATInterface.WithLabelValues("ipv6").Set(b(a.V6.IsValid()))
+	} else {
+		m.SNATInterface.DeleteLabelValues("ipv6")
+	}
+}
+
 // SetApplied exports hash (ConfigHash of the ruleset the kernel now holds) as masqd_config_info's only series.
 func (m *Metrics) SetApplied(hash string) {
 	if hash == m.appliedHash {
@@ -191,6 +220,20 @@ func ConfigHash(r ruleset.Ruleset) string {
 	if r.Sources { // written only then, so that a config without masqueradeSourceCIDRs keeps its hash
 		h.Write([]byte("sources"))
 		sets = append(sets, r.Src4, r.Src6)
+	}
+	if len(r.Egress) > 0 { // as sources: only then
+		h.Write([]byte("egress"))
+		for _, n := range r.Egress {
+			h.Write([]byte(n + "\x00"))
+		}
+	}
+	if r.SNAT4.IsValid() || r.SNAT6.IsValid() {
+		h.Write([]byte("snat"))
+		for _, a := range []netip.Addr{r.SNAT4, r.SNAT6} {
+			b := a.As16()
+			flag(a.IsValid())
+			h.Write(b[:])
+		}
 	}
 	for _, set := range sets {
 		binary.BigEndian.PutUint64(buf[:], uint64(len(set)))

@@ -136,7 +136,7 @@ func (d *decoder) decode(data []byte, defaults []string) (document, error) {
 func (d *decoder) field(doc *document, k key, w where, raw json.RawMessage, at keyAt) error {
 	kind := jsonKind(raw)
 	switch k {
-	case keyNonMasqueradeCIDRs, keyMasqueradeCIDRs, keyClusterCIDRs, keyMasqueradeSourceCIDRs:
+	case keyNonMasqueradeCIDRs, keyMasqueradeCIDRs, keyClusterCIDRs, keyMasqueradeSourceCIDRs, keyEgressInterfaces, keySNATTo:
 		l := &doc.nonMasq
 		switch k {
 		case keyMasqueradeCIDRs:
@@ -145,19 +145,24 @@ func (d *decoder) field(doc *document, k key, w where, raw json.RawMessage, at k
 			l = &doc.cluster
 		case keyMasqueradeSourceCIDRs:
 			l = &doc.masqSrc
+		case keyEgressInterfaces:
+			l = &doc.egress
+		case keySNATTo:
+			l = &doc.snatTo
 		}
+		what, example := listItems(k)
 		*l = list{where: w, set: true}
 		switch kind {
 		case "null":
 			return nil
 		case "a list":
 		default:
-			fix := fmt.Sprintf("write a list, e.g. %s: [10.0.0.0/8]", w.name)
+			fix := fmt.Sprintf("write a list, e.g. %s: [%s]", w.name, example)
 			var s string
 			if kind == "a string" && json.Unmarshal(raw, &s) == nil {
 				fix = fmt.Sprintf("write a list: %s: [%s]", w.name, s)
 			}
-			return d.errAt(at.valueLine(), w.name, scalarText(raw), fmt.Sprintf("must be a list of CIDRs, not %s", kind), fix)
+			return d.errAt(at.valueLine(), w.name, scalarText(raw), fmt.Sprintf("must be a list of %ss, not %s", what, kind), fix)
 		}
 		var texts []*string // a list of strings and nulls, as nearly every one is: decoded in one call
 		if json.Unmarshal(raw, &texts) == nil {
@@ -190,9 +195,21 @@ func (d *decoder) field(doc *document, k key, w where, raw json.RawMessage, at k
 				l.items[i] = item{text: s, line: lines[i]}
 			default:
 				return d.errAt(lines[i], fmt.Sprintf("%s[%d]", w.name, i), scalarText(e),
-					fmt.Sprintf("list item is %s, not a CIDR string", jsonKind(e)), "write a CIDR such as 10.0.0.0/8")
+					fmt.Sprintf("list item is %s, not a %s string", jsonKind(e), what), "write a "+what+" such as "+example)
 			}
 		}
+	case keySNATToInterface:
+		doc.snatToInterface.where = w
+		var s string
+		switch {
+		case kind == "null":
+			return nil
+		case json.Unmarshal(raw, &s) == nil:
+			doc.snatToInterface.set, doc.snatToInterface.v = true, s
+			return nil
+		}
+		return d.errAt(at.valueLine(), w.name, scalarText(raw), fmt.Sprintf("must be an interface name, not %s", kind),
+			fmt.Sprintf("write one name, e.g. %s: eth0", w.name))
 	case keyMasqLinkLocal, keyMasqLinkLocalIPv6, keyEnableIPv6, keyFlushConntrack:
 		f := map[key]*scalar[bool]{keyMasqLinkLocal: &doc.masqLinkLocal, keyMasqLinkLocalIPv6: &doc.masqLinkLocalIPv6,
 			keyEnableIPv6: &doc.enableIPv6, keyFlushConntrack: &doc.flushConntrack}[k]
@@ -488,4 +505,15 @@ func keyWithoutBlank(data []byte) (int, string) {
 		}
 	}
 	return 0, ""
+}
+
+// listItems is what a list key's items are, for messages, and an example of one.
+func listItems(k key) (what, example string) {
+	switch k {
+	case keyEgressInterfaces:
+		return "interface name", "eth0"
+	case keySNATTo:
+		return "address", "192.0.2.10"
+	}
+	return "CIDR", "10.0.0.0/8"
 }

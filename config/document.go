@@ -6,6 +6,8 @@ package config
 // two readers cannot disagree on what a value means.
 type document struct {
 	nonMasq, masq, cluster, masqSrc              list
+	egress, snatTo                               list // masqd's own lists of names and of addresses
+	snatToInterface                              scalar[string]
 	cidrLimit                                    scalar[int]
 	masqLinkLocal, masqLinkLocalIPv6, enableIPv6 scalar[bool]
 	flushConntrack                               scalar[bool]

@@ -67,6 +67,8 @@ func readFast(data string) (doc document, ok bool) {
 			return document{}, false
 		}
 		switch k {
+		case keyEgressInterfaces, keySNATTo, keySNATToInterface: // names and addresses: the full reader's
+			return document{}, false
 		case keyNonMasqueradeCIDRs, keyMasqueradeCIDRs, keyClusterCIDRs, keyMasqueradeSourceCIDRs:
 			l := &doc.nonMasq
 			switch k {

@@ -20,6 +20,9 @@ const (
 	keyEnableIPv6
 	keyClusterCIDRs
 	keyMasqueradeSourceCIDRs
+	keyEgressInterfaces
+	keySNATTo
+	keySNATToInterface
 	keyFlushConntrack
 	numKeys
 )
@@ -45,6 +48,12 @@ func (k key) String() string {
 		return "clusterCIDRs"
 	case keyMasqueradeSourceCIDRs:
 		return "masqueradeSourceCIDRs"
+	case keyEgressInterfaces:
+		return "egressInterfaces"
+	case keySNATTo:
+		return "snatTo"
+	case keySNATToInterface:
+		return "snatToInterface"
 	case keyFlushConntrack:
 		return "flushConntrack"
 	default:

@@ -152,6 +152,9 @@ func (l *Loader) loadDir(dir string, opts Options) (Config, []Warning, error) {
 	if !reparsed && slices.Equal(from, l.mergedFrom) {
 		return l.merged, l.mergedWarns, nil
 	}
+	if err := Conflicts(cfgs...); err != nil {
+		return Config{}, nil, err
+	}
 	l.merged, l.mergedFrom, l.mergedWarns = Merge(cfgs...), from, warnings
 	return l.merged, warnings, nil
 }

@@ -200,7 +200,8 @@ func (d *decoder) lint(loc locator, names [numKeys]string, raws [numKeys]json.Ra
 		}
 		text, isScalar := win.scalar()
 		switch raw := string(raws[k]); {
-		case raw == "null" && k != keyResyncInterval && k != keyNonMasqueradeCIDRs && k != keyMasqueradeCIDRs && k != keyClusterCIDRs && k != keyMasqueradeSourceCIDRs:
+		case raw == "null" && k != keyResyncInterval && k != keyNonMasqueradeCIDRs && k != keyMasqueradeCIDRs && k != keyClusterCIDRs && k != keyMasqueradeSourceCIDRs &&
+			k != keyEgressInterfaces && k != keySNATTo:
 			d.warn(win.line, name, fmt.Sprintf("empty, so the default stays; write a value (%s: ...) or remove the line", canon))
 		case (raw == "true" || raw == "false") && isScalar && text != raw:
 			d.warn(win.valueLine(), name, fmt.Sprintf("%q means %s in YAML 1.1; write %s: %s", text, raw, canon, raw))

@@ -2,7 +2,10 @@ package config
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net/netip"
+	"slices"
+	"strings"
 )
 
 // Merge combines configurations read from several files, as when a user's and a platform's ConfigMap are mounted
@@ -10,6 +13,9 @@ import (
 //
 //   - NonMasqueradeCIDRs, MasqueradeCIDRs, ClusterCIDRs and MasqueradeSourceCIDRs are unions, in first-seen order; a prefix seen again is dropped and
 //     the first Source kept.
+//   - EgressInterfaces is the union of the names, sorted; the first Source kept.
+//   - SNATTo and SNATToInterface are the first config's that sets them, per family for SNATTo: files that
+//     disagree are refused by Conflicts, which callers check first.
 //   - MasqLinkLocal, MasqLinkLocalIPv6, EnableIPv6 and FlushConntrack are true when any config says so.
 //   - CIDRLimit is the largest and ResyncInterval the smallest positive value.
 //   - Files is every config's Files, in order.
@@ -48,6 +54,19 @@ func Merge(cfgs ...Config) Config {
 		out.MasqueradeCIDRs = union(out.MasqueradeCIDRs, masq, c.MasqueradeCIDRs)
 		out.ClusterCIDRs = union(out.ClusterCIDRs, cluster, c.ClusterCIDRs)
 		out.MasqueradeSourceCIDRs = union(out.MasqueradeSourceCIDRs, src, c.MasqueradeSourceCIDRs)
+		for _, i := range c.EgressInterfaces {
+			if !slices.ContainsFunc(out.EgressInterfaces, func(o Interface) bool { return o.Name == i.Name }) {
+				out.EgressInterfaces = append(out.EgressInterfaces, i)
+			}
+		}
+		for _, a := range c.SNATTo {
+			if !slices.ContainsFunc(out.SNATTo, func(o Address) bool { return o.Addr.Is4() == a.Addr.Is4() }) {
+				out.SNATTo = append(out.SNATTo, a)
+			}
+		}
+		if out.SNATToInterface.Name == "" {
+			out.SNATToInterface = c.SNATToInterface
+		}
 		out.MasqLinkLocal = out.MasqLinkLocal || c.MasqLinkLocal
 		out.MasqLinkLocalIPv6 = out.MasqLinkLocalIPv6 || c.MasqLinkLocalIPv6
 		out.EnableIPv6 = out.EnableIPv6 || c.EnableIPv6
@@ -58,7 +77,58 @@ func Merge(cfgs ...Config) Config {
 		}
 		out.Files = append(out.Files, c.Files...)
 	}
+	slices.SortFunc(out.EgressInterfaces, func(x, y Interface) int { return strings.Compare(x.Name, y.Name) })
+	slices.SortStableFunc(out.SNATTo, func(x, y Address) int { return x.Addr.BitLen() - y.Addr.BitLen() })
 	return out
+}
+
+// Conflicts refuses configs that cannot be merged: traffic leaves with one address per family, so two files
+// giving different snatTo addresses of a family, or different snatToInterface names, or one snatTo and another
+// snatToInterface, are an *Error naming both places. Nil when cfgs agree.
+func Conflicts(cfgs ...Config) error {
+	var v4, v6 *Address
+	var iface *Interface
+	for _, c := range cfgs {
+		for _, a := range c.SNATTo {
+			first := &v4
+			if a.Addr.Is6() {
+				first = &v6
+			}
+			switch {
+			case *first == nil:
+				*first = &a
+			case (*first).Addr != a.Addr:
+				return &Error{Source: a.Source, Key: keySNATTo.String(), Value: a.Addr.String(),
+					Msg: fmt.Sprintf("%s gives %s: traffic leaves with one address per family", (*first).Source, (*first).Addr),
+					Fix: "give snatTo in one file only, or the same address in both"}
+			}
+			if iface != nil {
+				return conflictIfaceAddr(*iface, a)
+			}
+		}
+		if i := c.SNATToInterface; i.Name != "" {
+			switch {
+			case iface == nil:
+				iface = &i
+			case iface.Name != i.Name:
+				return &Error{Source: i.Source, Key: keySNATToInterface.String(), Value: i.Name,
+					Msg: fmt.Sprintf("%s gives %s: traffic leaves with one interface's address", iface.Source, iface.Name),
+					Fix: "give snatToInterface in one file only, or the same name in both"}
+			}
+			for _, a := range []*Address{v4, v6} {
+				if a != nil {
+					return conflictIfaceAddr(i, *a)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func conflictIfaceAddr(i Interface, a Address) error {
+	return &Error{Source: i.Source, Key: keySNATToInterface.String(), Value: i.Name,
+		Msg: fmt.Sprintf("%s gives snatTo %s: masqueraded traffic can leave with one address only", a.Source, a.Addr),
+		Fix: "keep snatTo or snatToInterface, in one file"}
 }
 
 // union appends to dst each CIDR of src whose prefix is not yet in seen.

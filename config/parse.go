@@ -94,6 +94,9 @@ func (b *builder) build(doc document) error {
 		{doc.masq.line, func() error { return b.cidrs(&b.cfg.MasqueradeCIDRs, doc.masq) }},
 		{doc.cluster.line, func() error { return b.cidrs(&listedCluster, doc.cluster) }},
 		{doc.masqSrc.line, func() error { return b.cidrs(&b.cfg.MasqueradeSourceCIDRs, doc.masqSrc) }},
+		{doc.egress.line, func() error { return b.interfaces(doc.egress) }},
+		{doc.snatTo.line, func() error { return b.snatTo(doc.snatTo) }},
+		{doc.snatToInterface.line, func() error { return b.snatToInterface(doc.snatToInterface) }},
 		{doc.cidrLimit.line, func() error { set(&b.cfg.CIDRLimit, doc.cidrLimit); return nil }},
 		{doc.masqLinkLocal.line, func() error { set(&b.cfg.MasqLinkLocal, doc.masqLinkLocal); return nil }},
 		{doc.masqLinkLocalIPv6.line, func() error { set(&b.cfg.MasqLinkLocalIPv6, doc.masqLinkLocalIPv6); return nil }},
@@ -114,6 +117,11 @@ func (b *builder) build(doc document) error {
 
 	b.cfg.ClusterCIDRs = withFlagCIDRs(listedCluster, b.opts.ClusterCIDRs, b.cfg.EnableIPv6)
 	b.sourceFamilies(doc.masqSrc)
+	if len(b.cfg.SNATTo) > 0 && b.cfg.SNATToInterface.Name != "" {
+		f := doc.snatToInterface
+		return b.errAt(f.line, f.name, f.v, fmt.Sprintf("set together with %s (line %d): masqueraded traffic can leave with one address only", doc.snatTo.name, doc.snatTo.line),
+			fmt.Sprintf("keep one of the two: %s for a fixed address, %s to follow the interface's address", doc.snatTo.name, f.name))
+	}
 
 	if f := doc.cidrLimit; f.set && f.v < 0 { // upstream refuses it too: no list is shorter
 		return b.errAt(f.line, f.name, strconv.Itoa(f.v), "must not be negative", fmt.Sprintf("write a whole number, e.g. %s: 64", f.name))
@@ -287,6 +295,127 @@ func (b *builder) sourceFamilies(l list) {
 	case !v4:
 		b.warn(l.line, l.name, "no IPv4 prefix: IPv4 traffic is masqueraded from no source; list the IPv4 pod range too")
 	}
+}
+
+// ifNameSize is Linux's IFNAMSIZ less the terminating NUL: the longest interface name.
+const ifNameSize = 15
+
+// ifName checks one interface name as Linux takes it; the reason it is not one, or "".
+func ifName(name string) (reason, fix string) {
+	switch {
+	case name == "":
+		return "empty interface name", "write the interface's name, e.g. eth0"
+	case strings.HasSuffix(name, "*"):
+		return "wildcards are not supported", "list each interface by its full name"
+	case len(name) > ifNameSize:
+		return fmt.Sprintf("longer than %d bytes, the longest interface name Linux takes", ifNameSize), "write the interface's name as `ip link` shows it"
+	case name == "." || name == "..":
+		return "not an interface name", "write the interface's name as `ip link` shows it"
+	}
+	for _, r := range name {
+		if r == '/' || r == ':' || r <= ' ' || r == 0x7f {
+			return fmt.Sprintf("%q is not allowed in an interface name", r), "write the interface's name as `ip link` shows it"
+		}
+	}
+	return "", ""
+}
+
+// interfaces validates egressInterfaces: names Linux takes, each once; kept sorted.
+func (b *builder) interfaces(l list) error {
+	if !l.set {
+		return nil
+	}
+	b.cfg.EgressInterfaces = nil
+	seen := map[string]int{}
+	for i, it := range l.items {
+		name := fmt.Sprintf("%s[%d]", l.name, i)
+		if it.null {
+			b.warn(it.line, name, `empty list item, ignored; remove the "-" line or write an interface name`)
+			continue
+		}
+		if reason, fix := ifName(it.text); reason != "" {
+			return b.errAt(it.line, name, it.text, reason, fix)
+		}
+		if first, dup := seen[it.text]; dup {
+			b.warn(it.line, name, fmt.Sprintf("%s is listed already (line %d); remove one", it.text, first))
+			continue
+		}
+		seen[it.text] = it.line
+		b.cfg.EgressInterfaces = append(b.cfg.EgressInterfaces, Interface{Name: it.text, Source: Source{File: b.file, Line: it.line}})
+	}
+	slices.SortFunc(b.cfg.EgressInterfaces, func(x, y Interface) int { return strings.Compare(x.Name, y.Name) })
+	return nil
+}
+
+// snatTo validates snatTo: addresses, no prefixes, at most one per family, IPv6 only when IPv6 is on.
+func (b *builder) snatTo(l list) error {
+	if !l.set {
+		return nil
+	}
+	b.cfg.SNATTo = nil
+	var byFamily [2]*Address
+	for i, it := range l.items {
+		name := fmt.Sprintf("%s[%d]", l.name, i)
+		if it.null {
+			b.warn(it.line, name, `empty list item, ignored; remove the "-" line or write an address`)
+			continue
+		}
+		a, err := netip.ParseAddr(it.text)
+		if err != nil {
+			fix := "write one address, e.g. 192.0.2.10"
+			if p, perr := netip.ParsePrefix(it.text); perr == nil {
+				fix = "write the address alone, without a prefix length: " + p.Addr().String()
+			}
+			e := b.errAt(it.line, name, it.text, "not an address", fix)
+			e.Err = err
+			return e
+		}
+		switch {
+		case a.Zone() != "":
+			return b.errAt(it.line, name, it.text, "an address with a zone cannot be a source", "write the address without %"+a.Zone())
+		case a.Is4In6():
+			return b.errAt(it.line, name, it.text, "IPv4-mapped IPv6 addresses are not supported", "write the IPv4 address instead: "+a.Unmap().String())
+		case a.Is6() && !b.cfg.EnableIPv6:
+			return b.errAt(it.line, name, it.text, "IPv6 address, but IPv6 is not enabled", "pass --enable-ipv6, or set enableIPv6: true in the file")
+		case a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() || a.IsLinkLocalUnicast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+			return b.errAt(it.line, name, it.text, "not an address traffic can leave with (unspecified, loopback, link-local, multicast or broadcast)", "write one of the node's unicast addresses")
+		}
+		fam := 0
+		if a.Is6() {
+			fam = 1
+		}
+		if prev := byFamily[fam]; prev != nil {
+			what := "a second IPv4 address"
+			if fam == 1 {
+				what = "a second IPv6 address"
+			}
+			if prev.Addr == a {
+				what = "listed twice"
+			}
+			return b.errAt(it.line, name, it.text, fmt.Sprintf("%s (line %d has %s): traffic leaves with one address per family", what, prev.Source.Line, prev.Addr),
+				"keep one address of each family")
+		}
+		addr := Address{Addr: a, Source: Source{File: b.file, Line: it.line}}
+		byFamily[fam] = &addr
+	}
+	for _, a := range byFamily {
+		if a != nil {
+			b.cfg.SNATTo = append(b.cfg.SNATTo, *a)
+		}
+	}
+	return nil
+}
+
+// snatToInterface validates snatToInterface: one interface name.
+func (b *builder) snatToInterface(f scalar[string]) error {
+	if !f.set {
+		return nil
+	}
+	if reason, fix := ifName(f.v); reason != "" {
+		return b.errAt(f.line, f.name, f.v, reason, fix)
+	}
+	b.cfg.SNATToInterface = Interface{Name: f.v, Source: Source{File: b.file, Line: f.line}}
+	return nil
 }
 
 // flushConntrack sets flushConntrack, which like enableIPv6 can turn its flag's setting on, never off.

@@ -78,6 +78,30 @@ type CIDR struct {
 	Source Source
 }
 
+// Interface is one validated network interface name and where it was written.
+type Interface struct {
+	Name   string
+	Source Source
+}
+
+// Address is one validated address and where it was written.
+type Address struct {
+	Addr   netip.Addr // never IPv4-mapped, never zoned
+	Source Source
+}
+
+// SNATAddrs are the snatTo addresses by family; the zero Addr where a family has none.
+func (c Config) SNATAddrs() (v4, v6 netip.Addr) {
+	for _, a := range c.SNATTo {
+		if a.Addr.Is4() {
+			v4 = a.Addr
+		} else {
+			v6 = a.Addr
+		}
+	}
+	return v4, v6
+}
+
 // Config is a validated configuration. The zero value is not useful; start from Default or Parse.
 type Config struct {
 	// NonMasqueradeCIDRs are the destinations whose traffic keeps the pod source address, in file order.
@@ -93,7 +117,17 @@ type Config struct {
 	// interfaces, host-network workloads) keeps its address. Empty: every source, as upstream. A family
 	// with no prefix listed masquerades nothing once the list is not empty.
 	MasqueradeSourceCIDRs []CIDR
-	CIDRLimit             int
+	// EgressInterfaces restrict masquerading to traffic leaving through these interfaces (masqd's key
+	// egressInterfaces, Cilium's egress-masquerade-interfaces), sorted by name, each once. Empty: any
+	// interface, as upstream.
+	EgressInterfaces []Interface
+	// SNATTo are the addresses masqueraded traffic leaves with instead of the outgoing interface's (masqd's
+	// key snatTo): at most one per family, IPv4 first. A family without one keeps masquerade.
+	SNATTo []Address
+	// SNATToInterface names the interface whose primary address masqueraded traffic leaves with (masqd's
+	// key snatToInterface); the agent resolves it. Name "": not set. Never set together with SNATTo.
+	SNATToInterface Interface
+	CIDRLimit       int
 	// MasqLinkLocal masquerades 169.254.0.0/16; false keeps it non-masquerade, as upstream.
 	MasqLinkLocal bool
 	// MasqLinkLocalIPv6 masquerades fe80::/10; false keeps it non-masquerade, as upstream.
@@ -118,6 +152,8 @@ func (c Config) Equal(d Config) bool {
 		slices.Equal(c.MasqueradeCIDRs, d.MasqueradeCIDRs) &&
 		slices.Equal(c.ClusterCIDRs, d.ClusterCIDRs) &&
 		slices.Equal(c.MasqueradeSourceCIDRs, d.MasqueradeSourceCIDRs) &&
+		slices.Equal(c.EgressInterfaces, d.EgressInterfaces) &&
+		slices.Equal(c.SNATTo, d.SNATTo) && c.SNATToInterface == d.SNATToInterface &&
 		c.CIDRLimit == d.CIDRLimit &&
 		c.MasqLinkLocal == d.MasqLinkLocal &&
 		c.MasqLinkLocalIPv6 == d.MasqLinkLocalIPv6 &&

@@ -36,11 +36,20 @@ func TestConfigEqual(t *testing.T) {
 			switch f.Type() {
 			case reflect.TypeFor[[]CIDR]():
 				o.Set(reflect.ValueOf([]CIDR{{Prefix: netip.MustParsePrefix("192.0.2.0/24")}}))
+			case reflect.TypeFor[[]Interface]():
+				o.Set(reflect.ValueOf([]Interface{{Name: "eth1"}}))
+			case reflect.TypeFor[[]Address]():
+				o.Set(reflect.ValueOf([]Address{{Addr: netip.MustParseAddr("192.0.2.1")}}))
 			case reflect.TypeFor[[]string]():
 				o.Set(reflect.ValueOf([]string{"other"}))
 			default:
 				t.Fatalf("field %s: no test value for %s", v.Type().Field(i).Name, f.Type())
 			}
+		case reflect.Struct:
+			if f.Type() != reflect.TypeFor[Interface]() {
+				t.Fatalf("field %s: no test value for %s", v.Type().Field(i).Name, f.Type())
+			}
+			o.Set(reflect.ValueOf(Interface{Name: "eth1"}))
 		default:
 			t.Fatalf("field %s: no test value for %s", v.Type().Field(i).Name, f.Type())
 		}

@@ -84,9 +84,10 @@ func intendedDifference(data []byte, masqdErr error) string {
 		return ""
 	}
 	for k := range top {
-		for _, own := range []key{keyMasqueradeCIDRs, keyEnableIPv6, keyClusterCIDRs, keyMasqueradeSourceCIDRs, keyFlushConntrack} {
+		for _, own := range []key{keyMasqueradeCIDRs, keyEnableIPv6, keyClusterCIDRs, keyMasqueradeSourceCIDRs,
+			keyEgressInterfaces, keySNATTo, keySNATToInterface, keyFlushConntrack} {
 			if strings.EqualFold(k, own.String()) {
-				return "masqd's own keys (masqueradeCIDRs, enableIPv6, clusterCIDRs, masqueradeSourceCIDRs, flushConntrack), which upstream ignores"
+				return "masqd's own keys (masqueradeCIDRs, enableIPv6, clusterCIDRs, masqueradeSourceCIDRs, egressInterfaces, snatTo, snatToInterface, flushConntrack), which upstream ignores"
 			}
 		}
 	}

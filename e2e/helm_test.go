@@ -67,7 +67,7 @@ func kustomize(t *testing.T, kubectl, dir string) string {
 
 // TestHelmChartMatchesKustomize: the Helm chart renders the same objects as the kustomizations: deploy/kubernetes
 // with the defaults, deploy/kubernetes/gke with values-gke.yaml, deploy/kubernetes/cluster-cidr with the same
-// clusterCIDRs, deploy/kubernetes/flush-conntrack with flushConntrack, and, with the monitoring values on, also
+// clusterCIDRs, deploy/kubernetes/snat with the same egressInterfaces and snatToInterface, deploy/kubernetes/flush-conntrack with flushConntrack, and, with the monitoring values on, also
 // deploy/monitoring's. So the chart's image tag is the kustomization's, and its copies of the alerts and the
 // dashboard are deploy/monitoring's. With config set it renders a ConfigMap that masqd check accepts.
 func TestHelmChartMatchesKustomize(t *testing.T) {
@@ -85,6 +85,8 @@ func TestHelmChartMatchesKustomize(t *testing.T) {
 		{"defaults", nil, base},
 		{"GKE", []string{"-f", filepath.Join(chartDir, "values-gke.yaml")}, kustomize(t, kubectl, "../deploy/kubernetes/gke")},
 		{"cluster CIDRs", []string{"--set", "clusterCIDRs={10.64.0.0/14,fd00:10:64::/56}"}, kustomize(t, kubectl, "../deploy/kubernetes/cluster-cidr")},
+		{"snat", []string{"--set", "egressInterfaces={eth0},snatToInterface=eth0,config.nonMasqueradeCIDRs={10.0.0.0/8}"},
+			kustomize(t, kubectl, "../deploy/kubernetes/snat")},
 		{"flush conntrack", []string{"--set", "flushConntrack=true"}, kustomize(t, kubectl, "../deploy/kubernetes/flush-conntrack")},
 		{"monitoring", []string{"--set", "metrics.podMonitor.enabled=true,metrics.prometheusRule.enabled=true,metrics.dashboard.enabled=true"},
 			base + "\n---\n" + monitoring},
@@ -104,6 +106,16 @@ func TestHelmChartMatchesKustomize(t *testing.T) {
 	res, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(res), "<stdin>: 0 errors, 0 warnings") || !strings.Contains(string(res), "10.2.0.6-10.255.255.255") {
 		t.Errorf("masqd check of the chart's ConfigMap: %v\n%s\nmanifest:\n%s", err, res, out)
+	}
+	// The snat values merge into config: the ConfigMap holds them beside config's own keys, and check accepts it.
+	out = helmTemplate(t, helm, "--set", "snatTo={10.0.12.34},egressInterfaces={eth0}", "--set", "config.masqLinkLocal=true",
+		"--show-only", "templates/configmap.yaml")
+	cmd = exec.Command(masqdBin, "check", "-")
+	cmd.Stdin = strings.NewReader(out)
+	res, err = cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(res), "<stdin>: 0 errors, 0 warnings") ||
+		!strings.Contains(string(res), "oifname @uplinks counter packets 0 bytes 0 snat ip to 10.0.12.34") {
+		t.Errorf("masqd check of the chart's ConfigMap with the snat values: %v\n%s\nmanifest:\n%s", err, res, out)
 	}
 	// The chart's version and the README's are the release's, as the image tag (just set-version sets all).
 	chart, err := os.ReadFile(filepath.Join(chartDir, "Chart.yaml"))

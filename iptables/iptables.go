@@ -343,13 +343,28 @@ func stateDiff(have IPTablesChainState, want IPTablesRules, f Family) string {
 
 // Unsupported returns an error wrapping ruleset.ErrNotSupported, naming the entry, when cfg asks for what
 // ip-masq-agent's chain cannot do: masqueradeSourceCIDRs (POSTROUTING jumps to the chain for every source,
-// and the chain matches destinations only). nil when the chain can do all cfg asks. It is pure.
+// and the chain matches destinations only), egressInterfaces (the jump is taken for every outgoing
+// interface), snatTo and snatToInterface (the chain's verdict is ip-masq-agent's MASQUERADE, which
+// migration and cleanup recognise it by). nil when the chain can do all cfg asks. It is pure.
 func Unsupported(cfg config.Config) error {
-	if len(cfg.MasqueradeSourceCIDRs) == 0 {
-		return nil
+	const way = "use --mode=nftables (or auto on a kernel with nftables NAT), or remove "
+	switch {
+	case len(cfg.MasqueradeSourceCIDRs) > 0:
+		c := cfg.MasqueradeSourceCIDRs[0]
+		return fmt.Errorf("%s: masqueradeSourceCIDRs (%s) cannot be applied in iptables mode: ip-masq-agent's chain "+
+			"is reached for every source and matches destinations only; "+way+"masqueradeSourceCIDRs: %w", c.Source.Location(), c.Prefix, ruleset.ErrNotSupported)
+	case len(cfg.EgressInterfaces) > 0:
+		i := cfg.EgressInterfaces[0]
+		return fmt.Errorf("%s: egressInterfaces (%s) cannot be applied in iptables mode: ip-masq-agent's chain "+
+			"is reached for traffic leaving through any interface; "+way+"egressInterfaces: %w", i.Source.Location(), i.Name, ruleset.ErrNotSupported)
+	case len(cfg.SNATTo) > 0:
+		a := cfg.SNATTo[0]
+		return fmt.Errorf("%s: snatTo (%s) cannot be applied in iptables mode: ip-masq-agent's chain masquerades "+
+			"with the outgoing interface's address; "+way+"snatTo: %w", a.Source.Location(), a.Addr, ruleset.ErrNotSupported)
+	case cfg.SNATToInterface.Name != "":
+		i := cfg.SNATToInterface
+		return fmt.Errorf("%s: snatToInterface (%s) cannot be applied in iptables mode: ip-masq-agent's chain masquerades "+
+			"with the outgoing interface's address; "+way+"snatToInterface: %w", i.Source.Location(), i.Name, ruleset.ErrNotSupported)
 	}
-	c := cfg.MasqueradeSourceCIDRs[0]
-	return fmt.Errorf("%s: masqueradeSourceCIDRs (%s) cannot be applied in iptables mode: ip-masq-agent's chain "+
-		"is reached for every source and matches destinations only; use --mode=nftables (or auto on a kernel with "+
-		"nftables NAT), or remove masqueradeSourceCIDRs: %w", c.Source.Location(), c.Prefix, ruleset.ErrNotSupported)
+	return nil
 }

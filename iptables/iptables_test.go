@@ -330,6 +330,20 @@ func TestUnsupported(t *testing.T) {
 		!strings.Contains(err.Error(), "--mode=nftables") {
 		t.Errorf("Unsupported = %v; want ErrNotSupported naming ip-masq-agent:2, the key and --mode=nftables", err)
 	}
+	for _, tc := range []struct{ in, want string }{
+		{"egressInterfaces: [eth0]\n", "ip-masq-agent:1: egressInterfaces (eth0)"},
+		{"nonMasqueradeCIDRs: [10.0.0.0/8]\nsnatTo: [192.0.2.10]\n", "ip-masq-agent:2: snatTo (192.0.2.10)"},
+		{"snatToInterface: eth0\n", "ip-masq-agent:1: snatToInterface (eth0)"},
+	} {
+		cfg, _, err := config.Parse("ip-masq-agent", []byte(tc.in), config.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := Unsupported(cfg); !errors.Is(err, ruleset.ErrNotSupported) || !strings.Contains(err.Error(), tc.want) ||
+			!strings.Contains(err.Error(), "--mode=nftables") {
+			t.Errorf("Unsupported(%q) = %v; want ErrNotSupported naming %q and --mode=nftables", tc.in, err, tc.want)
+		}
+	}
 	if err := Unsupported(config.Default(config.Options{ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("100.64.0.0/10")}})); err != nil {
 		t.Errorf("Unsupported(defaults with --cluster-cidr) = %v, want nil", err)
 	}

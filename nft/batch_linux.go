@@ -83,9 +83,12 @@ func (b *batch) op(op ruleset.Op) error {
 			return appendAttrU32(d, unix.NFTA_TABLE_FLAGS, 0)
 		})
 	case ruleset.AddSet:
-		keyType, keyLen := uint32(7), uint32(4) // nft's ipv4_addr
-		if ruleset.IsIPv6Set(op.Set) {
+		keyType, keyLen, byteOrder := uint32(7), uint32(4), byte(2) // nft's ipv4_addr, big endian
+		switch {
+		case ruleset.IsIPv6Set(op.Set):
 			keyType, keyLen = 8, 16 // ipv6_addr
+		case op.Set == ruleset.EgressName:
+			keyType, keyLen, byteOrder = 41, 16, 1 // ifname, host byte order (a string)
 		}
 		id := uint32(len(b.setIDs) + 1)
 		b.setIDs[op.Set] = id
@@ -96,8 +99,8 @@ func (b *batch) op(op ruleset.Op) error {
 			d = appendAttrU32(d, unix.NFTA_SET_KEY_TYPE, keyType)
 			d = appendAttrU32(d, unix.NFTA_SET_KEY_LEN, keyLen)
 			d = appendAttrU32(d, unix.NFTA_SET_ID, id)
-			// nft's user data: the key's byte order is big endian.
-			return appendAttrBytes(d, unix.NFTA_SET_USERDATA, []byte{0, 4, 2, 0, 0, 0})
+			// nft's user data: the key's byte order.
+			return appendAttrBytes(d, unix.NFTA_SET_USERDATA, []byte{0, 4, byteOrder, 0, 0, 0})
 		})
 	case ruleset.DeleteSet:
 		b.message(unix.NFT_MSG_DELSET, plain, "delete set "+op.Set, func(d []byte) []byte {
@@ -137,7 +140,7 @@ func (b *batch) op(op ruleset.Op) error {
 			d = appendAttrString(d, unix.NFTA_RULE_TABLE, b.table)
 			d = appendAttrString(d, unix.NFTA_RULE_CHAIN, ruleset.ChainName)
 			return nest(d, unix.NLA_F_NESTED|unix.NFTA_RULE_EXPRESSIONS, func(d []byte) []byte {
-				for _, e := range ruleExprs(op.Rule, b.setIDs[op.Rule.Set()], b.setIDs[op.Rule.SrcSet()]) {
+				for _, e := range ruleExprs(op.Rule, b.setIDs[op.Rule.Set()], b.setIDs[op.Rule.SrcSet()], b.setIDs[ruleset.EgressName]) {
 					enc, merr := marshalExpr(e)
 					if merr != nil {
 						err = merr

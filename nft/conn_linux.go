@@ -300,7 +300,8 @@ func (c *Conn) observe(elements bool) (ruleset.Observed, map[string][]ruleset.In
 	for _, s := range kernelSets {
 		usable := s.Interval && !s.IsMap &&
 			((s.Name == ruleset.Set4Name || s.Name == ruleset.Src4Name) && s.KeyType.Name == nftables.TypeIPAddr.Name ||
-				(s.Name == ruleset.Set6Name || s.Name == ruleset.Src6Name) && s.KeyType.Name == nftables.TypeIP6Addr.Name)
+				(s.Name == ruleset.Set6Name || s.Name == ruleset.Src6Name) && s.KeyType.Name == nftables.TypeIP6Addr.Name ||
+				s.Name == ruleset.EgressName && s.KeyType.Name == nftables.TypeIFName.Name)
 		obs.Sets = append(obs.Sets, ruleset.ObservedSet{Name: s.Name, Usable: usable})
 		if usable && elements {
 			raw, err := c.dumpElements(s.Name)

@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"net/netip"
 	"reflect"
 	"slices"
 
@@ -15,20 +16,42 @@ import (
 // --to-ports rule's numgen, counter and masquerade to its range, or the catch-all counter and masquerade.
 // setID and srcID are the batch-local IDs of the sets the rule reads (the non-masquerade set, and with
 // Sources the sources set) when the same batch creates them, else 0.
-func ruleExprs(r ruleset.Rule, setID, srcID uint32) []expr.Any {
+func ruleExprs(r ruleset.Rule, setID, srcID, egressID uint32) []expr.Any {
 	nfproto := byte(unix.NFPROTO_IPV4)
 	if r.IPv6 {
 		nfproto = unix.NFPROTO_IPV6
 	}
 	exprs := familyMatch(nfproto, r.Sources, setID, srcID)
+	if r.Egress {
+		exprs = append(exprs,
+			&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
+			&expr.Lookup{SourceRegister: 1, SetName: ruleset.EgressName, SetID: egressID},
+		)
+	}
+	if r.SNAT.IsValid() {
+		return append(exprs, snatExprs(r, nfproto)...)
+	}
 	if r.Port == nil {
 		return append(exprs, &expr.Counter{}, &expr.Masq{Random: r.RandomFully, FullyRandom: r.RandomFully})
 	}
 	p := r.Port
-	exprs = append(exprs,
+	exprs = append(exprs, portMatch(p)...)
+	exprs = append(exprs, &expr.Counter{}, &expr.Immediate{Register: 1, Data: binaryutil.BigEndian.PutUint16(p.Range.First)})
+	// A single port reads both ends from register 1, as the kernel records it when given only one.
+	masq := &expr.Masq{ToPorts: true, RegProtoMin: 1, RegProtoMax: 1, Random: r.RandomFully, FullyRandom: r.RandomFully}
+	if p.Range.Last != p.Range.First {
+		exprs = append(exprs, &expr.Immediate{Register: 2, Data: binaryutil.BigEndian.PutUint16(p.Range.Last)})
+		masq.RegProtoMax = 2
+	}
+	return append(exprs, masq)
+}
+
+// portMatch is a --to-ports rule's protocol and share: meta l4proto P [numgen random mod M < B].
+func portMatch(p *ruleset.PortRule) []expr.Any {
+	exprs := []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{p.ProtoNum}},
-	)
+	}
 	if p.Modulus != 0 {
 		// numgen yields a number in host byte order; compare it big-endian, as nft does, because the kernel
 		// compares registers with memcmp.
@@ -38,14 +61,28 @@ func ruleExprs(r ruleset.Rule, setID, srcID uint32) []expr.Any {
 			&expr.Cmp{Op: expr.CmpOpLt, Register: 1, Data: binaryutil.BigEndian.PutUint32(p.Below)},
 		)
 	}
-	exprs = append(exprs, &expr.Counter{}, &expr.Immediate{Register: 1, Data: binaryutil.BigEndian.PutUint16(p.Range.First)})
-	// A single port reads both ends from register 1, as the kernel records it when given only one.
-	masq := &expr.Masq{ToPorts: true, RegProtoMin: 1, RegProtoMax: 1, Random: r.RandomFully, FullyRandom: r.RandomFully}
-	if p.Range.Last != p.Range.First {
-		exprs = append(exprs, &expr.Immediate{Register: 2, Data: binaryutil.BigEndian.PutUint16(p.Range.Last)})
-		masq.RegProtoMax = 2
+	return exprs
+}
+
+// snatExprs is a rule's end when it translates to r.SNAT, as nft writes `snat ip[6] to ADDR[:PORTS]`: the
+// port rule's matches, the counter, the address in register 1 (the ports in 2 and 3), and the nat.
+func snatExprs(r ruleset.Rule, nfproto byte) []expr.Any {
+	var exprs []expr.Any
+	if r.Port != nil {
+		exprs = portMatch(r.Port)
 	}
-	return append(exprs, masq)
+	exprs = append(exprs, &expr.Counter{}, &expr.Immediate{Register: 1, Data: r.SNAT.AsSlice()})
+	nat := &expr.NAT{Type: expr.NATTypeSourceNAT, Family: uint32(nfproto), RegAddrMin: 1, RegAddrMax: 1,
+		Random: r.RandomFully, FullyRandom: r.RandomFully}
+	if p := r.Port; p != nil {
+		exprs = append(exprs, &expr.Immediate{Register: 2, Data: binaryutil.BigEndian.PutUint16(p.Range.First)})
+		nat.RegProtoMin, nat.RegProtoMax, nat.Specified = 2, 2, true
+		if p.Range.Last != p.Range.First {
+			exprs = append(exprs, &expr.Immediate{Register: 3, Data: binaryutil.BigEndian.PutUint16(p.Range.Last)})
+			nat.RegProtoMax = 3
+		}
+	}
+	return append(exprs, nat)
 }
 
 // familyMatch is what every rule of masqd's chain starts with: [ip[6] saddr @sources] ip[6] daddr != @set
@@ -95,6 +132,16 @@ func decodeRule(exprs []expr.Any) (ruleset.Rule, ruleset.Counter, bool) {
 	var proto byte
 	var modulus, below uint32
 	var rng ruleset.PortRange
+	snat := false
+	for _, e := range exprs[head:] {
+		if m, ok := e.(*expr.Meta); ok && m.Key == expr.MetaKeyOIFNAME {
+			r.Egress = true
+		}
+		if n, ok := e.(*expr.NAT); ok && n.Type == expr.NATTypeSourceNAT {
+			snat = true
+			r.RandomFully = n.Random && n.FullyRandom
+		}
+	}
 	for _, e := range exprs[head:] {
 		switch e := e.(type) {
 		case *expr.Masq:
@@ -111,13 +158,19 @@ func decodeRule(exprs []expr.Any) (ruleset.Rule, ruleset.Counter, bool) {
 		case *expr.Numgen:
 			modulus = e.Modulus
 		case *expr.Immediate:
-			if len(e.Data) == 2 {
-				v := binaryutil.BigEndian.Uint16(e.Data)
-				if e.Register == 1 {
-					rng.First, rng.Last = v, v
-				} else {
-					rng.Last = v
+			switch {
+			case snat && e.Register == 1:
+				if a, ok := netip.AddrFromSlice(e.Data); ok {
+					r.SNAT = a
 				}
+			case snat && len(e.Data) == 2 && e.Register == 2:
+				v := binaryutil.BigEndian.Uint16(e.Data)
+				rng.First, rng.Last = v, v
+			case len(e.Data) == 2 && e.Register == 1:
+				v := binaryutil.BigEndian.Uint16(e.Data)
+				rng.First, rng.Last = v, v
+			case len(e.Data) == 2:
+				rng.Last = binaryutil.BigEndian.Uint16(e.Data)
 			}
 		}
 	}
@@ -128,7 +181,10 @@ func decodeRule(exprs []expr.Any) (ruleset.Rule, ruleset.Counter, bool) {
 		}
 		r.Port = &port
 	}
-	if !sameRule(exprs, ruleExprs(r, 0, 0)) {
+	if snat && !r.SNAT.IsValid() {
+		return ruleset.Rule{}, ruleset.Counter{}, false
+	}
+	if !sameRule(exprs, ruleExprs(r, 0, 0, 0)) {
 		return ruleset.Rule{}, ruleset.Counter{}, false
 	}
 	return r, cnt, true

@@ -50,7 +50,10 @@ type Decision struct {
 	// Masquerade is the verdict: the traffic leaves with the node's address. It is Compile(cfg,
 	// opts).Masquerades(Dst), whatever the Reason says.
 	Masquerade bool
-	Reason     Reason
+	// SNAT is the address the traffic leaves with when masqueraded with snatTo or snatToInterface; the zero
+	// Addr when it takes the outgoing interface's (masquerade) or is kept.
+	SNAT   netip.Addr
+	Reason Reason
 	// Entry is the config entry that decided: set for MasqueradeCIDR, NonMasqueradeCIDR, ClusterCIDR (with their Source)
 	// and LinkLocal (the link-local range, with the zero Source); zero otherwise.
 	Entry config.CIDR
@@ -71,7 +74,11 @@ type Decision struct {
 // not say which they are, so Explain leaves them to the caller. Explain is pure and safe for concurrent use.
 func Explain(cfg config.Config, opts Options, dst netip.Addr) Decision {
 	dst = dst.Unmap().WithZone("")
-	d := Decision{Dst: dst, Masquerade: Compile(cfg, opts).Masquerades(dst)}
+	r := Compile(cfg, opts)
+	d := Decision{Dst: dst, Masquerade: r.Masquerades(dst)}
+	if d.Masquerade {
+		d.SNAT = r.SNAT(dst)
+	}
 	ll, masqLL := linkLocal4, cfg.MasqLinkLocal
 	if dst.Is6() {
 		ll, masqLL = linkLocal6, cfg.MasqLinkLocalIPv6

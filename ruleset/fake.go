@@ -222,6 +222,9 @@ func (t *fakeTable) apply(op Op) error {
 		if _, ok := t.sets[op.Rule.SrcSet()]; op.Rule.Sources && !ok {
 			return errNoSet
 		}
+		if _, ok := t.sets[EgressName]; op.Rule.Egress && !ok {
+			return errNoSet
+		}
 		t.handle++
 		t.rules = append(t.rules, ObservedRule{Handle: t.handle, Ours: true, Rule: op.Rule})
 	case DeleteRule:

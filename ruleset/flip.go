@@ -12,8 +12,9 @@ var all6 = []Interval{PrefixInterval(netip.MustParsePrefix("::/0"))}
 // address outside the non-masquerade set. The result is normalized; nil when nothing flipped. have's sets
 // may be as the kernel holds them (unsorted, overlapping); neither input is modified.
 //
-// Only destinations count: a change of masqueradeSourceCIDRs (Sources, Src4, Src6), of --random-fully or
-// --to-ports flips no destination, and a flow's existing translation stays until the flow ends.
+// Only destinations count: a change of masqueradeSourceCIDRs (Sources, Src4, Src6), of egressInterfaces, of
+// the snat address (snatTo, snatToInterface), of --random-fully or --to-ports flips no destination, and a
+// flow's existing translation stays until the flow ends.
 func Flipped(have, want Ruleset) (v4, v6 []Interval) {
 	v4 = symmetricDifference(have.NonMasq4, want.NonMasq4)
 	if !have.IPv6 && !want.IPv6 {

@@ -34,6 +34,10 @@ var goldenCases = []struct {
 	{"to-ports-one-port", config.Options{}, Options{ToPorts: []PortRange{{First: 40000, Last: 40000}}}, "default"},
 	{"masquerade-sources", config.Options{}, Options{RandomFully: true}, ""},
 	{"masquerade-sources-to-ports", config.Options{}, Options{ToPorts: []PortRange{{First: 1024, Last: 65535}}}, "masquerade-sources"},
+	{"snat", config.Options{}, Options{RandomFully: true}, ""},
+	{"snat-to-ports", config.Options{}, Options{ToPorts: []PortRange{{First: 1024, Last: 29999}, {First: 40000, Last: 40000}}}, "snat"},
+	{"snat-interface", config.Options{}, Options{RandomFully: true,
+		Interface: InterfaceAddrs{Name: "eth0", V4: netip.MustParseAddr("192.0.2.20")}}, ""},
 	{"cluster-cidrs", config.Options{ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("100.64.0.0/10"),
 		netip.MustParsePrefix("fd00:10:64::/56"), netip.MustParsePrefix("198.18.0.0/15")}}, Options{RandomFully: true}, ""},
 }

@@ -12,7 +12,7 @@ import (
 func Assemble(obs Observed, elements map[string][]Interval) Ruleset {
 	var r Ruleset
 	foreign := func(format string, args ...any) { r.Foreign = append(r.Foreign, fmt.Sprintf(format, args...)) }
-	var have4, have6, haveSrc4, haveSrc6 bool
+	var have4, have6, haveSrc4, haveSrc6, haveEgress bool
 	for _, s := range obs.Sets {
 		switch {
 		case s.Usable && s.Name == Set4Name:
@@ -23,6 +23,16 @@ func Assemble(obs Observed, elements map[string][]Interval) Ruleset {
 			r.Src4, haveSrc4 = elements[s.Name], true
 		case s.Usable && s.Name == Src6Name:
 			r.Src6, haveSrc6 = elements[s.Name], true
+		case s.Usable && s.Name == EgressName:
+			haveEgress = true
+			for _, iv := range elements[s.Name] {
+				n, ok := IfnameOf(iv)
+				if !ok {
+					foreign("set %s element %s", s.Name, iv)
+					continue
+				}
+				r.Egress = append(r.Egress, n)
+			}
 		default:
 			foreign("set %s", s.Name)
 		}
@@ -46,13 +56,19 @@ func Assemble(obs Observed, elements map[string][]Interval) Ruleset {
 	} else {
 		r.RandomFully = obs.Rules[catchAll4].Rule.RandomFully
 		r.Sources = obs.Rules[catchAll4].Rule.Sources
+		r.SNAT4 = obs.Rules[catchAll4].Rule.SNAT
 		for _, o := range obs.Rules[:catchAll4] {
 			if o.Ours && !o.Rule.IPv6 && o.Rule.Port != nil && o.Rule.Port.Proto == "tcp" {
 				r.ToPorts = append(r.ToPorts, o.Rule.Port.Range)
 			}
 		}
 	}
-	r.IPv6 = slices.ContainsFunc(obs.Rules, func(o ObservedRule) bool { return o.Ours && o.Rule.IPv6 && o.Rule.Port == nil })
+	catchAll6 := slices.IndexFunc(obs.Rules, func(o ObservedRule) bool { return o.Ours && o.Rule.IPv6 && o.Rule.Port == nil })
+	r.IPv6 = catchAll6 >= 0
+	if r.IPv6 {
+		r.SNAT6 = obs.Rules[catchAll6].Rule.SNAT
+	}
+	egressRule := catchAll4 >= 0 && obs.Rules[catchAll4].Rule.Egress
 
 	want := r.Rules()
 	for i, o := range obs.Rules {
@@ -79,6 +95,9 @@ func Assemble(obs Observed, elements map[string][]Interval) Ruleset {
 	}
 	if r.Sources != haveSrc4 || r.Sources && r.IPv6 != haveSrc6 || !r.IPv6 && haveSrc6 {
 		foreign("sources sets and rules do not match (sets present: %t, %t; rules read them: %t)", haveSrc4, haveSrc6, r.Sources)
+	}
+	if haveEgress != egressRule || haveEgress && len(r.Egress) == 0 {
+		foreign("egress set and rules do not match (set present: %t, %d names; rules read it: %t)", haveEgress, len(r.Egress), egressRule)
 	}
 	return r
 }

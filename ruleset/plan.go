@@ -2,6 +2,7 @@ package ruleset
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 )
@@ -72,10 +73,15 @@ type Rule struct {
 	RandomFully bool
 	// Sources: the rule first matches the source against the family's sources set (SrcSet).
 	Sources bool
+	// Egress: the rule matches only traffic leaving through an interface of the set EgressName.
+	Egress bool
+	// SNAT is the address the rule translates the source to (snat); the zero Addr: masquerade.
+	SNAT netip.Addr
 }
 
 func (r Rule) equal(o Rule) bool {
 	return r.IPv6 == o.IPv6 && r.RandomFully == o.RandomFully && r.Sources == o.Sources &&
+		r.Egress == o.Egress && r.SNAT == o.SNAT &&
 		(r.Port == nil) == (o.Port == nil) && (r.Port == nil || *r.Port == *o.Port)
 }
 
@@ -96,19 +102,19 @@ func (r Rule) SrcSet() string {
 }
 
 // String is the rule as `nft list` prints it, counter at zero.
-func (r Rule) String() string {
-	match := r.match()
+func (r Rule) String() string { return r.text(Counter{}) }
+
+// text is the rule as `nft list` prints it, with counter c.
+func (r Rule) text(c Counter) string {
+	m := r.match()
 	if r.Port != nil {
-		return match + " " + r.Port.Text(Counter{}, r.RandomFully)
+		m += " " + r.Port.head()
 	}
-	masq := "masquerade"
-	if r.RandomFully {
-		masq += " random,fully-random"
-	}
-	return match + " counter packets 0 bytes 0 " + masq
+	return fmt.Sprintf("%s counter packets %d bytes %d %s", m, c.Packets, c.Bytes, r.verdict())
 }
 
-// match is the rule's matches as nft prints them: the source (with Sources), the destination, not local.
+// match is the rule's matches as nft prints them: the source (with Sources), the destination, not local,
+// the outgoing interface (with Egress).
 func (r Rule) match() string {
 	ip := "ip"
 	if r.IPv6 {
@@ -118,18 +124,55 @@ func (r Rule) match() string {
 	if r.Sources {
 		m = ip + " saddr @" + r.SrcSet() + " " + m
 	}
+	if r.Egress {
+		m += " oifname @" + EgressName
+	}
 	return m
+}
+
+// verdict is the rule's NAT statement as nft prints it: masquerade, or snat to SNAT; with a port rule's
+// range, and the random flags.
+func (r Rule) verdict() string {
+	var b strings.Builder
+	switch {
+	case r.SNAT.IsValid():
+		ip, addr := "ip", r.SNAT.String()
+		if r.IPv6 {
+			ip = "ip6"
+			if r.Port != nil {
+				addr = "[" + addr + "]"
+			}
+		}
+		b.WriteString("snat " + ip + " to " + addr)
+		if r.Port != nil {
+			b.WriteString(":" + r.Port.Range.String())
+		}
+	default:
+		b.WriteString("masquerade")
+		if r.Port != nil {
+			b.WriteString(" to :" + r.Port.Range.String())
+		}
+	}
+	if r.RandomFully {
+		b.WriteString(" random,fully-random")
+	}
+	return b.String()
 }
 
 // Rules is r's chain, rule by rule: for each family its --to-ports rules, then its catch-all rule.
 func (r Ruleset) Rules() []Rule {
 	ports := PortRules(r.ToPorts)
 	var out []Rule
+	egress := len(r.Egress) > 0
 	family := func(ipv6 bool) {
-		for i := range ports {
-			out = append(out, Rule{IPv6: ipv6, Port: &ports[i], RandomFully: r.RandomFully, Sources: r.Sources})
+		snat := r.SNAT4
+		if ipv6 {
+			snat = r.SNAT6
 		}
-		out = append(out, Rule{IPv6: ipv6, RandomFully: r.RandomFully, Sources: r.Sources})
+		for i := range ports {
+			out = append(out, Rule{IPv6: ipv6, Port: &ports[i], RandomFully: r.RandomFully, Sources: r.Sources, Egress: egress, SNAT: snat})
+		}
+		out = append(out, Rule{IPv6: ipv6, RandomFully: r.RandomFully, Sources: r.Sources, Egress: egress, SNAT: snat})
 	}
 	family(false)
 	if r.IPv6 {
@@ -179,7 +222,8 @@ type ObservedRule struct {
 // sameShape reports whether only set elements differ between the kernel's table and want.
 func sameShape(have, want Ruleset) bool {
 	return len(have.Foreign) == 0 && have.IPv6 == want.IPv6 && have.RandomFully == want.RandomFully &&
-		slices.Equal(have.ToPorts, want.ToPorts) && have.Sources == want.Sources
+		slices.Equal(have.ToPorts, want.ToPorts) && have.Sources == want.Sources &&
+		(len(have.Egress) > 0) == (len(want.Egress) > 0) && have.SNAT4 == want.SNAT4 && have.SNAT6 == want.SNAT6
 }
 
 // PlanFor computes the Plan that makes the kernel, as observed, hold want. It is pure.
@@ -214,6 +258,9 @@ func PlanFor(want Ruleset, obs Observed) Plan {
 				if want.IPv6 {
 					tx = appendDelta(tx, Src6Name, have.Src6, want.Src6)
 				}
+			}
+			if len(want.Egress) > 0 {
+				tx = appendDelta(tx, EgressName, ifnameIntervals(have.Egress), ifnameIntervals(want.Egress))
 			}
 			return Plan{Change: Updated, Transactions: []Transaction{tx}}
 		}
@@ -296,6 +343,9 @@ func (r Ruleset) sets() []namedSet {
 			s = append(s, namedSet{Src6Name, r.Src6})
 		}
 	}
+	if len(r.Egress) > 0 {
+		s = append(s, namedSet{EgressName, ifnameIntervals(r.Egress)})
+	}
 	return s
 }
 
@@ -357,7 +407,7 @@ func (o Op) String() string {
 	elems := func() string {
 		s := make([]string, len(o.Elements))
 		for i, iv := range o.Elements {
-			s[i] = iv.String()
+			s[i] = elementText(o.Set, iv)
 		}
 		return "{ " + strings.Join(s, ", ") + " }"
 	}
@@ -367,10 +417,7 @@ func (o Op) String() string {
 	case DeleteTable:
 		return "delete table " + t
 	case AddSet:
-		typ := "ipv4_addr"
-		if o.Set == Set6Name {
-			typ = "ipv6_addr"
-		}
+		typ, _ := setType(o.Set)
 		return fmt.Sprintf("add set %s %s { type %s; flags interval; }", t, o.Set, typ)
 	case DeleteSet:
 		return fmt.Sprintf("delete set %s %s", t, o.Set)

@@ -139,14 +139,15 @@ func PortRules(ranges []PortRange) []PortRule {
 // Text is the rule as `nft list` prints it after the family's matches, with counter c: "meta l4proto tcp
 // numgen random mod 378 < 77 counter packets 0 bytes 0 masquerade to :1024-1100 random,fully-random".
 func (p PortRule) Text(c Counter, randomFully bool) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "meta l4proto %s ", p.Proto)
+	return fmt.Sprintf("%s counter packets %d bytes %d %s", p.head(), c.Packets, c.Bytes, Rule{Port: &p, RandomFully: randomFully}.verdict())
+}
+
+// head is the rule's protocol and share matches as nft prints them: "meta l4proto tcp numgen random mod
+// 378 < 77".
+func (p PortRule) head() string {
+	h := "meta l4proto " + p.Proto
 	if p.Modulus != 0 {
-		fmt.Fprintf(&b, "numgen random mod %d < %d ", p.Modulus, p.Below)
+		h += fmt.Sprintf(" numgen random mod %d < %d", p.Modulus, p.Below)
 	}
-	fmt.Fprintf(&b, "counter packets %d bytes %d masquerade to :%s", c.Packets, c.Bytes, p.Range)
-	if randomFully {
-		b.WriteString(" random,fully-random")
-	}
-	return b.String()
+	return h
 }

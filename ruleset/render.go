@@ -2,6 +2,7 @@ package ruleset
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -19,24 +20,20 @@ func (r Ruleset) String() string {
 	}
 	fmt.Fprintf(&b, "\n\tchain %s {\n", ChainName)
 	b.WriteString("\t\ttype nat hook postrouting priority srcnat; policy accept;\n")
-	masq := "masquerade"
-	if r.RandomFully {
-		masq += " random,fully-random"
-	}
-	ports := PortRules(r.ToPorts)
-	family := func(match string, portCounters []Counter, catchAll Counter) {
-		for i, p := range ports {
-			var c Counter
-			if i < len(portCounters) {
-				c = portCounters[i]
-			}
-			fmt.Fprintf(&b, "\t\t%s %s\n", match, p.Text(c, r.RandomFully))
+	var port4, port6 int
+	for _, rule := range r.Rules() {
+		c, counters, n := r.Counter4, r.PortCounters4, &port4
+		if rule.IPv6 {
+			c, counters, n = r.Counter6, r.PortCounters6, &port6
 		}
-		fmt.Fprintf(&b, "\t\t%s counter packets %d bytes %d %s\n", match, catchAll.Packets, catchAll.Bytes, masq)
-	}
-	family(Rule{Sources: r.Sources}.match(), r.PortCounters4, r.Counter4)
-	if r.IPv6 {
-		family(Rule{IPv6: true, Sources: r.Sources}.match(), r.PortCounters6, r.Counter6)
+		if rule.Port != nil {
+			c = Counter{}
+			if *n < len(counters) {
+				c = counters[*n]
+			}
+			*n++
+		}
+		fmt.Fprintf(&b, "\t\t%s\n", rule.text(c))
 	}
 	b.WriteString("\t}\n}\n")
 	return b.String()
@@ -56,15 +53,28 @@ func writeSet(b *strings.Builder, name, typ string, elems []Interval, perLine in
 					b.WriteString(", ")
 				}
 			}
-			b.WriteString(iv.String())
+			b.WriteString(elementText(name, iv))
 		}
 		b.WriteString(" }\n")
 	}
 	b.WriteString("\t}\n")
 }
 
+// elementText is one element of set name as nft prints it: an interface name quoted, else the interval.
+func elementText(set string, iv Interval) string {
+	if set == EgressName {
+		if n, ok := IfnameOf(iv); ok {
+			return strconv.Quote(n)
+		}
+	}
+	return iv.String()
+}
+
 // setType is the nft type of one of masqd's sets and how many elements nft lists on a line.
 func setType(name string) (typ string, perLine int) {
+	if name == EgressName {
+		return "ifname", 1
+	}
 	if IsIPv6Set(name) {
 		return "ipv6_addr", 1
 	}

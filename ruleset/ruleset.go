@@ -1,6 +1,7 @@
 package ruleset
 
 import (
+	"bytes"
 	"net/netip"
 	"slices"
 
@@ -17,6 +18,10 @@ const (
 	// they exist only then. Their names sort after the non-masquerade sets', as nft lists them after.
 	Src4Name = "sources4"
 	Src6Name = "sources6"
+	// EgressName is the set of interface names masquerading is restricted to (egressInterfaces); it
+	// exists only then. nft lists it after the others, as it is created after them, and its name sorts
+	// after theirs, as the Fake lists sets by name.
+	EgressName = "uplinks"
 )
 
 // The link-local ranges: non-masquerade unless masqLinkLocal / masqLinkLocalIPv6 is set.
@@ -37,6 +42,16 @@ type Options struct {
 	// ToPorts restricts the source ports of masqueraded TCP, UDP and SCTP to these ranges (--to-ports),
 	// each range taking new connections in proportion to its size; nil: any port.
 	ToPorts []PortRange
+	// Interface is snatToInterface's interface and its primary addresses, resolved by the caller (the agent
+	// on the node): Compile stays pure. Used only when its Name is the config's SNATToInterface; a family
+	// without an address keeps masquerade.
+	Interface InterfaceAddrs
+}
+
+// InterfaceAddrs is an interface's primary address of each family; the zero Addr where it has none.
+type InterfaceAddrs struct {
+	Name   string
+	V4, V6 netip.Addr
 }
 
 // Counter is a rule's packet and byte count.
@@ -57,9 +72,15 @@ type Ruleset struct {
 	// Sources says whether masquerading is restricted to the sources in Src4 and Src6
 	// (masqueradeSourceCIDRs): the sets Src4Name (and with IPv6 Src6Name) exist and every rule matches its
 	// family's first. A family's empty set then masquerades nothing.
-	Sources     bool
-	Src4, Src6  []Interval
-	RandomFully bool
+	Sources    bool
+	Src4, Src6 []Interval
+	// Egress are the interfaces masquerading is restricted to (egressInterfaces), sorted: the set
+	// EgressName holds them and every rule matches oifname @egress. Nil: any interface.
+	Egress []string
+	// SNAT4 and SNAT6 are the addresses each family's traffic leaves with (snatTo, snatToInterface): the
+	// rules snat to them instead of masquerading. The zero Addr: masquerade.
+	SNAT4, SNAT6 netip.Addr
+	RandomFully  bool
 	// ToPorts are --to-ports' ranges; nil when masquerading may use any port.
 	ToPorts []PortRange
 	// Counter4 and Counter6 are the catch-all rules' counts (every protocol the port rules leave).
@@ -96,6 +117,16 @@ func Compile(cfg config.Config, opts Options) Ruleset {
 	}
 	if cfg.EnableIPv6 {
 		r.NonMasq6 = compileFamily(non6, ll6, masq6)
+	}
+	for _, i := range cfg.EgressInterfaces {
+		r.Egress = append(r.Egress, i.Name)
+	}
+	r.SNAT4, r.SNAT6 = cfg.SNATAddrs()
+	if name := cfg.SNATToInterface.Name; name != "" && opts.Interface.Name == name {
+		r.SNAT4, r.SNAT6 = opts.Interface.V4, opts.Interface.V6
+	}
+	if !cfg.EnableIPv6 {
+		r.SNAT6 = netip.Addr{}
 	}
 	if len(cfg.MasqueradeSourceCIDRs) > 0 {
 		src4, src6 := byFamily(cfg.MasqueradeSourceCIDRs, cfg.EnableIPv6)
@@ -203,7 +234,55 @@ func (r Ruleset) SameRules(want Ruleset) bool {
 	return len(r.Foreign) == 0 && len(want.Foreign) == 0 &&
 		r.IPv6 == want.IPv6 && r.RandomFully == want.RandomFully && slices.Equal(r.ToPorts, want.ToPorts) &&
 		slices.Equal(r.NonMasq4, want.NonMasq4) && slices.Equal(r.NonMasq6, want.NonMasq6) &&
-		r.Sources == want.Sources && slices.Equal(r.Src4, want.Src4) && slices.Equal(r.Src6, want.Src6)
+		r.Sources == want.Sources && slices.Equal(r.Src4, want.Src4) && slices.Equal(r.Src6, want.Src6) &&
+		slices.Equal(r.Egress, want.Egress) && r.SNAT4 == want.SNAT4 && r.SNAT6 == want.SNAT6
+}
+
+// SNAT is the address traffic to dst's family leaves with; the zero Addr when it is masqueraded.
+func (r Ruleset) SNAT(dst netip.Addr) netip.Addr {
+	if dst.Unmap().Is6() {
+		return r.SNAT6
+	}
+	return r.SNAT4
+}
+
+// ifnameInterval is an interface name as an element of an ifname set: its bytes, NUL-padded to 16, as one
+// 128-bit key, the way the kernel holds it.
+func ifnameInterval(name string) Interval {
+	var b [16]byte
+	copy(b[:], name)
+	a := netip.AddrFrom16(b)
+	return IntervalFrom(a, a)
+}
+
+// ifnameIntervals are names as elements of an ifname set, in the kernel's order (names sort as their keys).
+func ifnameIntervals(names []string) []Interval {
+	if len(names) == 0 {
+		return nil
+	}
+	out := make([]Interval, len(names))
+	for i, n := range names {
+		out[i] = ifnameInterval(n)
+	}
+	slices.SortFunc(out, Interval.compare)
+	return out
+}
+
+// IfnameOf reads an element of an ifname set back as a name; ok is false for anything but one whole name.
+func IfnameOf(iv Interval) (string, bool) {
+	if !iv.Is6() || iv.first != iv.last {
+		return "", false
+	}
+	b := iv.First().As16()
+	n := bytes.IndexByte(b[:], 0)
+	if n < 0 {
+		n = len(b)
+	}
+	name := string(b[:n])
+	if name == "" || bytes.ContainsFunc(b[n:], func(r rune) bool { return r != 0 }) {
+		return "", false
+	}
+	return name, true
 }
 
 // Masqueraded returns what each family's rules masqueraded, all of them together.

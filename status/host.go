@@ -21,6 +21,9 @@ type Host struct {
 	IPTables func(chain string) []string
 	// Addrs lists the addresses of this host's interfaces.
 	Addrs func() ([]netip.Addr, error)
+	// Interface resolves snatToInterface as the agent does (agent.InterfaceAddrs, wired by the caller); nil
+	// means it is not resolved, and its families are compared as masqueraded.
+	Interface func(name string) (ruleset.InterfaceAddrs, error)
 	// Get fetches url, as the agent's HTTP client.
 	Get func(url string) (code int, body []byte, err error)
 	Now func() time.Time

@@ -4,6 +4,7 @@
 package status
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"net/netip"
@@ -42,6 +43,9 @@ type Report struct {
 	// Sources compares the sources masquerading is restricted to (masqueradeSourceCIDRs); nil when neither
 	// the config nor the kernel restricts them.
 	Sources *Sources `json:"sources,omitempty"`
+	// SNAT compares egressInterfaces and the addresses traffic leaves with (snatTo, snatToInterface); nil
+	// when neither the config nor the kernel has them.
+	SNAT *SNAT `json:"snat,omitempty"`
 	// Diagnosis says what a mismatch most likely means.
 	Diagnosis []string `json:"diagnosis,omitempty"`
 	Agent     *Agent   `json:"agent,omitempty"`
@@ -53,6 +57,65 @@ type Sources struct {
 	Config []string `json:"config"`
 	Kernel []string `json:"kernel"`
 	Match  bool     `json:"match"`
+}
+
+// SNAT is egressInterfaces and each family's source address, in the config and in the kernel. Egress
+// nil: any interface. To: per family "ipv4 192.0.2.10" or "ipv4 masquerade".
+type SNAT struct {
+	ConfigEgress []string `json:"configEgress"`
+	KernelEgress []string `json:"kernelEgress"`
+	ConfigTo     []string `json:"configTo"`
+	KernelTo     []string `json:"kernelTo"`
+	// Interface is snatToInterface, whose addresses ConfigTo holds as resolved here.
+	Interface string `json:"interface,omitempty"`
+	Match     bool   `json:"match"`
+	// Warnings: a snatTo address that is not one of this host's (replies to it would not come back), an
+	// interface that cannot be resolved.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// snatTo is a ruleset's source address of each family, as SNAT words them.
+func snatTo(r ruleset.Ruleset) []string {
+	word := func(fam string, a netip.Addr) string {
+		if !a.IsValid() {
+			return fam + " masquerade"
+		}
+		return fam + " " + a.String()
+	}
+	out := []string{word("ipv4", r.SNAT4)}
+	if r.IPv6 {
+		out = append(out, word("ipv6", r.SNAT6))
+	}
+	return out
+}
+
+// SNATWarnings are the problems of cfg's snatTo and snatToInterface on the host whose addresses are local
+// (nil: not known) and whose resolution of snatToInterface gave iface (err: could not).
+func SNATWarnings(cfg config.Config, local []netip.Addr, iface ruleset.InterfaceAddrs, err error) []string {
+	var w []string
+	if local != nil {
+		for _, a := range cfg.SNATTo {
+			if !slices.Contains(local, a.Addr) {
+				where := ""
+				if a.Source.File != "" {
+					where = " (" + a.Source.String() + ")"
+				}
+				w = append(w, fmt.Sprintf("snatTo %s%s is not an address of this node: replies to it will not come back here; "+
+					"give one of the node's addresses, or add it to an interface", a.Addr, where))
+			}
+		}
+	}
+	if name := cfg.SNATToInterface.Name; name != "" {
+		switch {
+		case err != nil:
+			w = append(w, fmt.Sprintf("snatToInterface %s cannot be resolved here (%v): its families are masqueraded", name, err))
+		case !iface.V4.IsValid():
+			w = append(w, fmt.Sprintf("snatToInterface %s has no usable IPv4 address: IPv4 traffic is masqueraded", name))
+		case cfg.EnableIPv6 && !iface.V6.IsValid():
+			w = append(w, fmt.Sprintf("snatToInterface %s has no usable IPv6 address: IPv6 traffic is masqueraded", name))
+		}
+	}
+	return w
 }
 
 type RandomFully struct {
@@ -176,8 +239,31 @@ func Read(path string, cfgOpts config.Options, nftOpts ruleset.Options, addr, ch
 			"(%s -t nat -L %s -n -v shows the chain)", ruleset.TableName, strings.Join(r.IPTables, " and "), chain, r.IPTables[0], chain)}
 		return r
 	}
+	var ifErr error
+	if name := cfg.SNATToInterface.Name; name != "" {
+		nftOpts.Interface = ruleset.InterfaceAddrs{Name: name}
+		if h.Interface == nil {
+			ifErr = errors.New("not resolved by this command")
+		} else {
+			nftOpts.Interface, ifErr = h.Interface(name)
+		}
+	}
 	want := ruleset.Compile(cfg, nftOpts)
 	masq4, masq6 := have.Masqueraded()
+	snatted := func(r ruleset.Ruleset) bool { return len(r.Egress) > 0 || r.SNAT4.IsValid() || r.SNAT6.IsValid() }
+	if snatted(want) || cfg.SNATToInterface.Name != "" || len(cfg.SNATTo) > 0 || present && snatted(have) {
+		s := &SNAT{ConfigEgress: want.Egress, ConfigTo: snatTo(want), Interface: cfg.SNATToInterface.Name}
+		if present {
+			s.KernelEgress, s.KernelTo = have.Egress, snatTo(have)
+		}
+		s.Match = present && slices.Equal(s.ConfigEgress, s.KernelEgress) && slices.Equal(s.ConfigTo, s.KernelTo)
+		var local []netip.Addr
+		if h.Addrs != nil {
+			local, _ = h.Addrs()
+		}
+		s.Warnings = SNATWarnings(cfg, local, nftOpts.Interface, ifErr)
+		r.SNAT = s
+	}
 	r.Families = []Family{
 		compareFamily("ipv4", true, present, want.NonMasq4, have.NonMasq4, masq4),
 		compareFamily("ipv6", want.IPv6, present && have.IPv6, want.NonMasq6, have.NonMasq6, masq6),
@@ -202,6 +288,11 @@ func Read(path string, cfgOpts config.Options, nftOpts ruleset.Options, addr, ch
 		return r
 	}
 	r.Diagnosis = diagnose(cfg, cfgOpts, nftOpts, want, have, present, r.Agent)
+	if s := r.SNAT; s != nil && !s.Match && s.Interface != "" && present {
+		r.Diagnosis = append([]string{fmt.Sprintf("snatToInterface %s has %s here, the kernel's rules %s: the agent follows "+
+			"the interface's address as it changes; if this stays, the agent is not running, or runs in another network namespace",
+			s.Interface, strings.Join(s.ConfigTo, ", "), strings.Join(s.KernelTo, ", "))}, r.Diagnosis...)
+	}
 	return r
 }
 

@@ -4,13 +4,16 @@ import (
 	"cmp"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/masqd/masqd/agent"
 	"github.com/masqd/masqd/config"
 	"github.com/masqd/masqd/ruleset"
+	"github.com/masqd/masqd/status"
 )
 
 const checkUsage = `Usage: masqd check [flags] [FILE...]
@@ -128,11 +131,20 @@ func writeCheck(w io.Writer, r *config.CheckResult, file string, nftOpts ruleset
 		fmt.Fprintln(w, "Not applied as it is: fix the errors, then check again.")
 		return
 	}
+	var notes []string
 	for i, cfg := range r.Configs {
 		if i == 0 {
 			fmt.Fprintln(w, "\nWhat it does (the same as masqd --dry-run):")
 		}
-		fmt.Fprint(w, ruleset.Compile(cfg, nftOpts).String())
+		opts, iface, err := resolveHere(cfg, nftOpts)
+		fmt.Fprint(w, ruleset.Compile(cfg, opts).String())
+		if len(cfg.SNATTo) > 0 || cfg.SNATToInterface.Name != "" {
+			local, _ := hostAddrs()
+			notes = append(notes, status.SNATWarnings(cfg, local, iface, err)...)
+		}
+	}
+	for _, n := range notes {
+		fmt.Fprintf(w, "%s: note: on this machine: %s\n", file, n)
 	}
 	if slices.ContainsFunc(r.Configs, func(c config.Config) bool { return c.FlushConntrack }) {
 		fmt.Fprintln(w, "\nAfter each commit that flips destinations between masquerade and not, the conntrack entries of flows\n"+
@@ -140,3 +152,17 @@ func writeCheck(w io.Writer, r *config.CheckResult, file string, nftOpts ruleset
 			"there take the new verdict at once, instead of keeping their translation until they end.")
 	}
 }
+
+// resolveHere resolves cfg's snatToInterface on this machine, as the agent does on the node.
+func resolveHere(cfg config.Config, nopts ruleset.Options) (ruleset.Options, ruleset.InterfaceAddrs, error) {
+	name := cfg.SNATToInterface.Name
+	if name == "" {
+		return nopts, ruleset.InterfaceAddrs{}, nil
+	}
+	a, err := agent.InterfaceAddrs(name)
+	nopts.Interface = a
+	return nopts, a, err
+}
+
+// hostAddrs are this machine's addresses.
+func hostAddrs() ([]netip.Addr, error) { return status.NodeHost().Addrs() }

@@ -209,3 +209,15 @@ func checkVerdict(t *testing.T, in string, wrapped bool) {
 		t.Errorf("%q: config.Parse accepts it, but check found %d errors:\n%s", in, errs, out)
 	}
 }
+
+// TestCheckSNAT: check prints the snat rule and notes, for this machine, a snatTo address it does not have
+// (the documentation address 192.0.2.99, on no real machine).
+func TestCheckSNAT(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"check", "testdata/snat-elsewhere.config"}, nil, &stdout, &stderr)
+	out := stdout.String()
+	if code != 0 || !strings.Contains(out, "snat ip to 192.0.2.99 random,fully-random") ||
+		!strings.Contains(out, "testdata/snat-elsewhere.config: note: on this machine: snatTo 192.0.2.99 is not an address of this node") {
+		t.Errorf("exit %d, stdout:\n%s\nstderr: %s", code, out, stderr.String())
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -93,10 +94,28 @@ func explainMain(args []string, stdout, stderr io.Writer, h status.Host) int {
 	for _, c := range cfg.MasqueradeSourceCIDRs {
 		ex.Sources = append(ex.Sources, c.Prefix.String())
 	}
+	for _, i := range cfg.EgressInterfaces {
+		ex.Egress = append(ex.Egress, i.Name)
+	}
+	nopts := c.nft
+	if name := cfg.SNATToInterface.Name; name != "" {
+		nopts.Interface = ruleset.InterfaceAddrs{Name: name}
+		ierr := errors.New("not resolved by this command")
+		if h.Interface != nil {
+			nopts.Interface, ierr = h.Interface(name)
+		}
+		if ierr != nil {
+			fmt.Fprintf(stderr, "masqd explain: snatToInterface %s is not resolved here (%v): its families are shown masqueraded with the outgoing interface's address\n", name, ierr)
+		}
+	}
+	snatKey := "snatTo"
+	if cfg.SNATToInterface.Name != "" {
+		snatKey = "snatToInterface " + cfg.SNATToInterface.Name
+	}
 	ex.FlushConntrack = cfg.FlushConntrack
 	names := entryNamer{}
 	for i, dst := range dsts {
-		d := ruleset.Explain(cfg, c.nft, dst)
+		d := ruleset.Explain(cfg, nopts, dst)
 		a := addrExplanation{
 			Address: operands[i], Masquerade: d.Masquerade, Reason: d.Reason.String(), Local: local(d.Dst),
 			File: d.Entry.Source.File, Line: d.Entry.Source.Line, Flag: d.Entry.Source.Flag,
@@ -108,6 +127,10 @@ func explainMain(args []string, stdout, stderr io.Writer, h status.Host) int {
 			a.Masquerade, a.Reason, a.CIDR, a.File, a.Line, a.Flag = false, "local", "", "", 0, ""
 		}
 		said := names.decision(d, a.Local)
+		if d.SNAT.IsValid() && !a.Local {
+			a.SNAT = d.SNAT.String()
+			said = strings.Replace(said, becomesNode, " — source becomes "+a.SNAT+" ("+snatKey+")", 1)
+		}
 		a.Text = operands[i] + ": " + said
 		if kernel {
 			k := kernelVerdictOf(have, ex.Table, d.Dst, a.Local)
@@ -136,6 +159,11 @@ func explainMain(args []string, stdout, stderr io.Writer, h status.Host) int {
 			fmt.Fprintf(stdout, "sources: these verdicts are for traffic from %s (masqueradeSourceCIDRs, %s); traffic from any other source keeps its address\n",
 				strings.Join(ex.Sources, ", "), c.Source)
 		}
+		if len(ex.Egress) > 0 {
+			i := cfg.EgressInterfaces[0]
+			fmt.Fprintf(stdout, "egress: these verdicts are for traffic leaving through %s (egressInterfaces, %s); traffic leaving through any other interface keeps its address\n",
+				strings.Join(ex.Egress, ", "), i.Source)
+		}
 		if ex.FlushConntrack {
 			fmt.Fprintln(stdout, "conntrack: when an edit changes one of these verdicts, flows already going there take the new one right after the commit (flushConntrack, --flush-conntrack)")
 		}
@@ -155,6 +183,9 @@ type explanation struct {
 	// Sources are masqueradeSourceCIDRs' prefixes: the verdicts are for traffic from them; other sources are
 	// never masqueraded. Empty: every source.
 	Sources []string `json:"sources,omitempty"`
+	// Egress are egressInterfaces: the verdicts are for traffic leaving through them; through any other
+	// interface nothing is masqueraded. Empty: any interface.
+	Egress []string `json:"egress,omitempty"`
 	// FlushConntrack: after a commit that flips a destination, flows already going there take the new verdict
 	// (flushConntrack, --flush-conntrack); false: they keep their translation until they end.
 	FlushConntrack bool `json:"flushConntrack,omitempty"`
@@ -171,11 +202,14 @@ type addrExplanation struct {
 	Masquerade bool   `json:"masquerade"`
 	Local      bool   `json:"local"`
 	// Reason is ruleset.Reason's name, or "local".
-	Reason        string         `json:"reason"`
-	CIDR          string         `json:"cidr,omitempty"`
-	File          string         `json:"file,omitempty"`
-	Flag          string         `json:"flag,omitempty"`
-	Line          int            `json:"line,omitempty"`
+	Reason string `json:"reason"`
+	CIDR   string `json:"cidr,omitempty"`
+	File   string `json:"file,omitempty"`
+	Flag   string `json:"flag,omitempty"`
+	Line   int    `json:"line,omitempty"`
+	// SNAT is the address a masqueraded destination's traffic leaves with (snatTo, snatToInterface); "" for
+	// the outgoing interface's.
+	SNAT          string         `json:"snat,omitempty"`
 	Text          string         `json:"text"`
 	KernelVerdict *kernelVerdict `json:"kernelVerdict,omitempty"`
 }
@@ -261,9 +295,11 @@ func (n entryNamer) entry(key string, c config.CIDR) string {
 	return fmt.Sprintf("%s %s, %s", key, c.Prefix, n.where(c.Source))
 }
 
+// becomesNode ends a masqueraded verdict (snatTo and snatToInterface name their address instead).
+const becomesNode = " — source becomes the node IP"
+
 // decision words d, or the local verdict when the destination is this host's.
 func (n entryNamer) decision(d ruleset.Decision, local bool) string {
-	const becomesNode = " — source becomes the node IP"
 	linkLocalKey := "masqLinkLocal"
 	if d.Dst.Is6() {
 		linkLocalKey = "masqLinkLocalIPv6"

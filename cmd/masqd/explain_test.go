@@ -81,6 +81,14 @@ func testHost(k fakeKernel, agent map[string]string) status.Host {
 	}
 }
 
+// withInterface is h resolving every interface to the IPv4 address v4, as the agent would on the node.
+func withInterface(h status.Host, v4 string) status.Host {
+	h.Interface = func(name string) (ruleset.InterfaceAddrs, error) {
+		return ruleset.InterfaceAddrs{Name: name, V4: netip.MustParseAddr(v4)}, nil
+	}
+	return h
+}
+
 // compiled is the ruleset masqd applies for the config file at path.
 func compiled(t *testing.T, path string, opts config.Options, nopts ruleset.Options) ruleset.Ruleset {
 	t.Helper()
@@ -136,6 +144,8 @@ func TestExplainGolden(t *testing.T) {
 			"--cluster-cidr", "172.31.0.0/16", "--output=json", "100.64.3.4", "172.31.0.9"}},
 		{"explain-cluster-cidrs-bad-flag", none, []string{"--cluster-cidr=100.64.0.1/10", "100.64.3.4"}},
 		{"explain-masquerade-sources", none, []string{"--config=testdata/masquerade-sources.config", "198.51.100.10", "10.1.2.3"}},
+		{"explain-snat", none, []string{"--config=testdata/snat.config", "198.51.100.10", "10.1.2.3"}},
+		{"explain-snat-interface", withInterface(none, "10.128.0.5"), []string{"--config=testdata/snat-interface.config", "198.51.100.10"}},
 		// flushConntrack, from the file and from the flag: explain says flows follow an edit at once.
 		{"explain-flush-conntrack", none, []string{"--config=testdata/flush-conntrack.config", "192.0.2.7", "198.51.100.10"}},
 		{"explain-flush-conntrack-flag", none, []string{"--config=testdata/masquerade-sources.config", "--flush-conntrack", "--output=json", "10.1.2.3"}},

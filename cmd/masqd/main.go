@@ -86,9 +86,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
 		switch args[0] {
 		case "explain":
-			return explainMain(args[1:], stdout, stderr, status.NodeHost())
+			return explainMain(args[1:], stdout, stderr, nodeHost())
 		case "status":
-			return statusMain(args[1:], stdout, stderr, status.NodeHost())
+			return statusMain(args[1:], stdout, stderr, nodeHost())
 		case "check":
 			return checkMain(args[1:], stdin, stdout, stderr)
 		case "help":
@@ -122,9 +122,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 // dryRunOutput prints what --dry-run shows. It runs nothing and needs no privilege: with --mode=auto or
 // nftables, the nftables table (what auto picks wherever nftables can NAT); with --mode=iptables, the
 // iptables-restore inputs, as if iptables supported --random-fully (1.6.2 and later).
-func dryRunOutput(w io.Writer, cfg config.Config, opts options) error {
+func dryRunOutput(w io.Writer, cfg config.Config, opts options, log *slog.Logger) error {
 	if opts.mode != iptables.KindIPTables {
-		_, err := io.WriteString(w, ruleset.Compile(cfg, opts.nft).String())
+		_, err := io.WriteString(w, ruleset.Compile(cfg, resolvedOptions(cfg, opts.nft, log)).String())
 		return err
 	}
 	if err := iptables.Unsupported(cfg); err != nil {
@@ -134,6 +134,32 @@ func dryRunOutput(w io.Writer, cfg config.Config, opts options) error {
 		RandomFullySupported: true, ToPorts: opts.nft.ToPorts})
 	_, err := io.WriteString(w, rules.String())
 	return err
+}
+
+// nodeHost is the machine status and explain run on, resolving snatToInterface as the agent does.
+func nodeHost() status.Host {
+	h := status.NodeHost()
+	h.Interface = agent.InterfaceAddrs
+	return h
+}
+
+// resolvedOptions is nopts with cfg's snatToInterface resolved on this machine, as the agent resolves it on
+// the node: --dry-run and --once then show and apply what the agent would. A family the interface has no
+// usable address of (or all, when it is not there or this is not Linux) keeps masquerade, with a warning.
+func resolvedOptions(cfg config.Config, nopts ruleset.Options, log *slog.Logger) ruleset.Options {
+	name := cfg.SNATToInterface.Name
+	if name == "" {
+		return nopts
+	}
+	nopts, a, err := resolveHere(cfg, nopts)
+	switch {
+	case err != nil:
+		log.Warn("snatToInterface is not resolved here; its families are shown masqueraded", "interface", name, "err", err)
+	case !a.V4.IsValid() || cfg.EnableIPv6 && !a.V6.IsValid():
+		log.Warn("snatToInterface has no usable address of a family here; that family is shown masqueraded", "interface", name,
+			"ipv4", a.V4.IsValid(), "ipv6", a.V6.IsValid())
+	}
+	return nopts
 }
 
 // loadConfig reads the config and logs its warnings.

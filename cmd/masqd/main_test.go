@@ -173,6 +173,20 @@ func TestDryRunMasqueradeSources(t *testing.T) {
 	}
 }
 
+// TestDryRunSNAT: --dry-run prints the uplinks set and the snat rules; with --mode=iptables the keys are
+// refused (exit 1), naming the key, its line and the way out.
+func TestDryRunSNAT(t *testing.T) {
+	code, out, errOut := runArgs(t, "--config=testdata/snat.config", "--dry-run")
+	if code != 0 || !strings.Contains(out, "set uplinks {\n\t\ttype ifname\n\t\tflags interval\n\t\telements = { \"eth0\" }") ||
+		!strings.Contains(out, "ip daddr != @nonmasq4 fib daddr type != local oifname @uplinks counter packets 0 bytes 0 snat ip to 203.0.113.1 random,fully-random") {
+		t.Errorf("--dry-run: exit %d, stderr %q, stdout:\n%s", code, errOut, out)
+	}
+	code, out, errOut = runArgs(t, "--config=testdata/snat.config", "--dry-run", "--mode=iptables")
+	if code != 1 || out != "" || !strings.Contains(errOut, "testdata/snat.config:6: egressInterfaces (eth0)") || !strings.Contains(errOut, "--mode=nftables") {
+		t.Errorf("--dry-run --mode=iptables: exit %d, stdout %q, stderr %q; want 1, nothing, the refusal", code, out, errOut)
+	}
+}
+
 // TestDryRunFlushConntrack: flushConntrack and --flush-conntrack change no rule: --dry-run prints exactly what
 // it prints without them (and what nft lists after the apply), in both modes; the flush is what happens after
 // a commit, which check and explain say.

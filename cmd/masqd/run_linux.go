@@ -40,7 +40,7 @@ func runMode(ctx context.Context, opts options, stdout io.Writer, log *slog.Logg
 		}
 	}
 	if opts.dryRun {
-		return dryRunOutput(stdout, cfg, opts)
+		return dryRunOutput(stdout, cfg, opts, log)
 	}
 	b, facts, err := chooseBackend(opts.mode, func() (iptables.Facts, error) { return iptables.GatherFacts("", opts.mode) })
 	if err != nil {
@@ -54,7 +54,7 @@ func runMode(ctx context.Context, opts options, stdout io.Writer, log *slog.Logg
 	if !opts.once {
 		return runAgent(ctx, opts, backend, migrate, log)
 	}
-	d := agent.Desired{Config: cfg, Ruleset: ruleset.Compile(cfg, opts.nft)}
+	d := agent.Desired{Config: cfg, Ruleset: ruleset.Compile(cfg, resolvedOptions(cfg, opts.nft, log))}
 	flush := onceFlush(cfg, backend, log)
 	change, err := backend.Apply(d)
 	if err != nil {
@@ -103,7 +103,10 @@ func runAgent(ctx context.Context, opts options, backend agent.Backend, migrate 
 		Reload:        reload,
 		Notify:        agent.NotifierFromEnv(),
 		Source:        source,
-		Conntrack:     agent.NewConntrack(),
+
+		ResolveInterface: agent.InterfaceAddrs,
+		WatchAddresses:   agent.WatchAddresses,
+		Conntrack:        agent.NewConntrack(),
 	}).Run(ctx)
 }
 

@@ -20,5 +20,5 @@ func runMode(_ context.Context, opts options, stdout io.Writer, log *slog.Logger
 	if err != nil {
 		return err
 	}
-	return dryRunOutput(stdout, cfg, opts)
+	return dryRunOutput(stdout, cfg, opts, log)
 }

@@ -170,6 +170,33 @@ func writeStatusText(w io.Writer, r status.Report, now time.Time) {
 		}
 		line("sources:", "masquerade %s, %s: %s", side(s.Config, "the config"), side(s.Kernel, "the kernel"), verdict)
 	}
+	if s := r.SNAT; s != nil {
+		egress := func(names []string, where string) string {
+			if names == nil {
+				return "through any interface in " + where
+			}
+			return fmt.Sprintf("only through %s in %s", strings.Join(names, ", "), where)
+		}
+		to := func(fams []string, where string) string {
+			if fams == nil {
+				return "nothing in " + where
+			}
+			return strings.Join(fams, ", ") + " in " + where
+		}
+		verdict := "match"
+		if !s.Match {
+			verdict = "DIFFER"
+		}
+		config := "the config"
+		if s.Interface != "" {
+			config = "the config (snatToInterface " + s.Interface + " as resolved here)"
+		}
+		line("egress:", "masquerade %s, %s", egress(s.ConfigEgress, "the config"), egress(s.KernelEgress, "the kernel"))
+		line("source:", "%s, %s: %s", to(s.ConfigTo, config), to(s.KernelTo, "the kernel"), verdict)
+		for _, w := range s.Warnings {
+			line("warning:", "%s", w)
+		}
+	}
 	if rf := r.RandomFully; rf != nil {
 		if rf.Config == rf.Kernel {
 			line("rule:", "%s in the config and the kernel: match", status.MasqueradeWords(rf.Config))

@@ -114,6 +114,10 @@ func TestStatusGolden(t *testing.T) {
 	allSources := sources
 	allSources.Sources, allSources.Src4 = false, nil
 
+	snat := compiled(t, "testdata/snat.config", none, randomFully)
+	snatIface := ruleset.Compile(testenvLoad(t, "testdata/snat-interface.config"), ruleset.Options{RandomFully: true,
+		Interface: ruleset.InterfaceAddrs{Name: "eth0", V4: netip.MustParseAddr("10.128.0.5")}})
+	elsewhere := compiled(t, "testdata/snat-elsewhere.config", none, randomFully)
 	flush := compiled(t, "testdata/flush-conntrack.config", none, randomFully)
 	// An agent with the conntrack flush on: 3 entries deleted so far, one flush failed.
 	agentFlushing := map[string]string{
@@ -136,6 +140,17 @@ masqd_sync_total{result="success"} 5
 		h      status.Host
 		args   []string
 	}{
+		// egressInterfaces and snatTo applied; snatToInterface applied with the address the node resolves,
+		// and with eth0's address moved since (the kernel still has the old one).
+		{"status-snat-match", testHost(fakeKernel{rs: snat, present: true}, nil),
+			[]string{"--config=testdata/snat.config", "--http-address="}},
+		{"status-snat-interface-match", withInterface(testHost(fakeKernel{rs: snatIface, present: true}, nil), "10.128.0.5"),
+			[]string{"--config=testdata/snat-interface.config", "--http-address="}},
+		{"status-snat-interface-moved", withInterface(testHost(fakeKernel{rs: snatIface, present: true}, nil), "10.128.0.6"),
+			[]string{"--config=testdata/snat-interface.config", "--http-address="}},
+		// snatTo an address the node does not have: applied, and warned about.
+		{"status-snat-not-local", testHost(fakeKernel{rs: elsewhere, present: true}, nil),
+			[]string{"--config=testdata/snat-elsewhere.config", "--http-address="}},
 		{"status-cilium-tke-match", testHost(fakeKernel{rs: ciliumTKE, present: true}, agentReady),
 			[]string{"--config=testdata/cilium-tke.config"}},
 		{"status-cilium-tke-tampered", testHost(fakeKernel{rs: tampered, present: true}, nil),
@@ -224,4 +239,13 @@ func TestStatusHelp(t *testing.T) {
 func withIPTables(h status.Host, variants ...string) status.Host {
 	h.IPTables = func(string) []string { return variants }
 	return h
+}
+
+func testenvLoad(t *testing.T, path string) config.Config {
+	t.Helper()
+	cfg, _, err := config.Load(path, config.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }
