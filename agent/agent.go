@@ -65,6 +65,10 @@ type Settings struct {
 	// WatchAddresses calls changed after every address change on the node (WatchAddresses on Linux), so
 	// that snatToInterface follows its interface's address at once; nil: at each resync only.
 	WatchAddresses func(ctx context.Context, changed func()) error
+	// Conntrack, while the config's FlushConntrack is on (flushConntrack, or --flush-conntrack through
+	// ConfigOptions), deletes right after each commit the conntrack entries of flows to the destinations the
+	// commit flipped between masquerade and not; nil never flushes.
+	Conntrack Flusher
 }
 
 // ConfigSource supplies the config from somewhere other than the file, such as a watched ConfigMap.
@@ -104,6 +108,11 @@ type Agent struct {
 	ifaceErr string
 	// followIface says the config in force has snatToInterface: address changes are then worth a reconcile.
 	followIface atomic.Bool
+	// held is what the kernel's rules do as of masqd's last commit, or as read before the first apply
+	// (Holder); heldKnown says whether it is known. The conntrack flush compares the next commit with it.
+	held      ruleset.Ruleset
+	heldKnown bool
+	heldRead  bool // the kernel was read (or there was nothing to read) before the first apply
 
 	ready atomic.Bool // the kernel holds desired, as of the last apply or check
 	drift atomic.Bool // someone else changed masqd's table since the last apply
@@ -339,6 +348,7 @@ func (a *Agent) reconcile(why reason) bool {
 			a.desired = &Desired{Config: cfg, Ruleset: want}
 			a.resync = cfg.ResyncInterval
 			m.SetDesired(cfg, want)
+			m.SetConntrackFlush(a.flushing())
 		}
 	}
 	if a.desired == nil {
@@ -349,6 +359,7 @@ func (a *Agent) reconcile(why reason) bool {
 	// (any commit the monitor did not account for makes it rewrite the sets whole); the iptables backend
 	// reads its chain. A failed monitor has made it Forget already.
 	drifted := a.drift.Swap(false)
+	a.readHeld()
 	start := time.Now()
 	change, err := a.s.Backend.Apply(*a.desired)
 	m.SyncDuration.Observe(time.Since(start).Seconds())
@@ -383,6 +394,7 @@ func (a *Agent) reconcile(why reason) bool {
 	} else {
 		log.Debug("kernel already in step", "reason", why)
 	}
+	a.flushConntrack(change)
 	a.notReady.Store(nil)
 	if a.lastCfgErr == "" {
 		report(&a.desired.Ruleset, nil, true)
@@ -732,4 +744,80 @@ func (a *Agent) warnSNATTo(cfg config.Config) {
 				"address", s.Addr.String(), "where", s.Source.String())
 		}
 	}
+}
+
+// flushing reports whether the conntrack flush is on for the desired config.
+func (a *Agent) flushing() bool {
+	return a.s.Conntrack != nil && a.desired != nil && a.desired.Config.FlushConntrack
+}
+
+// readHeld reads, once before the first apply and only with the conntrack flush on, what the kernel's rules
+// do: what a previous masqd (or ip-masq-agent's chain, in iptables mode) left there. The first commit's
+// flips are counted from it. When nothing is there (a fresh node), nothing is known, and the first commit
+// flushes nothing: which rules translated the flows in the table is not known.
+func (a *Agent) readHeld() {
+	if a.heldRead || !a.flushing() {
+		return
+	}
+	a.heldRead = true
+	h, ok := a.s.Backend.(Holder)
+	if !ok {
+		return
+	}
+	r, present, err := h.Held()
+	switch {
+	case err != nil:
+		a.s.Log.Warn("cannot read the rules in the kernel before the first apply; its conntrack flush is skipped", "err", err)
+	case !present:
+		a.s.Log.Info("no masqd rules in the kernel before the first apply; its conntrack flush is skipped")
+	default:
+		a.held, a.heldKnown = r, true
+	}
+}
+
+// flushConntrack runs after every successful apply: when the apply committed a change and the conntrack
+// flush is on, it deletes the entries of flows to the destinations whose verdict flipped since the last
+// commit (or since what the kernel held before the first), so that they take the new verdict. It never
+// undoes or retries the commit: a failure is logged and counted. It then remembers the desired ruleset as
+// what the kernel holds.
+func (a *Agent) flushConntrack(change ruleset.Change) {
+	prev, known := a.held, a.heldKnown
+	a.held, a.heldKnown = a.desired.Ruleset, true
+	if change == ruleset.Unchanged || !known || !a.flushing() {
+		return
+	}
+	v4, v6 := ruleset.Flipped(prev, a.desired.Ruleset)
+	if v4 == nil && v6 == nil {
+		return
+	}
+	m, log := a.s.Metrics, a.s.Log
+	start := time.Now()
+	d4, d6, err := a.s.Conntrack.Flush(v4, v6)
+	m.ConntrackDeleted.WithLabelValues("ipv4").Add(float64(d4))
+	m.ConntrackDeleted.WithLabelValues("ipv6").Add(float64(d6))
+	took := time.Since(start).Round(time.Microsecond).String()
+	if err != nil {
+		m.ConntrackFlushes.WithLabelValues("error").Inc()
+		log.Error("conntrack flush failed; the new rules stay in force, and flows already tracked keep their "+
+			"translation until they end", "err", err, "deleted_ipv4", d4, "deleted_ipv6", d6, "duration", took)
+		return
+	}
+	m.ConntrackFlushes.WithLabelValues("success").Inc()
+	log.Info("conntrack entries of flipped destinations deleted", "flipped", flippedText(v4, v6),
+		"deleted_ipv4", d4, "deleted_ipv6", d6, "duration", took)
+}
+
+// flippedText lists flipped ranges for a log line, the first few of them.
+func flippedText(v4, v6 []ruleset.Interval) string {
+	const most = 8
+	all := slices.Concat(v4, v6)
+	var parts []string
+	for i, iv := range all {
+		if i == most {
+			parts = append(parts, fmt.Sprintf("and %d more", len(all)-most))
+			break
+		}
+		parts = append(parts, iv.String())
+	}
+	return strings.Join(parts, ", ")
 }

@@ -51,3 +51,17 @@ type Drift struct {
 	Gen     uint32 // the nftables generation the change created
 	Suspect bool
 }
+
+// Holder is a Backend that can read which destinations the kernel's rules leave unmasqueraded, whoever wrote
+// them: the agent reads it once before its first apply with the conntrack flush on, so that the flows a
+// restart's new config flips are flushed too. present is false when the kernel holds none of the backend's
+// rules.
+type Holder interface {
+	Held() (r ruleset.Ruleset, present bool, err error)
+}
+
+// Flusher deletes the conntrack entries of flows from sources that are not the host's to the destinations in
+// flipped4 and flipped6 (ruleset.Flipped's), so that they meet the rules just committed (conntrack.Conn).
+type Flusher interface {
+	Flush(flipped4, flipped6 []ruleset.Interval) (deleted4, deleted6 int, err error)
+}

@@ -25,6 +25,9 @@ func (b *NFTables) Forget()                                       { b.conn.Forge
 func (b *NFTables) Counters() (v4, v6 ruleset.Counter, err error) { return b.conn.Counters() }
 func (b *NFTables) Delete() error                                 { return b.conn.Delete() }
 
+// Held reads table inet masqd as the kernel holds it (a Holder).
+func (b *NFTables) Held() (ruleset.Ruleset, bool, error) { return b.conn.Read() }
+
 // Verify trusts the kernel's acknowledgement of masqd's last transaction: d is in the kernel when that
 // transaction wrote it and nobody has touched the table since. It does not read the sets, which at 100,000
 // prefixes costs the kernel a second.
@@ -124,6 +127,15 @@ func (b *IPTables) Present() (bool, error) {
 		return false, err
 	}
 	return s.V4.Chain || s.V6.Chain, nil
+}
+
+// Held reads the chain of both families and models what it does (iptables.HeldRuleset; a Holder).
+func (b *IPTables) Held() (ruleset.Ruleset, bool, error) {
+	s, err := b.ipt.Read()
+	if err != nil {
+		return ruleset.Ruleset{}, false, err
+	}
+	return iptables.HeldRuleset(s.V4, s.V6), s.V4.Chain || s.V6.Chain, nil
 }
 
 // Forget does nothing: the iptables backend remembers nothing of the kernel.

@@ -53,6 +53,12 @@ type Metrics struct {
 	// to masquerade because the interface has no usable address of that family or is not there (0); no
 	// series without snatToInterface.
 	SNATInterface *prometheus.GaugeVec
+	// ConntrackFlush is 1 while the conntrack flush is on (flushConntrack or --flush-conntrack), else 0.
+	ConntrackFlush prometheus.Gauge
+	// ConntrackDeleted counts the conntrack entries deleted after commits that flipped destinations, by
+	// family; ConntrackFlushes counts those flushes, by result.
+	ConntrackDeleted *prometheus.CounterVec
+	ConntrackFlushes *prometheus.CounterVec
 
 	ipv6        atomic.Bool    // the desired ruleset has IPv6: the counters have an ipv6 series
 	appliedHash string         // ConfigInfo's label
@@ -114,15 +120,29 @@ func NewMetrics(reg prometheus.Registerer, c Counters) *Metrics {
 		SNATInterface: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "masqd_snat_interface_resolved", Help: "By family, 1 while traffic leaves with snatToInterface's address, 0 while it falls back to masquerade (the interface has no usable address of the family, or is not there); no series without snatToInterface.",
 		}, []string{"family"}),
+		ConntrackFlush: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "masqd_conntrack_flush_enabled", Help: "1 while flows whose destination an edit flips have their conntrack entries deleted after the commit (flushConntrack, --flush-conntrack), else 0.",
+		}),
+		ConntrackDeleted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "masqd_conntrack_deleted_total", Help: "Conntrack entries deleted after commits that flipped destinations between masquerade and not, by family.",
+		}, []string{"family"}),
+		ConntrackFlushes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "masqd_conntrack_flushes_total", Help: "Conntrack flushes after commits that flipped destinations, by result; an error leaves the commit in force.",
+		}, []string{"result"}),
 	}
 	m.CIDRs.WithLabelValues("nonMasqueradeCIDRs")
 	m.CIDRs.WithLabelValues("masqueradeCIDRs")
 	m.CIDRs.WithLabelValues("clusterCIDRs")
 	m.CIDRs.WithLabelValues("masqueradeSourceCIDRs")
 	reg.MustRegister(m.Syncs, m.SyncDuration, m.LastSuccess, m.ConfigValid, m.ConfigState, m.Ready, m.ConfigReloads, m.DriftRepairs,
-		m.Intervals, m.CIDRs, m.ConfigInfo, m.BuildInfo, m.SNATInterface, m.NodePodCIDRMasqueraded, newCounterCollector(c, &m.ipv6))
+		m.Intervals, m.CIDRs, m.ConfigInfo, m.BuildInfo, m.SNATInterface, m.NodePodCIDRMasqueraded, newCounterCollector(c, &m.ipv6),
+		m.ConntrackFlush, m.ConntrackDeleted, m.ConntrackFlushes)
 	for _, r := range []string{"success", "error"} {
 		m.Syncs.WithLabelValues(r)
+		m.ConntrackFlushes.WithLabelValues(r)
+	}
+	for _, f := range []string{"ipv4", "ipv6"} {
+		m.ConntrackDeleted.WithLabelValues(f)
 	}
 	for _, st := range ConfigStates() {
 		m.ConfigState.WithLabelValues(string(st))
@@ -300,4 +320,13 @@ func (c counterCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.packets, prometheus.CounterValue, float64(cnt.Packets), fam)
 		ch <- prometheus.MustNewConstMetric(c.byts, prometheus.CounterValue, float64(cnt.Bytes), fam)
 	}
+}
+
+// SetConntrackFlush sets masqd_conntrack_flush_enabled.
+func (m *Metrics) SetConntrackFlush(on bool) {
+	v := 0.0
+	if on {
+		v = 1
+	}
+	m.ConntrackFlush.Set(v)
 }

@@ -210,9 +210,9 @@ func (d *decoder) field(doc *document, k key, w where, raw json.RawMessage, at k
 		}
 		return d.errAt(at.valueLine(), w.name, scalarText(raw), fmt.Sprintf("must be an interface name, not %s", kind),
 			fmt.Sprintf("write one name, e.g. %s: eth0", w.name))
-	case keyMasqLinkLocal, keyMasqLinkLocalIPv6, keyEnableIPv6:
+	case keyMasqLinkLocal, keyMasqLinkLocalIPv6, keyEnableIPv6, keyFlushConntrack:
 		f := map[key]*scalar[bool]{keyMasqLinkLocal: &doc.masqLinkLocal, keyMasqLinkLocalIPv6: &doc.masqLinkLocalIPv6,
-			keyEnableIPv6: &doc.enableIPv6}[k]
+			keyEnableIPv6: &doc.enableIPv6, keyFlushConntrack: &doc.flushConntrack}[k]
 		f.where = w
 		switch string(raw) {
 		case "null":

@@ -37,6 +37,7 @@ func Default(opts Options) Config {
 		CIDRLimit:          DefaultCIDRLimit,
 		ResyncInterval:     DefaultResyncInterval,
 		EnableIPv6:         opts.EnableIPv6,
+		FlushConntrack:     opts.FlushConntrack,
 		ClusterCIDRs:       withFlagCIDRs(nil, opts.ClusterCIDRs, opts.EnableIPv6),
 	}
 }

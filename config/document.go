@@ -10,6 +10,7 @@ type document struct {
 	snatToInterface                              scalar[string]
 	cidrLimit                                    scalar[int]
 	masqLinkLocal, masqLinkLocalIPv6, enableIPv6 scalar[bool]
+	flushConntrack                               scalar[bool]
 	resyncInterval                               scalar[string] // as written; build parses it
 	// topLevel is a Kubernetes object's fields at the top of the file (apiVersion, kind, ...), in file
 	// order: a whole ConfigMap manifest where its config was meant. Nil for a config.

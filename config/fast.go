@@ -87,7 +87,7 @@ func readFast(data string) (doc document, ok bool) {
 			default:
 				return document{}, false
 			}
-		case keyMasqLinkLocal, keyMasqLinkLocalIPv6, keyEnableIPv6:
+		case keyMasqLinkLocal, keyMasqLinkLocalIPv6, keyEnableIPv6, keyFlushConntrack:
 			if v != "true" && v != "false" {
 				return document{}, false
 			}
@@ -97,6 +97,8 @@ func readFast(data string) (doc document, ok bool) {
 				doc.masqLinkLocal = b
 			case keyMasqLinkLocalIPv6:
 				doc.masqLinkLocalIPv6 = b
+			case keyFlushConntrack:
+				doc.flushConntrack = b
 			default:
 				doc.enableIPv6 = b
 			}

@@ -23,6 +23,7 @@ const (
 	keyEgressInterfaces
 	keySNATTo
 	keySNATToInterface
+	keyFlushConntrack
 	numKeys
 )
 
@@ -53,6 +54,8 @@ func (k key) String() string {
 		return "snatTo"
 	case keySNATToInterface:
 		return "snatToInterface"
+	case keyFlushConntrack:
+		return "flushConntrack"
 	default:
 		return fmt.Sprintf("key(%d)", int(k))
 	}

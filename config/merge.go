@@ -16,7 +16,7 @@ import (
 //   - EgressInterfaces is the union of the names, sorted; the first Source kept.
 //   - SNATTo and SNATToInterface are the first config's that sets them, per family for SNATTo: files that
 //     disagree are refused by Conflicts, which callers check first.
-//   - MasqLinkLocal, MasqLinkLocalIPv6 and EnableIPv6 are true when any config says so.
+//   - MasqLinkLocal, MasqLinkLocalIPv6, EnableIPv6 and FlushConntrack are true when any config says so.
 //   - CIDRLimit is the largest and ResyncInterval the smallest positive value.
 //   - Files is every config's Files, in order.
 //
@@ -70,6 +70,7 @@ func Merge(cfgs ...Config) Config {
 		out.MasqLinkLocal = out.MasqLinkLocal || c.MasqLinkLocal
 		out.MasqLinkLocalIPv6 = out.MasqLinkLocalIPv6 || c.MasqLinkLocalIPv6
 		out.EnableIPv6 = out.EnableIPv6 || c.EnableIPv6
+		out.FlushConntrack = out.FlushConntrack || c.FlushConntrack
 		out.CIDRLimit = max(out.CIDRLimit, c.CIDRLimit)
 		if c.ResyncInterval > 0 && (out.ResyncInterval == 0 || c.ResyncInterval < out.ResyncInterval) {
 			out.ResyncInterval = c.ResyncInterval

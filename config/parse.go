@@ -101,6 +101,7 @@ func (b *builder) build(doc document) error {
 		{doc.masqLinkLocal.line, func() error { set(&b.cfg.MasqLinkLocal, doc.masqLinkLocal); return nil }},
 		{doc.masqLinkLocalIPv6.line, func() error { set(&b.cfg.MasqLinkLocalIPv6, doc.masqLinkLocalIPv6); return nil }},
 		{doc.resyncInterval.line, func() error { return b.resync(doc.resyncInterval) }},
+		{doc.flushConntrack.line, func() error { b.flushConntrack(doc.flushConntrack); return nil }},
 	}
 	slices.SortStableFunc(steps, func(a, b struct {
 		line int
@@ -415,4 +416,15 @@ func (b *builder) snatToInterface(f scalar[string]) error {
 	}
 	b.cfg.SNATToInterface = Interface{Name: f.v, Source: Source{File: b.file, Line: f.line}}
 	return nil
+}
+
+// flushConntrack sets flushConntrack, which like enableIPv6 can turn its flag's setting on, never off.
+func (b *builder) flushConntrack(f scalar[bool]) {
+	switch {
+	case !f.set:
+	case f.v:
+		b.cfg.FlushConntrack = true
+	case b.opts.FlushConntrack:
+		b.warn(f.line, f.name, "flushConntrack: false does not turn off --flush-conntrack; conntrack entries are still flushed")
+	}
 }

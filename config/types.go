@@ -40,12 +40,15 @@ type Options struct {
 	// ClusterCIDRs. IPv6 ones are left out while IPv6 is off: there is then no IPv6 rule to keep them from.
 	// Nil: none.
 	ClusterCIDRs []netip.Prefix
+	// FlushConntrack turns on the conntrack flush (--flush-conntrack) for every config: the file's
+	// flushConntrack key can turn it on, never off.
+	FlushConntrack bool
 }
 
 // equal reports whether o and p read a file the same way.
 func (o Options) equal(p Options) bool {
 	return o.NoMasqAllReservedRanges == p.NoMasqAllReservedRanges && o.EnableIPv6 == p.EnableIPv6 &&
-		slices.Equal(o.ClusterCIDRs, p.ClusterCIDRs)
+		slices.Equal(o.ClusterCIDRs, p.ClusterCIDRs) && o.FlushConntrack == p.FlushConntrack
 }
 
 // Source says where a value came from. The zero Source means a built-in default.
@@ -132,6 +135,11 @@ type Config struct {
 	ResyncInterval    time.Duration
 	// EnableIPv6 is Options.EnableIPv6 or the file's enableIPv6.
 	EnableIPv6 bool
+	// FlushConntrack deletes, right after a commit that changed the non-masquerade destinations, the
+	// conntrack entries from non-local sources to the destinations that changed verdict, so that existing
+	// flows take the new verdict: Options.FlushConntrack (--flush-conntrack) or the file's flushConntrack
+	// (masqd's own key). Off by default.
+	FlushConntrack bool
 	// Files lists the files the config was read from; empty for pure defaults.
 	Files []string
 }
@@ -151,6 +159,7 @@ func (c Config) Equal(d Config) bool {
 		c.MasqLinkLocalIPv6 == d.MasqLinkLocalIPv6 &&
 		c.ResyncInterval == d.ResyncInterval &&
 		c.EnableIPv6 == d.EnableIPv6 &&
+		c.FlushConntrack == d.FlushConntrack &&
 		slices.Equal(c.Files, d.Files)
 }
 

@@ -85,9 +85,9 @@ func intendedDifference(data []byte, masqdErr error) string {
 	}
 	for k := range top {
 		for _, own := range []key{keyMasqueradeCIDRs, keyEnableIPv6, keyClusterCIDRs, keyMasqueradeSourceCIDRs,
-			keyEgressInterfaces, keySNATTo, keySNATToInterface} {
+			keyEgressInterfaces, keySNATTo, keySNATToInterface, keyFlushConntrack} {
 			if strings.EqualFold(k, own.String()) {
-				return "masqd's own keys (masqueradeCIDRs, enableIPv6, clusterCIDRs, masqueradeSourceCIDRs, egressInterfaces, snatTo, snatToInterface), which upstream ignores"
+				return "masqd's own keys (masqueradeCIDRs, enableIPv6, clusterCIDRs, masqueradeSourceCIDRs, egressInterfaces, snatTo, snatToInterface, flushConntrack), which upstream ignores"
 			}
 		}
 	}

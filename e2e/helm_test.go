@@ -67,7 +67,7 @@ func kustomize(t *testing.T, kubectl, dir string) string {
 
 // TestHelmChartMatchesKustomize: the Helm chart renders the same objects as the kustomizations: deploy/kubernetes
 // with the defaults, deploy/kubernetes/gke with values-gke.yaml, deploy/kubernetes/cluster-cidr with the same
-// clusterCIDRs, deploy/kubernetes/snat with the same egressInterfaces and snatToInterface, and, with the monitoring values on, also
+// clusterCIDRs, deploy/kubernetes/snat with the same egressInterfaces and snatToInterface, deploy/kubernetes/flush-conntrack with flushConntrack, and, with the monitoring values on, also
 // deploy/monitoring's. So the chart's image tag is the kustomization's, and its copies of the alerts and the
 // dashboard are deploy/monitoring's. With config set it renders a ConfigMap that masqd check accepts.
 func TestHelmChartMatchesKustomize(t *testing.T) {
@@ -87,6 +87,7 @@ func TestHelmChartMatchesKustomize(t *testing.T) {
 		{"cluster CIDRs", []string{"--set", "clusterCIDRs={10.64.0.0/14,fd00:10:64::/56}"}, kustomize(t, kubectl, "../deploy/kubernetes/cluster-cidr")},
 		{"snat", []string{"--set", "egressInterfaces={eth0},snatToInterface=eth0,config.nonMasqueradeCIDRs={10.0.0.0/8}"},
 			kustomize(t, kubectl, "../deploy/kubernetes/snat")},
+		{"flush conntrack", []string{"--set", "flushConntrack=true"}, kustomize(t, kubectl, "../deploy/kubernetes/flush-conntrack")},
 		{"node name", []string{"--set", "checkNodePodCIDRs=true"}, kustomize(t, kubectl, "../deploy/kubernetes/node-name")},
 		{"discover pod CIDRs", []string{"--set", "discoverPodCIDRs=true"}, kustomize(t, kubectl, "../deploy/kubernetes/discover-pod-cidrs")},
 		{"monitoring", []string{"--set", "metrics.podMonitor.enabled=true,metrics.prometheusRule.enabled=true,metrics.dashboard.enabled=true"},

@@ -1,10 +1,12 @@
 package iptables
 
 import (
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/masqd/masqd/config"
 	"github.com/masqd/masqd/ruleset"
 )
 
@@ -151,4 +153,39 @@ func countSave(out string) RuleCounts {
 		}
 	}
 	return c
+}
+
+// HeldRuleset is the nftables model of what the chain read back in v4 and v6 does, for comparing the
+// verdicts before and after an edit (ruleset.Flipped): its non-masquerade destinations are the RETURN
+// rules' destinations not masqueraded by a rule before them, as CompileIPTables writes the chain
+// (masqueradeCIDRs first, RETURNs, then the catch-all MASQUERADE); IPv6 is whether ip6tables has the chain.
+// It is pure.
+func HeldRuleset(v4, v6 IPTablesChainState) ruleset.Ruleset {
+	cfg := config.Config{EnableIPv6: v6.Chain, MasqLinkLocal: true, MasqLinkLocalIPv6: true}
+	for _, s := range []IPTablesChainState{v4, v6} {
+		for _, rule := range s.Rules {
+			words := splitWords(rule)
+			var dst netip.Prefix
+			for i := 0; i+1 < len(words); i++ {
+				if words[i] == "-d" {
+					if p, err := netip.ParsePrefix(words[i+1]); err == nil {
+						dst = p.Masked()
+					} else if a, err := netip.ParseAddr(words[i+1]); err == nil {
+						dst = netip.PrefixFrom(a, a.BitLen())
+					}
+				}
+			}
+			if !dst.IsValid() {
+				continue // the catch-all (and --to-ports' protocol rules): masquerade the rest
+			}
+			c := config.CIDR{Prefix: dst}
+			switch ruleTarget(rule) {
+			case "RETURN":
+				cfg.NonMasqueradeCIDRs = append(cfg.NonMasqueradeCIDRs, c)
+			case "MASQUERADE":
+				cfg.MasqueradeCIDRs = append(cfg.MasqueradeCIDRs, c)
+			}
+		}
+	}
+	return ruleset.Compile(cfg, ruleset.Options{})
 }

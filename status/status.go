@@ -133,6 +133,9 @@ type ConfigState struct {
 	// ClusterCIDRs are the pod ranges kept non-masquerade (the key clusterCIDRs and --cluster-cidr), each
 	// with where it was given: "100.64.0.0/10 (FILE line 5)", "172.31.0.0/16 (--cluster-cidr)".
 	ClusterCIDRs []string `json:"clusterCIDRs,omitempty"`
+	// FlushConntrack says whether the config (flushConntrack, or --flush-conntrack) has the conntrack
+	// entries of flows to destinations an edit flips deleted after the commit.
+	FlushConntrack bool `json:"flushConntrack,omitempty"`
 }
 
 type KernelState struct {
@@ -183,6 +186,12 @@ type Agent struct {
 	SyncsOK      *int64 `json:"syncsOK,omitempty"`
 	SyncsFailed  *int64 `json:"syncsFailed,omitempty"`
 	DriftRepairs *int64 `json:"driftRepairs,omitempty"`
+	// ConntrackFlush is whether the agent flushes conntrack entries after commits that flip destinations
+	// (masqd_conntrack_flush_enabled); nil when not said. ConntrackDeleted is how many it deleted, both
+	// families (masqd_conntrack_deleted_total), and ConntrackFlushErrors its failed flushes.
+	ConntrackFlush       *bool  `json:"conntrackFlush,omitempty"`
+	ConntrackDeleted     *int64 `json:"conntrackDeleted,omitempty"`
+	ConntrackFlushErrors *int64 `json:"conntrackFlushErrors,omitempty"`
 	// NodePodCIDRs are this node's pod ranges as the agent checks them (--node-name,
 	// masqd_node_pod_cidr_masqueraded): the ones its config keeps non-masquerade, and the ones it masquerades.
 	// DiscoveredPodCIDRs is how many pod ranges the agent reads from the Nodes (--discover-pod-cidrs,
@@ -213,6 +222,7 @@ func Read(path string, cfgOpts config.Options, nftOpts ruleset.Options, addr, ch
 		for _, c := range cfg.ClusterCIDRs {
 			r.Config.ClusterCIDRs = append(r.Config.ClusterCIDRs, fmt.Sprintf("%s (%s)", c.Prefix, c.Source))
 		}
+		r.Config.FlushConntrack = cfg.FlushConntrack
 	}
 	have, present, kerr := h.Kernel()
 	if kerr != nil {
@@ -457,6 +467,21 @@ func askAgent(addr string, h Host) *Agent {
 	a.SyncsFailed = count("masqd_sync_total", "result", "error")
 	a.DriftRepairs = count("masqd_drift_repairs_total")
 	a.DiscoveredPodCIDRs = count("masqd_discovered_pod_cidrs")
+	if v, ok := m.Value("masqd_conntrack_flush_enabled"); ok {
+		on := v == 1
+		a.ConntrackFlush = &on
+		v4, v6 := count("masqd_conntrack_deleted_total", "family", "ipv4"), count("masqd_conntrack_deleted_total", "family", "ipv6")
+		if v4 != nil || v6 != nil {
+			n := int64(0)
+			for _, c := range []*int64{v4, v6} {
+				if c != nil {
+					n += *c
+				}
+			}
+			a.ConntrackDeleted = &n
+		}
+		a.ConntrackFlushErrors = count("masqd_conntrack_flushes_total", "result", "error")
+	}
 	a.Version = m.Label("masqd_build_info", "version")
 	a.Backend = m.Label("masqd_build_info", "backend")
 	for _, s := range m.Samples("masqd_node_pod_cidr_masqueraded") {

@@ -232,6 +232,11 @@ func writeCheck(w io.Writer, r *config.CheckResult, file string, nftOpts ruleset
 	for _, n := range notes {
 		fmt.Fprintf(w, "%s: note: on this machine: %s\n", file, n)
 	}
+	if slices.ContainsFunc(r.Configs, func(c config.Config) bool { return c.FlushConntrack }) {
+		fmt.Fprintln(w, "\nAfter each commit that flips destinations between masquerade and not, the conntrack entries of flows\n"+
+			"from non-local sources to them are deleted (flushConntrack, --flush-conntrack): flows already going\n"+
+			"there take the new verdict at once, instead of keeping their translation until they end.")
+	}
 }
 
 // resolveHere resolves cfg's snatToInterface on this machine, as the agent does on the node.

@@ -48,6 +48,8 @@ func TestCheckGolden(t *testing.T) {
 		// The pod ranges: the key's lines checked as the other lists, and --cluster-cidr added to what it does.
 		{"check-cluster-cidrs", []string{"testdata/cluster-cidrs.config", "--cluster-cidr=172.31.0.0/16"}},
 		{"check-cluster-cidrs-errors", []string{"testdata/check/cluster-cidrs.yaml"}},
+		// flushConntrack: the rules are the same; check says what happens after a commit.
+		{"check-flush-conntrack", []string{"testdata/flush-conntrack.config"}},
 		// A node's pod ranges, offline: one forgotten, one half listed, one kept by clusterCIDRs, one by the flag.
 		{"check-node-pod-cidrs", []string{"testdata/check/node-pod-cidrs.config", "--node-pod-cidr=10.246.0.0/24,10.244.1.0/24",
 			"--node-pod-cidr=10.245.3.0/24", "--node-pod-cidr=172.31.9.0/24", "--cluster-cidr=172.31.0.0/16"}},

@@ -11,7 +11,7 @@ import (
 const (
 	complCommands     = "explain status check help completion"
 	complShells       = "bash zsh fish"
-	complConfigFlags  = "--config --nomasq-all-reserved-ranges --enable-ipv6 --random-fully --to-ports --cluster-cidr"
+	complConfigFlags  = "--config --nomasq-all-reserved-ranges --enable-ipv6 --random-fully --to-ports --cluster-cidr --flush-conntrack"
 	complRootFlags    = complConfigFlags + " --masq-chain --mode --migrate-from-chain --v --logtostderr --dry-run --once --cleanup --version --http-address --configmap --kubeconfig --log-level --log-format --node-name --discover-pod-cidrs"
 	complExplainFlags = complConfigFlags + " --kernel --output --discover-pod-cidrs --kubeconfig"
 	complStatusFlags  = complConfigFlags + " --output --masq-chain --http-address --discover-pod-cidrs --kubeconfig"

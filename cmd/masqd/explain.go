@@ -123,6 +123,7 @@ func explainMain(args []string, stdout, stderr io.Writer, h status.Host) int {
 	if cfg.SNATToInterface.Name != "" {
 		snatKey = "snatToInterface " + cfg.SNATToInterface.Name
 	}
+	ex.FlushConntrack = cfg.FlushConntrack
 	names := entryNamer{}
 	for i, dst := range dsts {
 		d := ruleset.Explain(cfg, nopts, dst)
@@ -174,6 +175,9 @@ func explainMain(args []string, stdout, stderr io.Writer, h status.Host) int {
 			fmt.Fprintf(stdout, "egress: these verdicts are for traffic leaving through %s (egressInterfaces, %s); traffic leaving through any other interface keeps its address\n",
 				strings.Join(ex.Egress, ", "), i.Source)
 		}
+		if ex.FlushConntrack {
+			fmt.Fprintln(stdout, "conntrack: when an edit changes one of these verdicts, flows already going there take the new one right after the commit (flushConntrack, --flush-conntrack)")
+		}
 		if kernel {
 			ex.writeKernelSummary(stdout)
 		}
@@ -193,6 +197,9 @@ type explanation struct {
 	// Egress are egressInterfaces: the verdicts are for traffic leaving through them; through any other
 	// interface nothing is masqueraded. Empty: any interface.
 	Egress []string `json:"egress,omitempty"`
+	// FlushConntrack: after a commit that flips a destination, flows already going there take the new verdict
+	// (flushConntrack, --flush-conntrack); false: they keep their translation until they end.
+	FlushConntrack bool `json:"flushConntrack,omitempty"`
 	// Kernel is set with --kernel; Table, Foreign and Disagree are only meaningful then.
 	Kernel   bool     `json:"kernel"`
 	Table    bool     `json:"table,omitempty"`

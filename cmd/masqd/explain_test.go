@@ -152,6 +152,9 @@ func TestExplainGolden(t *testing.T) {
 		{"explain-masquerade-sources", none, []string{"--config=testdata/masquerade-sources.config", "198.51.100.10", "10.1.2.3"}},
 		{"explain-snat", none, []string{"--config=testdata/snat.config", "198.51.100.10", "10.1.2.3"}},
 		{"explain-snat-interface", withInterface(none, "10.128.0.5"), []string{"--config=testdata/snat-interface.config", "198.51.100.10"}},
+		// flushConntrack, from the file and from the flag: explain says flows follow an edit at once.
+		{"explain-flush-conntrack", none, []string{"--config=testdata/flush-conntrack.config", "192.0.2.7", "198.51.100.10"}},
+		{"explain-flush-conntrack-flag", none, []string{"--config=testdata/masquerade-sources.config", "--flush-conntrack", "--output=json", "10.1.2.3"}},
 		{"explain-bad-address", none, []string{"10.0.0.1", "10.0.0.300"}},
 		{"explain-prefix", none, []string{"10.0.0.0/8"}},
 		{"explain-no-address", none, []string{"--kernel"}},

@@ -264,7 +264,8 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 }
 
 // addConfigFlags registers ip-masq-agent's flags that say how the config is read and compiled: --config,
-// --nomasq-all-reserved-ranges, --enable-ipv6, --random-fully and --to-ports, and kube-proxy's --cluster-cidr. The
+// --nomasq-all-reserved-ranges, --enable-ipv6, --random-fully and --to-ports, kube-proxy's --cluster-cidr, and
+// masqd's --flush-conntrack. The
 // agent and every command share them, so that a command sees the config as the agent does when given the agent's
 // flags.
 func addConfigFlags(fs *flag.FlagSet, path *string, cfg *config.Options, nopts *ruleset.Options) {
@@ -280,6 +281,7 @@ func addConfigFlags(fs *flag.FlagSet, path *string, cfg *config.Options, nopts *
 		nopts.ToPorts = ports
 		return nil
 	})
+	fs.BoolVar(&cfg.FlushConntrack, "flush-conntrack", false, "after each commit that flips destinations between masquerade and not, delete the conntrack entries of flows from non-local sources to them, so that existing flows take the new verdict (or flushConntrack: true in the config)")
 	fs.Func("cluster-cidr", "the cluster's pod `CIDRs`, as kube-proxy's flag: repeatable or separated by commas, IPv4 and IPv6; kept non-masquerade with the config's clusterCIDRs and nonMasqueradeCIDRs (IPv6 ones with --enable-ipv6)", func(s string) error {
 		prefixes, err := config.ParseClusterCIDRs(s)
 		if err != nil {

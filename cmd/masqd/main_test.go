@@ -199,3 +199,29 @@ func TestDryRunSNAT(t *testing.T) {
 		t.Errorf("--dry-run --mode=iptables: exit %d, stdout %q, stderr %q; want 1, nothing, the refusal", code, out, errOut)
 	}
 }
+
+// TestDryRunFlushConntrack: flushConntrack and --flush-conntrack change no rule: --dry-run prints exactly what
+// it prints without them (and what nft lists after the apply), in both modes; the flush is what happens after
+// a commit, which check and explain say.
+func TestDryRunFlushConntrack(t *testing.T) {
+	dir := t.TempDir()
+	plain, flush := filepath.Join(dir, "plain"), filepath.Join(dir, "flush")
+	if err := os.WriteFile(plain, []byte("nonMasqueradeCIDRs: [10.0.0.0/8, 192.0.2.0/24]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(flush, []byte("flushConntrack: true\nnonMasqueradeCIDRs: [10.0.0.0/8, 192.0.2.0/24]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []string{"--mode=nftables", "--mode=iptables"} {
+		code, want, errOut := runArgs(t, "--config="+plain, "--dry-run", mode)
+		if code != 0 || want == "" {
+			t.Fatalf("%s --dry-run without the flush: exit %d, stderr %q", mode, code, errOut)
+		}
+		for _, args := range [][]string{{"--config=" + flush}, {"--config=" + plain, "--flush-conntrack"}, {"--config=" + flush, "--flush-conntrack"}} {
+			code, got, errOut := runArgs(t, append(args, "--dry-run", mode)...)
+			if code != 0 || got != want || errOut != "" {
+				t.Errorf("%s %v --dry-run: exit %d, stderr %q, stdout:\n%s\nwant the same as without the flush:\n%s", mode, args, code, errOut, got, want)
+			}
+		}
+	}
+}

@@ -55,12 +55,16 @@ func runMode(ctx context.Context, opts options, stdout io.Writer, log *slog.Logg
 		return runAgent(ctx, opts, backend, migrate, log)
 	}
 	d := agent.Desired{Config: cfg, Ruleset: ruleset.Compile(cfg, resolvedOptions(cfg, opts.nft, log))}
+	flush := onceFlush(cfg, backend, log)
 	change, err := backend.Apply(d)
 	if err != nil {
 		return ruleset.NeedsNetAdmin(err)
 	}
 	log.Info("applied", "change", change, "backend", backend.Name(),
 		"ipv4_intervals", len(d.Ruleset.NonMasq4), "ipv6_intervals", len(d.Ruleset.NonMasq6))
+	if change != ruleset.Unchanged {
+		flush(d.Ruleset)
+	}
 	if err := backend.Verify(d); err != nil {
 		return fmt.Errorf("not removing the rules masqd replaces: %w", err)
 	}
@@ -115,7 +119,38 @@ func runAgent(ctx context.Context, opts options, backend agent.Backend, migrate 
 
 		ResolveInterface: agent.InterfaceAddrs,
 		WatchAddresses:   agent.WatchAddresses,
+		Conntrack:        agent.NewConntrack(),
 	}).Run(ctx)
+}
+
+// onceFlush reads, with the conntrack flush on, what the kernel's rules do before --once applies, and returns
+// what flushes the entries of the flows the apply flipped; a failure is logged, and the apply stands.
+func onceFlush(cfg config.Config, backend agent.Backend, log *slog.Logger) func(applied ruleset.Ruleset) {
+	h, ok := backend.(agent.Holder)
+	if !cfg.FlushConntrack || !ok {
+		return func(ruleset.Ruleset) {}
+	}
+	held, present, err := h.Held()
+	switch {
+	case err != nil:
+		log.Warn("cannot read the rules in the kernel before applying; the conntrack flush is skipped", "err", err)
+		return func(ruleset.Ruleset) {}
+	case !present:
+		log.Info("no masqd rules in the kernel before applying; the conntrack flush is skipped")
+		return func(ruleset.Ruleset) {}
+	}
+	return func(applied ruleset.Ruleset) {
+		v4, v6 := ruleset.Flipped(held, applied)
+		if v4 == nil && v6 == nil {
+			return
+		}
+		d4, d6, err := agent.NewConntrack().Flush(v4, v6)
+		if err != nil {
+			log.Error("conntrack flush failed; the new rules stay in force", "err", ruleset.NeedsNetAdmin(err), "deleted_ipv4", d4, "deleted_ipv6", d6)
+			return
+		}
+		log.Info("conntrack entries of flipped destinations deleted", "deleted_ipv4", d4, "deleted_ipv6", d6)
+	}
 }
 
 // newConfigMapSource returns the Kubernetes ConfigMap source, or nil when it is off: --configmap= (empty), or

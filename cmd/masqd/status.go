@@ -119,6 +119,9 @@ func writeStatusText(w io.Writer, r status.Report, now time.Time) {
 	if len(r.Config.ClusterCIDRs) > 0 {
 		more("pod ranges kept (clusterCIDRs, --cluster-cidr): %s", abbreviate(r.Config.ClusterCIDRs, 8))
 	}
+	if r.Config.FlushConntrack {
+		more("conntrack: flows to destinations an edit flips are flushed after the commit (flushConntrack, --flush-conntrack)")
+	}
 
 	switch k := r.Kernel; {
 	case !k.Readable:
@@ -278,6 +281,16 @@ func writeAgentText(a *status.Agent, line func(label, format string, a ...any), 
 	}
 	if a.DriftRepairs != nil {
 		parts = append(parts, fmt.Sprintf("drift repairs: %d", *a.DriftRepairs))
+	}
+	if on := a.ConntrackFlush; on != nil && *on {
+		flush := "conntrack flush on"
+		if a.ConntrackDeleted != nil {
+			flush += fmt.Sprintf(": %d entries deleted", *a.ConntrackDeleted)
+		}
+		if a.ConntrackFlushErrors != nil && *a.ConntrackFlushErrors > 0 {
+			flush += fmt.Sprintf(", %d FAILED (see the log)", *a.ConntrackFlushErrors)
+		}
+		parts = append(parts, flush)
 	}
 	if a.DiscoveredPodCIDRs != nil {
 		parts = append(parts, fmt.Sprintf("pod ranges from the Nodes: %d", *a.DiscoveredPodCIDRs))

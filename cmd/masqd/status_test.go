@@ -127,6 +127,22 @@ func TestStatusGolden(t *testing.T) {
 	snatIface := ruleset.Compile(testenvLoad(t, "testdata/snat-interface.config"), ruleset.Options{RandomFully: true,
 		Interface: ruleset.InterfaceAddrs{Name: "eth0", V4: netip.MustParseAddr("10.128.0.5")}})
 	elsewhere := compiled(t, "testdata/snat-elsewhere.config", none, randomFully)
+	flush := compiled(t, "testdata/flush-conntrack.config", none, randomFully)
+	// An agent with the conntrack flush on: 3 entries deleted so far, one flush failed.
+	agentFlushing := map[string]string{
+		"http://127.0.0.1:9745/readyz": "200 ok\n",
+		"http://127.0.0.1:9745/metrics": "200 " + `masqd_build_info{backend="nftables",version="v0.3.0"} 1
+masqd_config_valid 1
+masqd_conntrack_deleted_total{family="ipv4"} 2
+masqd_conntrack_deleted_total{family="ipv6"} 1
+masqd_conntrack_flush_enabled 1
+masqd_conntrack_flushes_total{result="error"} 1
+masqd_conntrack_flushes_total{result="success"} 4
+masqd_last_sync_success_timestamp_seconds 1.7778888e+09
+masqd_sync_total{result="error"} 0
+masqd_sync_total{result="success"} 5
+`,
+	}
 
 	for _, tc := range []struct {
 		golden string
@@ -176,6 +192,9 @@ func TestStatusGolden(t *testing.T) {
 			[]string{"--config=testdata/masquerade-sources.config", "--http-address="}},
 		{"status-masquerade-sources-differ", testHost(fakeKernel{rs: allSources, present: true}, nil),
 			[]string{"--config=testdata/masquerade-sources.config", "--http-address="}},
+		// flushConntrack: the config and the agent say it is on, and what the agent flushed.
+		{"status-flush-conntrack", testHost(fakeKernel{rs: flush, present: true}, agentFlushing),
+			[]string{"--config=testdata/flush-conntrack.config"}},
 		{"status-operand", testHost(fakeKernel{}, nil), []string{"testdata/cilium-tke.config"}},
 		{"status-iptables-chain-only", withIPTables(testHost(fakeKernel{}, nil), "iptables-nft"),
 			[]string{"--config=testdata/cilium-tke.config", "--http-address="}},

@@ -21,13 +21,14 @@ var allowed = map[string][]string{
 	"ruleset":   {"config"},
 	"nft":       {"config", "ruleset"},
 	"iptables":  {"config", "ruleset", "nft"},
+	"conntrack": {"config", "ruleset"},
 	"status":    {"config", "ruleset", "nft", "iptables"},
-	"agent":     {"config", "ruleset", "nft", "iptables"},
-	"cmd/masqd": {"config", "ruleset", "nft", "iptables", "status", "agent"},
+	"agent":     {"config", "ruleset", "nft", "iptables", "conntrack"},
+	"cmd/masqd": {"config", "ruleset", "nft", "iptables", "conntrack", "status", "agent"},
 }
 
 // linuxOnly are the dependencies that mean "this package talks to the Linux kernel".
-var linuxOnly = []string{"golang.org/x/sys/unix", "github.com/google/nftables", "github.com/mdlayher/netlink"}
+var linuxOnly = []string{"golang.org/x/sys/unix", "github.com/google/nftables", "github.com/mdlayher/netlink", "github.com/ti-mo/conntrack"}
 
 // pure are the packages that must build, and mean the same, on any GOOS: they import nothing Linux-only.
 var pure = []string{"config", "ruleset"}
