@@ -3,14 +3,10 @@ package agent
 import (
 	"context"
 	"log/slog"
-	"slices"
 	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
@@ -47,36 +43,7 @@ type Discovery struct {
 // NewDiscovery returns a Discovery of every Node's pod ranges. It watches nothing until Run.
 func NewDiscovery(client NodeAPI, log *slog.Logger) *Discovery {
 	d := &Discovery{log: log, changed: make(chan struct{}, 1), window: DiscoveryCoalesce}
-	lw := &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			return client.ListNodes(ctx, o)
-		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			return client.WatchNodes(ctx, o)
-		},
-	}
-	notify := func() {
-		select {
-		case d.changed <- struct{}{}:
-		default:
-		}
-	}
-	d.store, d.ctrl = cache.NewInformerWithOptions(cache.InformerOptions{
-		ListerWatcher: cache.ToListWatcherWithWatchListSemantics(lw, client),
-		ObjectType:    &corev1.Node{},
-		Transform:     PodCIDRsOnly,
-		Handler: cache.ResourceEventHandlerFuncs{
-			AddFunc: func(any) { notify() },
-			UpdateFunc: func(old, cur any) {
-				o, ok1 := old.(*corev1.Node)
-				c, ok2 := cur.(*corev1.Node)
-				if !ok1 || !ok2 || !slices.Equal(nodePodCIDRs(o), nodePodCIDRs(c)) {
-					notify()
-				}
-			},
-			DeleteFunc: func(any) { notify() },
-		},
-	})
+	d.store, d.ctrl = podCIDRInformer(client, "", d.changed)
 	return d
 }
 

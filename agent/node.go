@@ -73,24 +73,31 @@ type NodeWatch struct {
 func NewNodeWatch(client NodeAPI, name string, log *slog.Logger) *NodeWatch {
 	w := &NodeWatch{client: client, name: name, log: log,
 		changed: make(chan struct{}, 1), events: make(chan string, eventQueue)}
-	only := fields.OneTermEqualSelector("metadata.name", name).String()
+	w.store, w.ctrl = podCIDRInformer(client, fields.OneTermEqualSelector("metadata.name", name).String(), w.changed)
+	return w
+}
+
+// podCIDRInformer lists and watches the Nodes that fieldSelector selects (all when empty), keeping of each only
+// what PodCIDRsOnly keeps, and sends on changed (without blocking: one pending signal is enough) when a Node
+// is added or deleted or its pod ranges change; the kubelet's status updates are not changes.
+func podCIDRInformer(client NodeAPI, fieldSelector string, changed chan struct{}) (cache.Store, cache.Controller) {
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			o.FieldSelector = only
+			o.FieldSelector = fieldSelector
 			return client.ListNodes(ctx, o)
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			o.FieldSelector = only
+			o.FieldSelector = fieldSelector
 			return client.WatchNodes(ctx, o)
 		},
 	}
 	notify := func() {
 		select {
-		case w.changed <- struct{}{}:
+		case changed <- struct{}{}:
 		default:
 		}
 	}
-	w.store, w.ctrl = cache.NewInformerWithOptions(cache.InformerOptions{
+	return cache.NewInformerWithOptions(cache.InformerOptions{
 		ListerWatcher: cache.ToListWatcherWithWatchListSemantics(lw, client),
 		ObjectType:    &corev1.Node{},
 		Transform:     PodCIDRsOnly,
@@ -106,7 +113,6 @@ func NewNodeWatch(client NodeAPI, name string, log *slog.Logger) *NodeWatch {
 			DeleteFunc: func(any) { notify() },
 		},
 	})
-	return w
 }
 
 // PodCIDRsOnly is the informers' transform: it keeps of a Node its name, UID and pod ranges, and drops the
