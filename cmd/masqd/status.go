@@ -205,10 +205,11 @@ func writeStatusText(w io.Writer, r status.Report, now time.Time) {
 		}
 	}
 	if rf := r.RandomFully; rf != nil {
+		words := func(randomFully bool) string { return snatWords(r.SNAT, status.MasqueradeWords(randomFully)) }
 		if rf.Config == rf.Kernel {
-			line("rule:", "%s in the config and the kernel: match", status.MasqueradeWords(rf.Config))
+			line("rule:", "%s in the config and the kernel: match", words(rf.Config))
 		} else {
-			line("rule:", "%s in the config, %s in the kernel: DIFFER", status.MasqueradeWords(rf.Config), status.MasqueradeWords(rf.Kernel))
+			line("rule:", "%s in the config, %s in the kernel: DIFFER", words(rf.Config), words(rf.Kernel))
 		}
 	}
 	for i, f := range r.Kernel.Foreign {
@@ -329,4 +330,27 @@ func abbreviate(items []string, n int) string {
 		return strings.Join(items, ", ")
 	}
 	return fmt.Sprintf("%s, … and %d more", strings.Join(items[:n], ", "), len(items)-n)
+}
+
+// snatWords names the rule's verdict in masquerade's words ("masquerade random,fully-random"): "snat" for it
+// when every family of the config has a snatTo address, "snat or masquerade" when some have (the source line
+// says which).
+func snatWords(s *status.SNAT, masquerade string) string {
+	if s == nil {
+		return masquerade
+	}
+	snat := 0
+	for _, to := range s.ConfigTo {
+		if !strings.HasSuffix(to, " masquerade") {
+			snat++
+		}
+	}
+	switch {
+	case snat == 0:
+		return masquerade
+	case snat == len(s.ConfigTo):
+		return strings.Replace(masquerade, "masquerade", "snat", 1)
+	default:
+		return strings.Replace(masquerade, "masquerade", "snat or masquerade", 1)
+	}
 }
