@@ -241,7 +241,10 @@ func (a *Agent) Run(ctx context.Context) error {
 			return srv.Close()
 		})
 	}
-	g.Go(func() error { return a.watchFile(ctx) })
+	// The loop reads the config for the first time once the file watch is in place: a write between that
+	// read and the watch would otherwise wait for the resync.
+	watching := make(chan struct{})
+	g.Go(func() error { return a.watchFile(ctx, watching) })
 	if a.s.Source != nil {
 		g.Go(func() error { return a.s.Source.Run(ctx, func() { a.kick(reasonConfigMap) }) })
 	}
@@ -257,7 +260,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.s.WatchAddresses != nil {
 		g.Go(func() error { a.watchAddresses(ctx); return nil })
 	}
-	g.Go(func() error { return a.loop(ctx) })
+	g.Go(func() error {
+		select {
+		case <-watching:
+		case <-ctx.Done():
+			return nil
+		}
+		return a.loop(ctx)
+	})
 	return g.Wait()
 }
 

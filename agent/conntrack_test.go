@@ -179,10 +179,17 @@ func TestConntrackFlush(t *testing.T) {
 					k.tamper(t, ruleset.Op{Kind: ruleset.FlushChain, Chain: ruleset.ChainName})
 					wait("the repair", func() bool { return reloads() > before && k.dump() == rendered(last) })
 				}
+				// The flush follows the commit the waits above saw: wait for its call too.
+				wait("the flushes", func() bool { return len(f.got()) >= len(s.calls) })
 				if got := f.got(); strings.Join(got, "\n") != strings.Join(s.calls, "\n") {
 					t.Fatalf("step %d: flushes %q, want %q", i, got, s.calls)
 				}
 			}
+			// The metrics are counted once Flush has returned.
+			wait("the flush metrics", func() bool {
+				return testutil.ToFloat64(metrics.ConntrackFlushes.WithLabelValues("success"))+
+					testutil.ToFloat64(metrics.ConntrackFlushes.WithLabelValues("error")) >= float64(len(f.got()))
+			})
 			if got := testutil.ToFloat64(metrics.ConntrackDeleted.WithLabelValues("ipv4")); got != tc.deleted {
 				t.Errorf("masqd_conntrack_deleted_total{family=ipv4} = %v, want %v", got, tc.deleted)
 			}

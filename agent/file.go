@@ -15,14 +15,17 @@ import (
 // file, so that every way a file is replaced is seen: a plain write, an editor's rename over it, the
 // kubelet's ConfigMap volume swapping its ..data symlink, a delete and a later create. Bursts of events
 // are coalesced into one reload. If the directory does not exist yet, the resync timer still reloads.
-func (a *Agent) watchFile(ctx context.Context) error {
+// It closes watching once the watch is in place, or known to be impossible.
+func (a *Agent) watchFile(ctx context.Context, watching chan<- struct{}) error {
 	dir, match := a.watchTarget()
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return fmt.Errorf("watch config: %w", err)
 	}
 	defer w.Close()
-	if err := w.Add(dir); err != nil {
+	err = w.Add(dir)
+	close(watching)
+	if err != nil {
 		a.s.Log.Warn("cannot watch the config directory; changes are seen at each resync only", "dir", dir, "err", err)
 		<-ctx.Done()
 		return nil
