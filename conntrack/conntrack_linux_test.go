@@ -13,7 +13,7 @@ import (
 	"github.com/masqd/masqd/ruleset"
 )
 
-func ivs(t *testing.T, prefixes ...string) []ruleset.Interval {
+func ivs(t testing.TB, prefixes ...string) []ruleset.Interval {
 	t.Helper()
 	var out []ruleset.Interval
 	for _, p := range prefixes {
