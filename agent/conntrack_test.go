@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -115,15 +114,6 @@ func TestConntrackFlush(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "ip-masq-agent")
-			write := func(text string) {
-				t.Helper()
-				if err := os.WriteFile(path+".tmp", []byte(text), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.Rename(path+".tmp", path); err != nil {
-					t.Fatal(err)
-				}
-			}
 			opts := ruleset.Options{RandomFully: true}
 			rendered := func(text string) string {
 				cfg, _, err := config.Parse(path, []byte(text), config.Options{})
@@ -143,7 +133,7 @@ func TestConntrackFlush(t *testing.T) {
 				}
 			}
 			f := &recordingFlusher{deleted4: 2}
-			write(tc.first)
+			replaceFile(t, path, tc.first)
 			metrics := NewMetrics(prometheus.NewRegistry(), k)
 			a := New(Settings{ConfigPath: path, NFT: opts, Backend: holdingKernel{k}, Conntrack: f,
 				Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: metrics})
@@ -171,7 +161,7 @@ func TestConntrackFlush(t *testing.T) {
 				switch {
 				case i == 0 && s.write == "":
 				case s.write != "":
-					write(s.write)
+					replaceFile(t, path, s.write)
 					last = s.write
 					wait("the edit", func() bool { return reloads() > before && k.dump() == rendered(last) })
 				default:

@@ -46,15 +46,7 @@ func TestDiscovery(t *testing.T) {
 	metrics.RegisterDiscovery(reg)
 	d := NewDiscovery(fakeAPI{client}, log)
 	a := New(Settings{ConfigPath: path, NFT: ruleset.Options{RandomFully: true}, Backend: k, Log: log, Metrics: metrics, PodCIDRs: d})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	runAgent(t, a)
 	cfg, _, err := config.Parse(path, []byte(text), config.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -99,15 +99,6 @@ var errNotHeld = os.ErrNotExist // any error: Verify's only caller tests for nil
 func TestLoopKeepsFakeKernel(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "ip-masq-agent")
-	write := func(text string) {
-		t.Helper()
-		if err := os.WriteFile(path+".tmp", []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(path+".tmp", path); err != nil {
-			t.Fatal(err)
-		}
-	}
 	opts := ruleset.Options{RandomFully: true}
 	rendered := func(text string) string {
 		t.Helper()
@@ -130,7 +121,7 @@ func TestLoopKeepsFakeKernel(t *testing.T) {
 	}
 
 	first := "nonMasqueradeCIDRs: [10.0.0.0/8]\n"
-	write(first)
+	replaceFile(t, path, first)
 	metrics := NewMetrics(prometheus.NewRegistry(), k)
 	a := New(Settings{
 		ConfigPath: path,
@@ -139,22 +130,14 @@ func TestLoopKeepsFakeKernel(t *testing.T) {
 		Log:        slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Metrics:    metrics,
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	runAgent(t, a)
 
 	waitFor("start", rendered(first))
 	second := "nonMasqueradeCIDRs: [10.0.0.0/8, 192.0.2.0/24]\nmasqLinkLocal: true\n"
-	write(second)
+	replaceFile(t, path, second)
 	waitFor("edit", rendered(second))
 
-	write("nonMasqueradeCIDRs: [10.0.0.0/33]\n")
+	replaceFile(t, path, "nonMasqueradeCIDRs: [10.0.0.0/33]\n")
 	deadline := time.Now().Add(10 * time.Second)
 	for testutil.ToFloat64(metrics.ConfigValid) != 0 {
 		if time.Now().After(deadline) {

@@ -32,16 +32,7 @@ func (f fakeAPI) WatchNodes(ctx context.Context, o metav1.ListOptions) (watch.In
 // throughout: the check only warns.
 func TestNodePodCIDRCheck(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "ip-masq-agent")
-	write := func(text string) {
-		t.Helper()
-		if err := os.WriteFile(path+".tmp", []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(path+".tmp", path); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write("nonMasqueradeCIDRs: [10.0.0.0/16]\n")
+	replaceFile(t, path, "nonMasqueradeCIDRs: [10.0.0.0/16]\n")
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-1", UID: "u1"},
 		Spec:   corev1.NodeSpec{PodCIDR: "10.244.1.0/24", PodCIDRs: []string{"10.244.1.0/24"}},
 		Status: corev1.NodeStatus{Capacity: corev1.ResourceList{}}}
@@ -52,15 +43,7 @@ func TestNodePodCIDRCheck(t *testing.T) {
 	metrics := NewMetrics(prometheus.NewRegistry(), k)
 	nw := NewNodeWatch(fakeAPI{client}, "node-1", log)
 	a := New(Settings{ConfigPath: path, Backend: k, Log: log, Metrics: metrics, Node: nw})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	runAgent(t, a)
 	series := func(cidr string, want float64) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
@@ -106,7 +89,7 @@ func TestNodePodCIDRCheck(t *testing.T) {
 		t.Errorf("the kernel:\n%s", d)
 	}
 
-	write("nonMasqueradeCIDRs: [10.0.0.0/16]\nclusterCIDRs: [10.244.0.0/16]\n")
+	replaceFile(t, path, "nonMasqueradeCIDRs: [10.0.0.0/16]\nclusterCIDRs: [10.244.0.0/16]\n")
 	series("10.244.1.0/24", 0)
 
 	// A new range on the node: checked at once, without a config change.
@@ -154,15 +137,7 @@ func TestNodeWatchAbsentAndEmpty(t *testing.T) {
 	k := &fakeKernel{}
 	metrics := NewMetrics(prometheus.NewRegistry(), k)
 	a := New(Settings{ConfigPath: path, Backend: k, Log: log, Metrics: metrics, Node: NewNodeWatch(fakeAPI{client}, "node-9", log)})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	runAgent(t, a)
 	waitLog := func(text string) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)

@@ -67,15 +67,7 @@ func TestFollowsInterfaceAddress(t *testing.T) {
 			return nil
 		},
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	runAgent(t, a)
 	waitFor := func(step, want string, resolved float64) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)

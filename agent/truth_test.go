@@ -63,6 +63,17 @@ func poll(t *testing.T, what string, cond func() string) {
 	}
 }
 
+// replaceFile writes text to path as editors and the kubelet do: into a new file renamed over the old.
+func replaceFile(t *testing.T, path, text string) {
+	t.Helper()
+	if err := os.WriteFile(path+".tmp", []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(path+".tmp", path); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func runAgent(t *testing.T, a *Agent) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
