@@ -16,11 +16,11 @@ import (
 	"github.com/masqd/masqd/internal/testenv"
 )
 
-// discoverRBAC applies the RBAC of the discover-pod-cidrs overlay and returns masqd's token; it checks that
-// the overlay's DaemonSet passes --discover-pod-cidrs.
-func discoverRBAC(t *testing.T, cp *controlPlane) string {
+// overlayRBAC applies the RBAC of the overlay deploy/kubernetes/NAME and returns masqd's token; it checks
+// that the overlay's DaemonSet passes arg.
+func overlayRBAC(t *testing.T, cp *controlPlane, name, arg string) string {
 	t.Helper()
-	overlay, err := filepath.Abs("../deploy/kubernetes/discover-pod-cidrs")
+	overlay, err := filepath.Abs("../deploy/kubernetes/" + name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,8 +29,8 @@ func discoverRBAC(t *testing.T, cp *controlPlane) string {
 		t.Fatalf("kubectl kustomize: %v", err)
 	}
 	objs := decodeManifests(t, out)
-	if args := only[*appsv1.DaemonSet](t, objs).Spec.Template.Spec.Containers[0].Args; !slices.Contains(args, "--discover-pod-cidrs") {
-		t.Fatalf("the overlay's DaemonSet args %q lack --discover-pod-cidrs", args)
+	if args := only[*appsv1.DaemonSet](t, objs).Spec.Template.Spec.Containers[0].Args; !slices.Contains(args, arg) {
+		t.Fatalf("the overlay's DaemonSet args %q lack %s", args, arg)
 	}
 	return applyRBAC(t, cp, objs)
 }
@@ -53,7 +53,7 @@ func TestDiscoverPodCIDRs(t *testing.T) {
 	lab, cp := kubeLab(t)
 	addRemotePods(t, lab)
 	ctx := context.Background()
-	token := discoverRBAC(t, cp)
+	token := overlayRBAC(t, cp, "discover-pod-cidrs", "--discover-pod-cidrs")
 	kubeconfig := cp.WriteKubeconfig("masqd", token)
 	nodes := cp.Admin.CoreV1().Nodes()
 	if _, err := nodes.Create(ctx, podCIDRNode("e2e-node", "10.244.0.0/24"), metav1.CreateOptions{}); err != nil {

@@ -5,12 +5,9 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -32,20 +29,7 @@ func TestNodeName(t *testing.T) {
 	addRemotePods(t, lab)
 	ctx := context.Background()
 
-	overlay, err := filepath.Abs("../deploy/kubernetes/node-name")
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cp.Kubectl("kustomize", overlay)
-	if err != nil {
-		t.Fatalf("kubectl kustomize: %v", err)
-	}
-	objs := decodeManifests(t, out)
-	token := applyRBAC(t, cp, objs)
-	args := only[*appsv1.DaemonSet](t, objs).Spec.Template.Spec.Containers[0].Args
-	if !slices.Contains(args, "--node-name=$(NODE_NAME)") {
-		t.Fatalf("the overlay's DaemonSet args %q lack --node-name=$(NODE_NAME)", args)
-	}
+	token := overlayRBAC(t, cp, "node-name", "--node-name=$(NODE_NAME)")
 
 	// masqd's token reads its Node, and cannot write it.
 	c := cp.client(token)
