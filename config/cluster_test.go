@@ -77,14 +77,7 @@ func TestParseClusterCIDRs(t *testing.T) {
 			for _, fast := range []bool{true, false} {
 				cfg, _, err := parse(file, tt.in, tt.opts, fast)
 				if tt.err != nil {
-					var e *Error
-					if !errors.As(err, &e) {
-						t.Fatalf("fast=%v: err = %v, want an *Error", fast, err)
-					}
-					if e.Key != tt.err.key || e.Source.Line != tt.err.line || e.Value != tt.err.value ||
-						!strings.Contains(e.Msg, tt.err.msg) || !strings.Contains(e.Fix, tt.err.fix) || e.Source.File != file {
-						t.Errorf("fast=%v: err = %+v, want %+v in %s", fast, e, tt.err, file)
-					}
+					checkError(t, err, tt.err)
 					continue
 				}
 				if err != nil {

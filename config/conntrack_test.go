@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"strings"
 	"testing"
 )
@@ -37,11 +36,7 @@ func TestParseFlushConntrack(t *testing.T) {
 			for _, fast := range []bool{true, false} {
 				cfg, warns, err := parse(file, tt.in, tt.opts, fast)
 				if tt.err != nil {
-					var e *Error
-					if !errors.As(err, &e) || e.Key != tt.err.key || e.Source.Line != tt.err.line || e.Value != tt.err.value ||
-						!strings.Contains(e.Msg, tt.err.msg) || !strings.Contains(e.Fix, tt.err.fix) {
-						t.Errorf("fast=%v: err = %v, want %+v", fast, err, tt.err)
-					}
+					checkError(t, err, tt.err)
 					continue
 				}
 				if err != nil {

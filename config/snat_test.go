@@ -63,11 +63,7 @@ func TestParseSNAT(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg, warns, err := Parse(file, []byte(tt.in), tt.opts)
 			if tt.err != nil {
-				var e *Error
-				if !errors.As(err, &e) || e.Key != tt.err.key || e.Source.Line != tt.err.line || e.Value != tt.err.value ||
-					!strings.Contains(e.Msg, tt.err.msg) || !strings.Contains(e.Fix, tt.err.fix) {
-					t.Errorf("err = %v, want %+v", err, tt.err)
-				}
+				checkError(t, err, tt.err)
 				return
 			}
 			if err != nil {
